@@ -1,0 +1,76 @@
+-- Each user's click history in time order, as of their newest impression: the history the
+-- source provided (MIND: clicks before the logging period) followed by the clicks observed in
+-- labelled impressions, de-duplicated, capped to the `history_cap` most recent clicks.
+with latest_provided as (
+    select user_id, history
+    from {{ ref('stg_behaviors') }}
+    qualify row_number() over (partition by user_id order by time desc, impression_id desc) = 1
+),
+
+provided as (
+    select
+        p.user_id,
+        h.news_id,
+        -- provided history predates every logged click: order it before them
+        timestamp '0001-01-01' as clicked_at,
+        h.ordinal
+    from latest_provided as p,
+        lateral (
+            select
+                unnest(p.history) as news_id,
+                unnest(generate_series(1, len(p.history))) as ordinal
+        ) as h
+),
+
+logged as (
+    select user_id, news_id, time as clicked_at, position as ordinal
+    from {{ ref('impressions') }}
+    where label = 1
+),
+
+clicks as (
+    select user_id, news_id, clicked_at, ordinal from provided
+    union all
+    select user_id, news_id, clicked_at, ordinal from logged
+),
+
+deduplicated as (
+    -- keep the most recent click of an item
+    select *
+    from clicks
+    qualify row_number() over (
+        partition by user_id, news_id order by clicked_at desc, ordinal desc
+    ) = 1
+),
+
+capped as (
+    select *
+    from deduplicated
+    qualify row_number() over (
+        partition by user_id order by clicked_at desc, ordinal desc
+    ) <= {{ var('history_cap') }}
+),
+
+users as (
+    select
+        user_id,
+        count(*) as n_impressions,
+        min(time) as first_seen,
+        max(time) as last_seen
+    from {{ ref('stg_behaviors') }}
+    group by user_id
+)
+
+select
+    u.user_id,
+    coalesce(
+        list(c.news_id order by c.clicked_at, c.ordinal) filter (where c.news_id is not null),
+        []::varchar[]
+    ) as history,
+    count(c.news_id) as history_length,
+    u.n_impressions,
+    u.first_seen,
+    u.last_seen
+from users as u
+left join capped as c on c.user_id = u.user_id
+group by u.user_id, u.n_impressions, u.first_seen, u.last_seen

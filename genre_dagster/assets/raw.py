@@ -1,0 +1,187 @@
+"""Raw layer: validated items and impressions, plus the quarantine of rejected lines.
+
+Parsing and validation live in `genre_dagster.ingest`; these assets pick the source, enforce the
+quarantine threshold and report counts. Impressions are partitioned by day so that a nightly
+refresh ingests only the new day.
+"""
+
+from collections.abc import Iterator
+from datetime import date
+from typing import TYPE_CHECKING
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from genre_dagster.partitions import behavior_days
+from genre_dagster.resources import DatasetSource, PrivacyResource
+
+if TYPE_CHECKING:
+    from genre_dagster.ingest import IngestResult
+
+RAW = "raw"
+NEWS = dg.AssetKey([RAW, "news"])
+NEWS_QUARANTINE = dg.AssetKey([RAW, "news_quarantine"])
+BEHAVIORS = dg.AssetKey([RAW, "behaviors"])
+BEHAVIORS_QUARANTINE = dg.AssetKey([RAW, "behaviors_quarantine"])
+
+
+class IngestionConfig(dg.Config):
+    """Launchpad-editable ingestion settings."""
+
+    max_quarantine_share: float = Field(
+        default=0.05,
+        description="fail the step when more than this share of rows is quarantined",
+    )
+
+
+def _counts_metadata(result: "IngestResult") -> dict[str, dg.MetadataValue | int | float]:
+    reasons = (
+        result.quarantine.group_by("reason").len().sort("len", descending=True)
+        if result.quarantine.height
+        else None
+    )
+    table = "| reason | rows |\n|---|---|\n" + (
+        "\n".join(f"| {r} | {n} |" for r, n in reasons.iter_rows()) if reasons is not None else ""
+    )
+    return {
+        "rows_read": result.rows_read,
+        "rows_accepted": result.accepted.height,
+        "rows_quarantined": result.quarantine.height,
+        "rows_merged": result.rows_merged,
+        "quarantine_share": round(result.quarantine_share, 6),
+        "quarantine_reasons": dg.MetadataValue.md(table),
+    }
+
+
+def _conservation_check(asset_key: dg.AssetKey, result: "IngestResult") -> dg.AssetCheckResult:
+    accounted = result.accepted.height + result.quarantine.height + result.rows_merged
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name="row_conservation",
+        passed=accounted == result.rows_read,
+        metadata={"rows_read": result.rows_read, "rows_accounted": accounted},
+        description="rows read = rows accepted + rows quarantined (+ identical duplicates merged)",
+    )
+
+
+def _enforce_threshold(result: "IngestResult", config: IngestionConfig, what: str) -> None:
+    if result.quarantine_share > config.max_quarantine_share:
+        top = result.quarantine.group_by("reason").len().sort("len", descending=True).head(3)
+        reasons = ", ".join(f"{r} ({n})" for r, n in top.iter_rows())
+        raise dg.Failure(
+            description=(
+                f"{what}: {result.quarantine.height} of {result.rows_read} rows quarantined "
+                f"({result.quarantine_share:.1%}) exceeds max_quarantine_share="
+                f"{config.max_quarantine_share:.1%}. Most common reasons: {reasons}. "
+                "The quarantine table holds every rejected line with its file and line number."
+            ),
+            allow_retries=False,
+        )
+
+
+@dg.multi_asset(
+    outs={
+        "news": dg.AssetOut(
+            key=NEWS,
+            description="Validated items (MIND news.tsv or generic items), one row per news id.",
+            kinds={"polars", "duckdb"},
+        ),
+        "news_quarantine": dg.AssetOut(
+            key=NEWS_QUARANTINE,
+            description="Item lines rejected at ingestion, with file, line number and reason.",
+            kinds={"polars", "duckdb"},
+        ),
+    },
+    check_specs=[dg.AssetCheckSpec("row_conservation", asset=NEWS)],
+    group_name=RAW,
+    pool="duckdb",
+)
+def raw_news(
+    context: dg.AssetExecutionContext, config: IngestionConfig, source: DatasetSource
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    """Parse and validate every item file of the source (the demo world is generated on first
+    use). News ids shared by MIND's train and dev folders are merged when identical."""
+    world = source.prepare()
+    if world:
+        context.log.info(f"demo world ready at {source.path}")
+    result = source.read_items()
+    metadata = _counts_metadata(result)
+    # The quarantine is stored before the threshold is enforced, so a failed run still shows
+    # which lines were rejected and why.
+    yield dg.Output(
+        result.quarantine,
+        output_name="news_quarantine",
+        metadata={"dagster/row_count": result.quarantine.height},
+    )
+    _enforce_threshold(result, config, "news")
+    yield dg.Output(
+        result.accepted,
+        output_name="news",
+        metadata={"dagster/row_count": result.accepted.height, **metadata},
+    )
+    yield _conservation_check(NEWS, result)
+
+
+@dg.multi_asset(
+    outs={
+        "behaviors": dg.AssetOut(
+            key=BEHAVIORS,
+            description=(
+                "Validated impressions of one day, user ids pseudonymized; history and "
+                "candidates as lists, labels null for unlabelled (MIND test) impressions."
+            ),
+            kinds={"polars", "duckdb"},
+            metadata={"partition_expr": "day"},
+        ),
+        "behaviors_quarantine": dg.AssetOut(
+            key=BEHAVIORS_QUARANTINE,
+            description="Impression lines of one day rejected at ingestion, with the reason.",
+            kinds={"polars", "duckdb"},
+            metadata={"partition_expr": "day"},
+        ),
+    },
+    deps=[NEWS],
+    check_specs=[dg.AssetCheckSpec("row_conservation", asset=BEHAVIORS)],
+    partitions_def=behavior_days,
+    group_name=RAW,
+    pool="duckdb",
+)
+def raw_behaviors(
+    context: dg.AssetExecutionContext,
+    config: IngestionConfig,
+    source: DatasetSource,
+    privacy: PrivacyResource,
+    duckdb: DuckDBResource,
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    """Parse, validate and pseudonymize the impressions of the partition's day. Impressions that
+    reference unknown news, bad tokens or unparsable times go to the quarantine."""
+    import polars as pl
+
+    day = date.fromisoformat(context.partition_key)
+    with duckdb.get_connection() as conn:
+        known = pl.from_arrow(conn.sql("select news_id from raw.news").to_arrow_table())
+    result = source.read_interactions(day, known.to_series(), privacy.pseudonymize)
+    metadata = _counts_metadata(result)
+    if privacy.uses_default_key:
+        context.log.warning(
+            "user ids pseudonymized with the local demo key; set GENRE_PSEUDONYM_KEY for real users"
+        )
+    yield dg.Output(
+        result.quarantine,
+        output_name="behaviors_quarantine",
+        metadata={"dagster/row_count": result.quarantine.height},
+    )
+    _enforce_threshold(result, config, f"behaviors {day}")
+    accepted = result.accepted
+    yield dg.Output(
+        accepted,
+        output_name="behaviors",
+        metadata={
+            "dagster/row_count": accepted.height,
+            "users": accepted["user_id"].n_unique() if accepted.height else 0,
+            "candidates": int(accepted["candidate_ids"].list.len().sum() or 0),
+            **metadata,
+        },
+    )
+    yield _conservation_check(BEHAVIORS, result)

@@ -1,0 +1,113 @@
+"""Jobs, the nightly schedule and the landing-file sensor."""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from genre_dagster.partitions import behavior_days
+from genre_dagster.resources import DatasetSource
+
+ingest_day_job = dg.define_asset_job(
+    name="ingest_day",
+    selection=dg.AssetSelection.groups("raw"),
+    description="Ingest one day of impressions (and refresh the item table).",
+)
+
+nightly_refresh_job = dg.define_asset_job(
+    name="nightly_refresh",
+    selection=dg.AssetSelection.all(),
+    description="Ingest a new day, then rebuild everything downstream of it.",
+)
+
+
+def new_days(source: DatasetSource, instance: dg.DagsterInstance) -> list[str]:
+    """Days in the source that are not partitions yet; registers them as partitions."""
+    available = sorted(d.isoformat() for d in source.days())
+    known = set(instance.get_dynamic_partitions(behavior_days.name))
+    missing = [d for d in available if d not in known]
+    if missing:
+        instance.add_dynamic_partitions(behavior_days.name, missing)
+    return missing
+
+
+def unmaterialized_days(instance: dg.DagsterInstance) -> list[str]:
+    """Registered days whose impressions were never ingested, oldest first."""
+    from genre_dagster.assets.raw import BEHAVIORS
+
+    done = instance.get_materialized_partitions(BEHAVIORS)
+    return sorted(set(instance.get_dynamic_partitions(behavior_days.name)) - set(done))
+
+
+@dg.schedule(
+    job=nightly_refresh_job,
+    cron_schedule=os.environ.get("GENRE_NIGHTLY_CRON", "0 2 * * *"),
+    execution_timezone=os.environ.get("GENRE_TIMEZONE", "UTC"),
+    description="Every night: ingest each day that arrived and rebuild the graph downstream.",
+)
+def nightly_refresh_schedule(context: dg.ScheduleEvaluationContext, source: DatasetSource):
+    new_days(source, context.instance)
+    pending = unmaterialized_days(context.instance)
+    if not pending:
+        return dg.SkipReason("no new day of impressions since the last refresh")
+    # One run per new day; the last day's run also rebuilds the downstream graph last.
+    return [
+        dg.RunRequest(run_key=f"nightly-{day}", partition_key=day, tags={"genre/day": day})
+        for day in pending
+    ]
+
+
+def _fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+@dg.sensor(
+    job=ingest_day_job,
+    minimum_interval_seconds=60,
+    description=(
+        "Watches the landing directory for new behaviors files and launches the ingestion of "
+        "each day they contain exactly once (run keys are file content hashes)."
+    ),
+)
+def landing_files_sensor(context: dg.SensorEvaluationContext, source: DatasetSource):
+    from genre_dagster.ingest import SourceFile
+    from genre_dagster.ingest import behavior_days as scan_days
+
+    landing = source.landing
+    if landing is None or not landing.exists():
+        return dg.SkipReason(f"landing directory {landing} does not exist")
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    requests: list[dg.RunRequest] = []
+    days: set[str] = set()
+    for path in sorted(landing.glob("behaviors*.tsv")):
+        fingerprint = _fingerprint(path)
+        if seen.get(path.name) == fingerprint:
+            continue
+        seen[path.name] = fingerprint
+        for day in sorted(scan_days([SourceFile(path, "landing")])):
+            key = day.isoformat()
+            days.add(key)
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{path.name}:{fingerprint}:{key}",
+                    partition_key=key,
+                    tags={"genre/landing_file": path.name},
+                )
+            )
+    if not requests:
+        return dg.SkipReason("no new or changed behaviors files")
+    known = set(context.instance.get_dynamic_partitions(behavior_days.name))
+    new_keys = sorted(days - known)
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=(
+            [behavior_days.build_add_request(new_keys)] if new_keys else []
+        ),
+        cursor=json.dumps(seen, sort_keys=True),
+    )

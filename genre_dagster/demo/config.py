@@ -1,0 +1,125 @@
+"""Configuration of the demo world: sizes, dates, the click model and the shift day."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from genre_dagster.demo.vocabulary import CATEGORIES
+
+_CATEGORY_NAMES = tuple(c.name for c in CATEGORIES)
+
+
+@dataclass(frozen=True)
+class DemoWorldConfig:
+    """Everything that determines a demo world; the same config gives byte-identical files.
+
+    Sizes: `n_news` is the number of regular news over the pre-period and the base days (the
+    shift day publishes extra event news on top); `impressions_per_day` is a mean (each day
+    varies by up to 10 %, the shift day gets `shift_traffic` times more).
+    Click model: logit = interest_weight * log-affinity(user, category, subcategory)
+    + popularity_weight * z(news) + freshness_weight * -log1p(age_days / 0.5)
+    + N(0, noise_sd) + bias, where bias is solved so the expected CTR per candidate (forced
+    clicks included) equals `target_ctr`.
+    """
+
+    seed: int = 7
+    n_news: int = 3_000
+    n_users: int = 2_000
+    n_days: int = 7
+    impressions_per_day: int = 1_200
+    start_date: date = date(2024, 3, 4)
+    pre_days: int = 7
+    cold_user_share: float = 0.2
+    shift_day: int | None = -1
+    shift_categories: tuple[str, ...] = ("sports", "entertainment")
+    interest_concentration: float = 0.3
+    target_ctr: float = 0.05
+    interest_weight: float = 0.8
+    popularity_weight: float = 0.5
+    freshness_weight: float = 0.6
+    noise_sd: float = 0.5
+    min_candidates: int = 5
+    median_candidates: int = 24
+    max_candidates: int = 75
+    candidate_window_days: int = 2
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.seed >= 0, "seed must be >= 0"),
+            (self.n_news >= 100, "n_news must be >= 100"),
+            (self.n_users >= 10, "n_users must be >= 10"),
+            (self.n_days >= 2, "n_days must be >= 2 (train needs a day and dev the last one)"),
+            (self.impressions_per_day >= 1, "impressions_per_day must be >= 1"),
+            (self.pre_days >= 1, "pre_days must be >= 1 (histories need earlier news)"),
+            (0.0 <= self.cold_user_share <= 1.0, "cold_user_share must be in [0, 1]"),
+            (0.0 < self.target_ctr < 0.5, "target_ctr must be in (0, 0.5)"),
+            (self.interest_concentration > 0, "interest_concentration must be > 0"),
+            (
+                2 <= self.min_candidates <= self.median_candidates <= self.max_candidates,
+                "need 2 <= min_candidates <= median_candidates <= max_candidates",
+            ),
+            (
+                1 <= self.candidate_window_days <= self.pre_days,
+                "candidate_window_days must be in [1, pre_days]",
+            ),
+            (self.noise_sd >= 0, "noise_sd must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"DemoWorldConfig: {message}")
+        if self.shift_day is not None and not -self.n_days <= self.shift_day < self.n_days:
+            raise ValueError(
+                f"DemoWorldConfig: shift_day {self.shift_day} is outside the {self.n_days} "
+                "base days (use an index, -1 for the last day, or None)"
+            )
+        unknown = [c for c in self.shift_categories if c not in _CATEGORY_NAMES]
+        if unknown or not self.shift_categories:
+            raise ValueError(
+                f"DemoWorldConfig: shift_categories {list(self.shift_categories)} must be "
+                f"non-empty and among {list(_CATEGORY_NAMES)}"
+            )
+
+    @property
+    def shift_day_index(self) -> int | None:
+        """The shift day as a 0-based base-day index, or None."""
+        if self.shift_day is None:
+            return None
+        return self.shift_day % self.n_days
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> DemoWorldConfig:
+        """A named size (`small`, `mind_small`) with optional field overrides."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown demo preset {name!r}; choose one of {sorted(PRESETS)}")
+        return dataclasses.replace(PRESETS[name], **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (as stored in world.json)."""
+        out = dataclasses.asdict(self)
+        out["start_date"] = self.start_date.isoformat()
+        out["shift_categories"] = list(self.shift_categories)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DemoWorldConfig:
+        """Inverse of `to_dict`."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise ValueError(f"DemoWorldConfig: unknown fields {unknown}")
+        values = dict(data)
+        if "start_date" in values:
+            values["start_date"] = date.fromisoformat(values["start_date"])
+        if "shift_categories" in values:
+            values["shift_categories"] = tuple(values["shift_categories"])
+        return cls(**values)
+
+
+PRESETS: dict[str, DemoWorldConfig] = {
+    "small": DemoWorldConfig(),
+    # About MIND-small's size: ~50k news, ~50k users, ~150k impressions.
+    "mind_small": DemoWorldConfig(n_news=50_000, n_users=50_000, impressions_per_day=21_500),
+}

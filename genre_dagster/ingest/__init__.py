@@ -1,0 +1,44 @@
+"""Ingestion: MIND and generic parsers, validation, quarantine and pseudonymization.
+
+Pure logic (Polars in, Polars out), no Dagster. Output schemas and reason codes are the
+canonical raw tables of docs/ARCHITECTURE.md.
+"""
+
+from genre_dagster.ingest.generic import parse_generic_items
+from genre_dagster.ingest.generic_interactions import generic_days, parse_generic_interactions
+from genre_dagster.ingest.mind_behaviors import behavior_days, parse_behaviors
+from genre_dagster.ingest.mind_news import parse_news
+from genre_dagster.ingest.privacy import (
+    DEFAULT_LOCAL_PSEUDONYM_KEY,
+    load_pseudonym_key,
+    pseudonymize_user_ids,
+)
+from genre_dagster.ingest.result import (
+    BEHAVIORS_QUARANTINE_SCHEMA,
+    BEHAVIORS_SCHEMA,
+    NEWS_QUARANTINE_SCHEMA,
+    NEWS_SCHEMA,
+    REASON_CODES,
+    IngestResult,
+)
+from genre_dagster.ingest.sources import SourceFile, discover_mind_files
+
+__all__ = [
+    "BEHAVIORS_QUARANTINE_SCHEMA",
+    "BEHAVIORS_SCHEMA",
+    "DEFAULT_LOCAL_PSEUDONYM_KEY",
+    "NEWS_QUARANTINE_SCHEMA",
+    "NEWS_SCHEMA",
+    "REASON_CODES",
+    "IngestResult",
+    "SourceFile",
+    "behavior_days",
+    "discover_mind_files",
+    "generic_days",
+    "load_pseudonym_key",
+    "parse_behaviors",
+    "parse_generic_interactions",
+    "parse_generic_items",
+    "parse_news",
+    "pseudonymize_user_ids",
+]

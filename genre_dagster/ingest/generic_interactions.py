@@ -1,0 +1,282 @@
+"""Generic interactions (one row per user x item event) grouped into canonical impressions.
+
+Canonical columns: `user_id`, `item_id`, `timestamp` (required; ISO text such as
+`2024-01-05T10:00:00`, `2024-01-05 10:00`, `2024-01-05`, optionally with `Z`/`+02:00`, or a
+datetime column; aware times are converted to UTC), `label` (optional: 0/1 or true/false,
+default 1 = interacted) and `impression_id` (optional). `column_map` maps them to the file's names.
+
+Rows form impressions by `impression_id` (with the user: two users never share one impression)
+or, without that column, by (user, timestamp). An impression's time is the earliest timestamp of
+its rows, its candidates are its rows in file order, its history is the user's positively
+labelled items strictly before that time (oldest first, the 100 most recent). `source_split` is
+`generic`; `mind_impression_id` is the dense rank of (time, raw user id, impression key) from 1,
+so it does not depend on the day asked for nor on the pseudonym key.
+
+Counts: `rows_read` = rows attributed to the day, `rows_quarantined` = rejected rows,
+`rows_accepted` = impressions, `rows_merged` = valid rows that joined an impression started by
+another row, so that rows_read = accepted + quarantined + merged still holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from genre_dagster.ingest.checks import Check, first_failure, pseudonym_table
+from genre_dagster.ingest.generic import (
+    GENERIC_SPLIT,
+    as_text,
+    read_table,
+    row_json,
+    select_columns,
+)
+from genre_dagster.ingest.result import (
+    BAD_LABEL,
+    BEHAVIORS_QUARANTINE_SCHEMA,
+    BEHAVIORS_SCHEMA,
+    MISSING_VALUE,
+    UNKNOWN_NEWS_IN_IMPRESSIONS,
+    UNPARSABLE_TIME,
+    IngestResult,
+)
+
+INTERACTION_REQUIRED = ("user_id", "item_id", "timestamp")
+INTERACTION_OPTIONAL = ("label", "impression_id")
+HISTORY_MAX = 100
+_NAIVE_FORMATS = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+_AWARE_FORMATS = ("%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M%z")
+
+
+def _timestamps(frame: pl.DataFrame, path: Path) -> pl.Expr:
+    """The `timestamp` column as naive Datetime("us") (UTC for aware inputs), null if unparsable."""
+    dtype = frame.schema["timestamp"]
+    column = pl.col("timestamp")
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is not None:
+            column = column.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        return column.cast(pl.Datetime("us"))
+    if dtype == pl.Date:
+        return column.cast(pl.Datetime("us"))
+    if dtype not in (pl.Utf8, pl.Categorical):
+        raise ValueError(
+            f"{path}: column 'timestamp' has type {dtype}; expected ISO datetime text or a "
+            "datetime column"
+        )
+    text = (
+        column.cast(pl.Utf8)
+        .str.strip_chars()
+        .str.replace(r"^(\d{4}-\d{2}-\d{2})T", "$1 ")
+        .str.replace(r"Z$", "+00:00")
+    )
+    naive = [text.str.strptime(pl.Datetime("us"), f, strict=False) for f in _NAIVE_FORMATS]
+    aware = [
+        text.str.strptime(pl.Datetime("us", "UTC"), f, strict=False).dt.replace_time_zone(None)
+        for f in _AWARE_FORMATS
+    ]
+    return pl.coalesce([*naive, *aware])
+
+
+def _labels(frame: pl.DataFrame) -> pl.Expr:
+    """Labels as Int8 0/1, null when the value is not 0 or 1 (1 when the file has no labels)."""
+    if "label" not in frame.columns:
+        return pl.lit(1, pl.Int8)
+    if frame.schema["label"].is_numeric():
+        value = pl.col("label")
+        return pl.when(value == 0).then(0).when(value == 1).then(1).cast(pl.Int8)
+    text = pl.col("label").cast(pl.Utf8).str.strip_chars().str.to_lowercase()
+    as_number = pl.when(text.is_in(["0", "false"])).then(0).when(text.is_in(["1", "true"])).then(1)
+    return as_number.cast(pl.Int8)
+
+
+def _load(path: Path, column_map: dict[str, str] | None) -> pl.DataFrame:
+    """Every row with parsed fields, structural validity, impression grouping and its `day`.
+
+    Independent of the known items, so day attribution and impression ids are the same for
+    `generic_days` and every `parse_generic_interactions` call.
+    """
+    path = Path(path)
+    table = select_columns(
+        read_table(path), path, INTERACTION_REQUIRED, INTERACTION_OPTIONAL, column_map
+    )
+    has_impression_id = "impression_id" in table.columns
+    blank = {c: as_text(table, c).str.strip_chars().fill_null("") == "" for c in table.columns}
+    frame = table.with_columns(
+        line_number=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
+        raw_user_id=as_text(table, "user_id"),
+        item=as_text(table, "item_id"),
+        time=_timestamps(table, path),
+        label_value=_labels(table),
+        impression_key=as_text(table, "impression_id") if has_impression_id else pl.lit(None),
+        missing=pl.concat_list(
+            pl.when(blank[c]).then(pl.lit(c))
+            for c in (*INTERACTION_REQUIRED, "impression_id")
+            if c in blank
+        ).list.drop_nulls(),
+    )
+    frame = frame.with_columns(
+        structural=(pl.col("missing").list.len() == 0)
+        & pl.col("time").is_not_null()
+        & pl.col("label_value").is_not_null()
+    )
+    group_by = ["impression_key", "raw_user_id"] if has_impression_id else ["raw_user_id", "time"]
+    impressions = (
+        frame.filter("structural")
+        .group_by(group_by)
+        .agg(impression_time=pl.col("time").min())
+        .sort("impression_time", "raw_user_id", "impression_key" if has_impression_id else "time")
+        .with_row_index("mind_impression_id", offset=1)
+        .with_columns(pl.col("mind_impression_id").cast(pl.Int64))
+    )
+    frame = frame.join(impressions, on=group_by, how="left", maintain_order="left")
+    own_day = pl.col("time").dt.date().forward_fill().backward_fill()
+    frame = frame.with_columns(
+        day=pl.when("structural").then(pl.col("impression_time").dt.date()).otherwise(own_day)
+    )
+    if frame.height and frame["day"].null_count():
+        raise ValueError(
+            f"{path}: none of its {frame.height} rows has a parsable timestamp, so they cannot "
+            "be attributed to a day"
+        )
+    return frame
+
+
+def generic_days(path: Path, column_map: dict[str, str] | None = None) -> dict[date, int]:
+    """Days present in a generic interactions file, with the number of rows attributed to each.
+
+    A valid row belongs to the day of its impression's time; a row without a usable timestamp to
+    the day of the nearest preceding dated row (the next one when none precedes). The counts
+    equal `rows_read` of `parse_generic_interactions(..., day=d)`.
+    """
+    counts = _load(path, column_map).group_by("day").len().sort("day")
+    return dict(zip(counts["day"].to_list(), counts["len"].to_list(), strict=True))
+
+
+def _checks() -> list[Check]:
+    return [
+        (
+            pl.col("missing").list.len() > 0,
+            MISSING_VALUE,
+            pl.format("missing {}", pl.col("missing").list.join(", ")),
+        ),
+        (
+            pl.col("time").is_null(),
+            UNPARSABLE_TIME,
+            pl.format("timestamp '{}' is not an ISO datetime", pl.col("timestamp_text")),
+        ),
+        (
+            pl.col("label_value").is_null(),
+            BAD_LABEL,
+            pl.format("label '{}' is not 0 or 1", pl.col("label_text")),
+        ),
+        (
+            pl.col("unknown_item"),
+            UNKNOWN_NEWS_IN_IMPRESSIONS,
+            pl.format("item {} is not in the items table", pl.col("item").str.slice(0, 60)),
+        ),
+    ]
+
+
+def _histories(valid: pl.DataFrame, impressions: pl.DataFrame) -> pl.DataFrame:
+    """Add `history`: the user's positive items strictly before the impression time."""
+    positives = (
+        valid.filter(pl.col("label_value") == 1)
+        .select("raw_user_id", "time", "line_number", "item")
+        .sort("raw_user_id", "time", "line_number")
+        .with_columns(clicks_so_far=pl.int_range(1, pl.len() + 1).over("raw_user_id"))
+    )
+    per_user = positives.group_by("raw_user_id", maintain_order=True).agg(clicks=pl.col("item"))
+    counted = impressions.sort("impression_time").join_asof(
+        positives.select("raw_user_id", "time", "clicks_so_far").sort("time"),
+        left_on="impression_time",
+        right_on="time",
+        by="raw_user_id",
+        strategy="backward",
+        allow_exact_matches=False,
+        check_sortedness=False,
+    )
+    n = pl.col("clicks_so_far").fill_null(0)
+    return counted.join(per_user, on="raw_user_id", how="left").with_columns(
+        history=pl.col("clicks")
+        .fill_null(pl.lit([], pl.List(pl.Utf8)))
+        .list.slice(pl.max_horizontal(n - HISTORY_MAX, 0), pl.min_horizontal(n, HISTORY_MAX))
+    )
+
+
+def parse_generic_interactions(
+    path: Path,
+    known_item_ids: pl.Series,
+    pseudonymize: Callable[[pl.Series], pl.Series],
+    column_map: dict[str, str] | None = None,
+    day: date | None = None,
+) -> IngestResult:
+    """Validate generic interactions and group them into canonical impressions of `day`.
+
+    Per-row checks, first failure wins: missing_value (empty user, item, timestamp or, when
+    the column exists, impression id), unparsable_time, bad_label (not 0/1/true/false),
+    unknown_news_in_impressions (item not in `known_item_ids`). An impression keeps its valid
+    rows. Histories use every day of the file. See the module docstring for grouping and counts.
+    """
+    path = Path(path)
+    frame = _load(path, column_map)
+    known = known_item_ids.cast(pl.Utf8).unique().implode()
+    frame = frame.with_columns(
+        unknown_item=~pl.col("item").is_in(known),
+        timestamp_text=pl.col("timestamp").cast(pl.Utf8).str.slice(0, 60),
+        label_text=as_text(frame, "label").str.slice(0, 60),
+    )
+    reason, detail = first_failure(_checks())
+    frame = frame.with_columns(reason=reason, detail=detail)
+    valid = frame.filter(pl.col("reason").is_null())
+    group_key = ["mind_impression_id"]
+    impressions = valid.group_by(group_key, maintain_order=True).agg(
+        pl.col("raw_user_id").first(),
+        pl.col("impression_time").first(),
+        pl.col("day").first(),
+        candidate_ids=pl.col("item"),
+        candidate_labels=pl.col("label_value"),
+        line_number=pl.col("line_number").min(),
+    )
+    impressions = _histories(valid, impressions).sort("mind_impression_id")
+    rows = frame
+    if day is not None:
+        impressions = impressions.filter(pl.col("day") == day)
+        rows = frame.filter(pl.col("day") == day)
+        valid = valid.filter(pl.col("day") == day)
+    quarantined = rows.filter(pl.col("reason").is_not_null())
+    pseudonyms = pseudonym_table(
+        pl.concat([impressions["raw_user_id"], quarantined["raw_user_id"]]), pseudonymize
+    )
+    impressions = impressions.join(pseudonyms, on="raw_user_id", how="left", maintain_order="left")
+    quarantined = quarantined.join(pseudonyms, on="raw_user_id", how="left", maintain_order="left")
+
+    accepted = impressions.select(
+        impression_id=pl.format("{}-{}", pl.lit(GENERIC_SPLIT), "mind_impression_id"),
+        mind_impression_id="mind_impression_id",
+        source_split=pl.lit(GENERIC_SPLIT),
+        user_id="user_pseudonym",
+        time="impression_time",
+        day="day",
+        history="history",
+        candidate_ids="candidate_ids",
+        candidate_labels="candidate_labels",
+        source_file=pl.lit(str(path)),
+        line_number="line_number",
+    )
+    columns = [c for c in (*INTERACTION_REQUIRED, *INTERACTION_OPTIONAL) if c in frame.columns]
+    quarantine = quarantined.select(
+        source_file=pl.lit(str(path)),
+        line_number="line_number",
+        reason="reason",
+        detail="detail",
+        raw_line=row_json(quarantined, columns, {"user_id": pl.col("user_pseudonym")}),
+        day="day",
+    )
+    return IngestResult(
+        accepted=accepted.cast(BEHAVIORS_SCHEMA),
+        quarantine=quarantine.cast(BEHAVIORS_QUARANTINE_SCHEMA),
+        rows_read=rows.height,
+        rows_merged=valid.height - impressions.height,
+    )

@@ -1,0 +1,61 @@
+"""Resources and the one function that maps an environment to a resource set."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from genre_dagster.resources.privacy import PrivacyResource
+from genre_dagster.resources.source import DatasetSource
+from genre_dagster.settings import DBT_PROJECT_DIR, Settings, load_settings
+
+__all__ = ["DatasetSource", "PrivacyResource", "build_resources"]
+
+
+def build_resources(settings: Settings | None = None) -> dict[str, Any]:
+    """The resource set of an environment (`GENRE_ENV=local|prod`).
+
+    local: DuckDB file under the data directory, the demo world unless told otherwise, a
+    documented demo pseudonym key, CPU. prod: the same storage layout by default (swap the IO
+    manager here for a warehouse), a required pseudonym key from `GENRE_PSEUDONYM_KEY`.
+    """
+    from dagster_dbt import DbtCliResource
+    from dagster_duckdb import DuckDBResource
+
+    from genre_dagster.resources.storage import DuckDBPolarsTablesIOManager
+
+    settings = settings or load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = str(settings.duckdb_path)
+    source = DatasetSource(
+        kind=settings.source_kind,
+        path=str(settings.source_path),
+        landing_dir=str(settings.landing_dir),
+        demo_preset=settings.demo_preset,
+    )
+    if settings.env == "prod":
+        privacy = PrivacyResource(pseudonym_key=dg.EnvVar("GENRE_PSEUDONYM_KEY"), require_key=True)
+    else:
+        privacy = PrivacyResource()
+    return {
+        "io_manager": DuckDBPolarsTablesIOManager(database=database),
+        "duckdb": DuckDBResource(database=database),
+        "dbt": DbtCliResource(project_dir=str(DBT_PROJECT_DIR), dbt_executable=dbt_executable()),
+        "source": source,
+        "privacy": privacy,
+    }
+
+
+def dbt_executable() -> str:
+    """The dbt next to this interpreter (a venv that is not activated), else dbt on PATH."""
+    beside = Path(sys.executable).with_name("dbt")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("dbt")
+    if found is None:
+        raise FileNotFoundError("dbt is not installed next to this Python nor on PATH")
+    return found

@@ -1,0 +1,123 @@
+"""Where raw items and interactions come from: the demo world, a MIND root, or generic files."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+from pydantic import Field
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import polars as pl
+
+    from genre_dagster.ingest import IngestResult, SourceFile
+
+
+class DatasetSource(dg.ConfigurableResource):
+    """The raw dataset: `demo` (generated on first use), `mind` or `generic`.
+
+    A MIND root holds `train/`, `dev/` (and sometimes `test/`) folders with `news.tsv` and
+    `behaviors.tsv`. Generic data is an items file and an interactions file (Parquet or CSV).
+    New behaviors files dropped into `landing_dir` are picked up as new days.
+    """
+
+    kind: str = Field(default="demo", description="demo | mind | generic")
+    path: str = Field(description="MIND root, generic folder, or where the demo world is written")
+    landing_dir: str = Field(default="", description="folder watched for new daily files")
+    demo_preset: str = Field(default="small", description="demo size: small | mind_small")
+    demo_seed: int = Field(default=7, description="seed of the demo world")
+    items_file: str = Field(default="items.parquet", description="generic: items file name")
+    interactions_file: str = Field(
+        default="interactions.parquet", description="generic: interactions file name"
+    )
+    column_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="generic: canonical column -> column in your files, e.g. item_id: book_id",
+    )
+
+    @property
+    def root(self) -> Path:
+        return Path(self.path)
+
+    @property
+    def landing(self) -> Path | None:
+        return Path(self.landing_dir) if self.landing_dir else None
+
+    def prepare(self) -> dict[str, Any] | None:
+        """Make sure the data exists: generates the demo world on first use."""
+        if self.kind == "demo":
+            from genre_dagster.demo import DemoWorldConfig, ensure_world
+
+            config = DemoWorldConfig.preset(self.demo_preset, seed=self.demo_seed)
+            return ensure_world(config, self.root)
+        if not self.root.exists():
+            raise FileNotFoundError(f"{self.kind} source path {self.root} does not exist")
+        return None
+
+    def _mind_files(self) -> tuple[list[SourceFile], list[SourceFile]]:
+        from genre_dagster.ingest import discover_mind_files
+
+        return discover_mind_files(self.root, self.landing)
+
+    def _generic_path(self, name: str) -> Path:
+        path = self.root / name
+        if not path.exists():
+            raise FileNotFoundError(
+                f"generic source: {path} not found (set items_file / interactions_file)"
+            )
+        return path
+
+    def source_files(self) -> list[Path]:
+        """Every input file, for change detection by the sensor."""
+        if self.kind == "generic":
+            return [self._generic_path(self.items_file), self._generic_path(self.interactions_file)]
+        news, behaviors = self._mind_files()
+        return [f.path for f in [*news, *behaviors]]
+
+    def days(self) -> dict[date, int]:
+        """Days that have interactions, with their line counts."""
+        self.prepare()
+        if self.kind == "generic":
+            from genre_dagster.ingest import generic_days
+
+            return generic_days(self._generic_path(self.interactions_file), self.column_map or None)
+        from genre_dagster.ingest import behavior_days
+
+        return behavior_days(self._mind_files()[1])
+
+    def read_items(self) -> IngestResult:
+        """Parse and validate all items (news)."""
+        self.prepare()
+        if self.kind == "generic":
+            from genre_dagster.ingest import parse_generic_items
+
+            return parse_generic_items(self._generic_path(self.items_file), self.column_map or None)
+        from genre_dagster.ingest import parse_news
+
+        return parse_news(self._mind_files()[0])
+
+    def read_interactions(
+        self,
+        day: date | None,
+        known_news_ids: pl.Series,
+        pseudonymize: Callable[[pl.Series], pl.Series],
+    ) -> IngestResult:
+        """Parse and validate the impressions of one day (all days when `day` is None)."""
+        self.prepare()
+        if self.kind == "generic":
+            from genre_dagster.ingest import parse_generic_interactions
+
+            return parse_generic_interactions(
+                self._generic_path(self.interactions_file),
+                known_news_ids,
+                pseudonymize,
+                self.column_map or None,
+                day=day,
+            )
+        from genre_dagster.ingest import parse_behaviors
+
+        return parse_behaviors(self._mind_files()[1], known_news_ids, pseudonymize, day=day)

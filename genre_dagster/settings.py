@@ -1,0 +1,67 @@
+"""Paths and the environment name, read from environment variables.
+
+Everything that differs between a laptop and production is decided here or in
+`genre_dagster.resources.build_resources`; asset code never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+ENVIRONMENTS = ("local", "prod")
+SOURCE_KINDS = ("demo", "mind", "generic")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The deployment settings, resolved once from the environment."""
+
+    env: str
+    data_dir: Path
+    source_kind: str
+    source_path: Path
+    landing_dir: Path
+    demo_preset: str
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.data_dir / "genre.duckdb"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read `GENRE_*` variables; raise a clear error for values we do not know."""
+    environ = dict(os.environ if environ is None else environ)
+    env = environ.get("GENRE_ENV", "local").strip().lower()
+    if env not in ENVIRONMENTS:
+        raise ValueError(f"GENRE_ENV={env!r} is not one of {', '.join(ENVIRONMENTS)}")
+    data_dir = Path(environ.get("GENRE_DATA_DIR") or PROJECT_ROOT / "data").expanduser().resolve()
+    source_kind = environ.get("GENRE_SOURCE", "demo").strip().lower()
+    if source_kind not in SOURCE_KINDS:
+        raise ValueError(f"GENRE_SOURCE={source_kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+    default_source = data_dir / "demo" if source_kind == "demo" else None
+    raw_source = environ.get("GENRE_SOURCE_PATH") or default_source
+    if raw_source is None:
+        raise ValueError(
+            f"GENRE_SOURCE={source_kind} needs GENRE_SOURCE_PATH (a MIND root with train/ and "
+            "dev/ folders, or a folder with items and interactions files)"
+        )
+    return Settings(
+        env=env,
+        data_dir=data_dir,
+        source_kind=source_kind,
+        source_path=Path(raw_source).expanduser().resolve(),
+        landing_dir=Path(environ.get("GENRE_LANDING_DIR") or data_dir / "landing").resolve(),
+        demo_preset=environ.get("GENRE_DEMO_PRESET", "small"),
+    )
