@@ -31,6 +31,7 @@ def refresh(
     instance: dg.DagsterInstance,
     job_name: str = "nightly_refresh",
     on_run=None,
+    log_level: str = "INFO",
 ) -> RunReport:
     """Ingest every day not yet ingested (oldest first) and rebuild the graph on the newest.
 
@@ -50,7 +51,10 @@ def refresh(
     for name, day in plan:
         started = time.perf_counter()
         result = defs.resolve_job_def(name).execute_in_process(
-            partition_key=day, instance=instance, raise_on_error=False
+            partition_key=day,
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         )
         checks = result.get_asset_check_evaluations()
         failures = [

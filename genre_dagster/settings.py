@@ -6,8 +6,9 @@ Everything that differs between a laptop and production is decided here or in
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +27,9 @@ class Settings:
     source_path: Path
     landing_dir: Path
     demo_preset: str
+    items_file: str = "items.parquet"
+    interactions_file: str = "interactions.parquet"
+    column_map: dict[str, str] = field(default_factory=dict)
 
     @property
     def duckdb_path(self) -> Path:
@@ -57,6 +61,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             f"GENRE_SOURCE={source_kind} needs GENRE_SOURCE_PATH (a MIND root with train/ and "
             "dev/ folders, or a folder with items and interactions files)"
         )
+    column_map = json.loads(environ.get("GENRE_COLUMN_MAP") or "{}")
+    if not isinstance(column_map, dict):
+        raise ValueError('GENRE_COLUMN_MAP must be a JSON object, e.g. {"item_id": "book_id"}')
     return Settings(
         env=env,
         data_dir=data_dir,
@@ -64,4 +71,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         source_path=Path(raw_source).expanduser().resolve(),
         landing_dir=Path(environ.get("GENRE_LANDING_DIR") or data_dir / "landing").resolve(),
         demo_preset=environ.get("GENRE_DEMO_PRESET", "small"),
+        items_file=environ.get("GENRE_ITEMS_FILE", "items.parquet"),
+        interactions_file=environ.get("GENRE_INTERACTIONS_FILE", "interactions.parquet"),
+        column_map={str(k): str(v) for k, v in column_map.items()},
     )

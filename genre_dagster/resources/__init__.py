@@ -36,6 +36,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
         path=str(settings.source_path),
         landing_dir=str(settings.landing_dir),
         demo_preset=settings.demo_preset,
+        items_file=settings.items_file,
+        interactions_file=settings.interactions_file,
+        column_map=settings.column_map,
     )
     if settings.env == "prod":
         privacy = PrivacyResource(pseudonym_key=dg.EnvVar("GENRE_PSEUDONYM_KEY"), require_key=True)

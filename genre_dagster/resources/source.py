@@ -63,6 +63,25 @@ class DatasetSource(dg.ConfigurableResource):
 
         return discover_mind_files(self.root, self.landing)
 
+    def _column_map(self, which: str) -> dict[str, str] | None:
+        """The part of `column_map` that applies to the items or the interactions file."""
+        from genre_dagster.ingest.generic import ITEM_OPTIONAL, ITEM_REQUIRED
+        from genre_dagster.ingest.generic_interactions import (
+            INTERACTION_OPTIONAL,
+            INTERACTION_REQUIRED,
+        )
+
+        item_cols = {*ITEM_REQUIRED, *ITEM_OPTIONAL}
+        interaction_cols = {*INTERACTION_REQUIRED, *INTERACTION_OPTIONAL}
+        unknown = sorted(set(self.column_map) - item_cols - interaction_cols)
+        if unknown:
+            raise ValueError(
+                f"column_map has unknown canonical column(s) {unknown}; items use "
+                f"{sorted(item_cols)}, interactions use {sorted(interaction_cols)}"
+            )
+        wanted = item_cols if which == "items" else interaction_cols
+        return {k: v for k, v in self.column_map.items() if k in wanted} or None
+
     def _generic_path(self, name: str) -> Path:
         path = self.root / name
         if not path.exists():
@@ -84,7 +103,9 @@ class DatasetSource(dg.ConfigurableResource):
         if self.kind == "generic":
             from genre_dagster.ingest import generic_days
 
-            return generic_days(self._generic_path(self.interactions_file), self.column_map or None)
+            return generic_days(
+                self._generic_path(self.interactions_file), self._column_map("interactions")
+            )
         from genre_dagster.ingest import behavior_days
 
         return behavior_days(self._mind_files()[1])
@@ -95,7 +116,9 @@ class DatasetSource(dg.ConfigurableResource):
         if self.kind == "generic":
             from genre_dagster.ingest import parse_generic_items
 
-            return parse_generic_items(self._generic_path(self.items_file), self.column_map or None)
+            return parse_generic_items(
+                self._generic_path(self.items_file), self._column_map("items")
+            )
         from genre_dagster.ingest import parse_news
 
         return parse_news(self._mind_files()[0])
@@ -115,7 +138,7 @@ class DatasetSource(dg.ConfigurableResource):
                 self._generic_path(self.interactions_file),
                 known_news_ids,
                 pseudonymize,
-                self.column_map or None,
+                self._column_map("interactions"),
                 day=day,
             )
         from genre_dagster.ingest import parse_behaviors
