@@ -1,0 +1,71 @@
+"""The scorer interface every recommender implements.
+
+A scorer is trained on impressions (`fit`), scores the candidates of impressions (`score`, for
+evaluation) and scores users against a candidate pool (`score_pool`, for recommendation lists).
+Artifacts are written to and read from a folder so the model-store resource can move them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from genre_dagster.scoring.data import ImpressionData, ItemFeatures
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Short, stable hash of a resolved config (key order does not matter)."""
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:10]
+
+
+class Scorer(ABC):
+    """Base class: subclasses set `kind` and implement fit/score/score_pool/save/load."""
+
+    kind: ClassVar[str] = "abstract"
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        self.config: dict[str, Any] = dict(config or {})
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash({"kind": self.kind, **self.config})
+
+    @property
+    def scorer_id(self) -> str:
+        """Human-readable id that names artifacts: `<kind>-<config hash>`."""
+        return f"{self.kind}-{self.config_hash}"
+
+    @abstractmethod
+    def fit(
+        self,
+        train: ImpressionData,
+        items: ItemFeatures,
+        valid: ImpressionData | None = None,
+    ) -> dict[str, Any]:
+        """Train; return a training log (epochs, losses, validation AUC ...)."""
+
+    @abstractmethod
+    def score(self, data: ImpressionData, items: ItemFeatures) -> np.ndarray:
+        """Score every candidate of `data`; float32 array aligned with data.cand_items."""
+
+    @abstractmethod
+    def score_pool(self, history: np.ndarray, pool: np.ndarray, items: ItemFeatures) -> np.ndarray:
+        """Score users (padded histories [n_users, max_history]) against item indices `pool`.
+
+        Returns float32 [n_users, len(pool)]. Callers chunk users to bound memory.
+        """
+
+    @abstractmethod
+    def save(self, folder: Path) -> None:
+        """Write the artifact (weights + config as JSON) into `folder`."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, folder: Path) -> Scorer:
+        """Read an artifact written by `save`."""

@@ -1,0 +1,111 @@
+"""Array containers shared by every scorer.
+
+Scorers never see DataFrames or Dagster: the assets turn DuckDB tables into these containers
+(item features indexed 0..n_items-1, impressions with padded histories and flat candidates) and
+hand them to `fit` / `score`. Keeping the containers plain numpy makes scorers easy to test with
+hand-made arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PAD = -1  # history padding index
+
+
+@dataclass
+class ItemFeatures:
+    """Everything a scorer may know about items, row i describing item index i.
+
+    Attributes:
+        item_ids: news ids, shape [n_items] (object/str array).
+        embeddings: text field name -> float32 matrix [n_items, dim] (e.g. "title",
+            "title_abstract", "summary"); rows need not be normalized.
+        categories: category index per item, shape [n_items], int64.
+        category_names: category vocabulary; categories[i] indexes it.
+        is_synthetic: True for LLM-generated items (never candidates, never recommended).
+        publish_day: optional day index per item (float; NaN when unknown), for recency.
+    """
+
+    item_ids: np.ndarray
+    embeddings: dict[str, np.ndarray]
+    categories: np.ndarray
+    category_names: list[str]
+    is_synthetic: np.ndarray | None = None
+    publish_day: np.ndarray | None = None
+    _index: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.item_ids)
+        for name, matrix in self.embeddings.items():
+            if matrix.shape[0] != n:
+                raise ValueError(
+                    f"embedding field {name!r} has {matrix.shape[0]} rows, expected {n} items"
+                )
+        if len(self.categories) != n:
+            raise ValueError(f"categories has {len(self.categories)} rows, expected {n}")
+        if self.is_synthetic is None:
+            self.is_synthetic = np.zeros(n, dtype=bool)
+        self._index = {str(item): i for i, item in enumerate(self.item_ids)}
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def index_of(self, ids: list[str] | np.ndarray) -> np.ndarray:
+        """Map news ids to item indices; raises KeyError naming the first unknown id."""
+        try:
+            return np.fromiter((self._index[str(i)] for i in ids), dtype=np.int64, count=len(ids))
+        except KeyError as exc:
+            raise KeyError(f"unknown item id {exc.args[0]!r}") from None
+
+
+@dataclass
+class ImpressionData:
+    """A set of impressions: padded histories plus a flat (CSR) list of candidates.
+
+    Attributes:
+        impression_ids: shape [n_impressions].
+        user_ids: shape [n_impressions].
+        history: int64 [n_impressions, max_history] item indices, most recent LAST,
+            left-padded with PAD (-1).
+        cand_offsets: int64 [n_impressions + 1]; candidates of impression j are
+            cand_items[cand_offsets[j]:cand_offsets[j + 1]] in the order shown.
+        cand_items: int64 [n_candidates] item indices.
+        labels: int8 [n_candidates]; 1 clicked, 0 not, -1 unknown (unlabeled split).
+        day_index: optional float [n_impressions] day of the impression (for recency features).
+    """
+
+    impression_ids: np.ndarray
+    user_ids: np.ndarray
+    history: np.ndarray
+    cand_offsets: np.ndarray
+    cand_items: np.ndarray
+    labels: np.ndarray
+    day_index: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.impression_ids)
+        if self.history.ndim != 2 or self.history.shape[0] != n:
+            raise ValueError(f"history must be [n_impressions={n}, max_history]")
+        if len(self.cand_offsets) != n + 1 or self.cand_offsets[-1] != len(self.cand_items):
+            raise ValueError(
+                "cand_offsets must have n_impressions+1 entries ending at len(cand_items)"
+            )
+        if len(self.labels) != len(self.cand_items):
+            raise ValueError("labels and cand_items must have the same length")
+
+    @property
+    def n_impressions(self) -> int:
+        return len(self.impression_ids)
+
+    @property
+    def candidate_impression(self) -> np.ndarray:
+        """Impression row index of every candidate, shape [n_candidates]."""
+        counts = np.diff(self.cand_offsets)
+        return np.repeat(np.arange(self.n_impressions), counts)
+
+    def history_lengths(self) -> np.ndarray:
+        return (self.history != PAD).sum(axis=1)

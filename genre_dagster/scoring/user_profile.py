@@ -1,0 +1,101 @@
+"""User representations computed from padded histories (most recent click last).
+
+Many impressions share a history (a MIND user's history is the same in all their impressions),
+so profiles are computed once per distinct history row and broadcast back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from genre_dagster.scoring.data import PAD
+
+USER_MODES = ("mean", "recency")
+
+
+def distinct_histories(history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct history rows, index of each input row among them)."""
+    history = np.asarray(history)
+    if history.ndim != 2:
+        raise ValueError(f"history must be 2-d [n_users, max_history], got shape {history.shape}")
+    if history.shape[1] == 0:
+        return history[:1], np.zeros(len(history), dtype=np.int64)
+    # Fast path: group rows by a 64-bit hash (a 1-d sort instead of np.unique's row sort, ~5x
+    # faster), then verify every row equals its group's representative; on any hash collision
+    # fall back to the exact row-wise unique.
+    multipliers = np.random.default_rng(12345).integers(1, 2**62, history.shape[1], dtype=np.int64)
+    with np.errstate(over="ignore"):
+        hashes = (history.astype(np.int64) * multipliers).sum(axis=1)  # wraps mod 2**64
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    rows = history[first]
+    if np.array_equal(rows[inverse], history):
+        return rows, inverse.reshape(-1)
+    rows, inverse = np.unique(history, axis=0, return_inverse=True)
+    return rows, inverse.reshape(-1)
+
+
+def history_weights(history: np.ndarray, mode: str = "mean", decay: float = 0.9) -> np.ndarray:
+    """Weight of every history slot, 0 for padding.
+
+    "mean": 1 per item. "recency": decay ** steps_back, the most recent click (the last
+    non-padded slot) weighing 1, the one before it `decay`, and so on.
+    """
+    valid = history != PAD
+    if mode == "mean":
+        return valid.astype(np.float32)
+    if mode != "recency":
+        raise ValueError(f"user mode must be one of {USER_MODES}, got {mode!r}")
+    if not 0.0 < decay <= 1.0:
+        raise ValueError(f"recency decay must be in (0, 1], got {decay}")
+    steps_back = np.cumsum(valid[:, ::-1], axis=1)[:, ::-1] - 1
+    return np.where(valid, np.power(decay, np.maximum(steps_back, 0)), 0.0).astype(np.float32)
+
+
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float32); all-zero rows stay zero."""
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
+    return matrix / np.maximum(norms, 1e-12)
+
+
+def user_vectors(
+    history: np.ndarray,
+    embeddings: np.ndarray,
+    mode: str = "mean",
+    decay: float = 0.9,
+    chunk_size: int = 512,
+    rows_are_unit: bool = False,
+) -> np.ndarray:
+    """Unit-norm weighted mean of the unit-norm history embeddings, float32 [n_rows, dim].
+
+    Rows with an empty history get the zero vector (cosine 0 with every item).
+    `rows_are_unit=True` skips normalizing `embeddings` rows (already unit norm).
+    """
+    history = np.asarray(history)
+    out = np.zeros((len(history), embeddings.shape[1]), dtype=np.float32)
+    weights = history_weights(history, mode, decay)
+    for start in range(0, len(history), chunk_size):
+        rows = history[start : start + chunk_size]
+        w = weights[start : start + chunk_size]
+        vectors = embeddings[np.maximum(rows, 0)]  # PAD slots get weight 0 below
+        if not rows_are_unit:
+            vectors = unit_rows(vectors)
+        total = np.einsum("uh,uhd->ud", w, vectors)
+        out[start : start + chunk_size] = unit_rows(total)
+    return out
+
+
+def category_shares(history: np.ndarray, categories: np.ndarray, n_categories: int) -> np.ndarray:
+    """Share of each category among the history items, float32 [n_rows, n_categories].
+
+    Rows with an empty history are all zero.
+    """
+    history = np.asarray(history)
+    valid = history != PAD
+    cats = np.asarray(categories)[np.maximum(history, 0)]
+    row = np.broadcast_to(np.arange(len(history))[:, None], history.shape)
+    flat = row[valid] * n_categories + cats[valid]
+    counts = np.bincount(flat, minlength=len(history) * n_categories)
+    counts = counts.reshape(len(history), n_categories).astype(np.float32)
+    lengths = valid.sum(axis=1, keepdims=True)
+    return counts / np.maximum(lengths, 1)
