@@ -1,0 +1,201 @@
+"""The LLM response cache: one DuckDB table, `enrichment.llm_responses`.
+
+Rows are keyed by (role, prompt_version, model, input_hash); a rerun reuses finished answers.
+Each call opens the database, does its work and closes it, because DuckDB allows one writer per
+file and other pipeline steps need it between our batches.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+_COLUMNS = (
+    "role",
+    "prompt_version",
+    "model",
+    "input_hash",
+    "item_key",
+    "status",
+    "raw_text",
+    "parsed_json",
+    "error",
+    "notes",
+    "prompt_tokens",
+    "completion_tokens",
+    "seconds",
+    "attempts",
+    "created_at",
+)
+
+
+@dataclass
+class CachedResponse:
+    """One stored answer. `status` is "ok" (parsed holds the validated output) or "failed"."""
+
+    role: str
+    prompt_version: str
+    model: str
+    input_hash: str
+    item_key: str
+    status: str
+    raw_text: str | None
+    parsed: dict[str, Any] | None
+    error: str | None
+    notes: list[str] = field(default_factory=list)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    seconds: float = 0.0
+    attempts: int = 0
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        if self.status not in ("ok", "failed"):
+            raise ValueError(f"CachedResponse {self.input_hash}: bad status {self.status!r}")
+        if (self.status == "ok") != (self.parsed is not None):
+            raise ValueError(
+                f"CachedResponse {self.input_hash}: ok rows (only) carry parsed output"
+            )
+
+
+class ResponseCache:
+    """Reads and writes `<schema>.<table>` in the DuckDB file at `db_path` (created if needed)."""
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        schema: str = "enrichment",
+        table: str = "llm_responses",
+        lock_timeout: float = 30.0,
+    ) -> None:
+        for name in (schema, table):
+            if not name.isidentifier():
+                raise ValueError(f"ResponseCache: {name!r} is not a valid identifier")
+        self.db_path = Path(db_path)
+        self.table = f"{schema}.{table}"
+        self._schema = schema
+        self.lock_timeout = lock_timeout
+        self._ready = False
+
+    def _connect(self) -> Any:
+        import duckdb
+
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                con = duckdb.connect(str(self.db_path))
+                break
+            except duckdb.IOException as exc:
+                # Another process holds the file for a moment (one writer per file): wait.
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        if not self._ready:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {self._schema}")
+            con.execute(
+                f"""CREATE TABLE IF NOT EXISTS {self.table} (
+                    role VARCHAR NOT NULL,
+                    prompt_version VARCHAR NOT NULL,
+                    model VARCHAR NOT NULL,
+                    input_hash VARCHAR NOT NULL,
+                    item_key VARCHAR,
+                    status VARCHAR NOT NULL CHECK (status IN ('ok', 'failed')),
+                    raw_text VARCHAR,
+                    parsed_json JSON,
+                    error VARCHAR,
+                    notes VARCHAR[],
+                    prompt_tokens INTEGER,
+                    completion_tokens INTEGER,
+                    seconds DOUBLE,
+                    attempts INTEGER,
+                    created_at TIMESTAMPTZ NOT NULL,
+                    PRIMARY KEY (role, prompt_version, model, input_hash)
+                )"""
+            )
+            self._ready = True
+        return con
+
+    def get(
+        self, role: str, prompt_version: str, model: str, input_hashes: list[str]
+    ) -> dict[str, CachedResponse]:
+        """Stored rows for these hashes (hash -> row); missing hashes are absent."""
+        if not input_hashes:
+            return {}
+        con = self._connect()
+        try:
+            rows = con.execute(
+                f"""SELECT {", ".join(_COLUMNS)} FROM {self.table}
+                    WHERE role = ? AND prompt_version = ? AND model = ?
+                      AND input_hash IN (SELECT unnest(?::VARCHAR[]))""",
+                [role, prompt_version, model, sorted(set(input_hashes))],
+            ).fetchall()
+        finally:
+            con.close()
+        return {row[3]: _from_row(row) for row in rows}
+
+    def put(self, responses: list[CachedResponse]) -> None:
+        """Insert or replace these rows in one short transaction."""
+        if not responses:
+            return
+        keys = [(r.role, r.prompt_version, r.model, r.input_hash) for r in responses]
+        if len(set(keys)) != len(keys):
+            raise ValueError("ResponseCache.put: duplicate keys in one write")
+        con = self._connect()
+        try:
+            con.execute("BEGIN")
+            con.executemany(
+                f"INSERT OR REPLACE INTO {self.table} ({', '.join(_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in _COLUMNS)})",
+                [_to_row(r) for r in responses],
+            )
+            con.execute("COMMIT")
+        finally:
+            con.close()
+
+    def all(self, role: str | None = None) -> list[CachedResponse]:
+        """Every stored row (optionally of one role), oldest first."""
+        con = self._connect()
+        try:
+            where, params = ("WHERE role = ?", [role]) if role else ("", [])
+            rows = con.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM {self.table} {where} "
+                "ORDER BY created_at, input_hash",
+                params,
+            ).fetchall()
+        finally:
+            con.close()
+        return [_from_row(row) for row in rows]
+
+
+def _to_row(r: CachedResponse) -> list[Any]:
+    parsed = json.dumps(r.parsed, ensure_ascii=False) if r.parsed is not None else None
+    return [
+        r.role,
+        r.prompt_version,
+        r.model,
+        r.input_hash,
+        r.item_key,
+        r.status,
+        r.raw_text,
+        parsed,
+        r.error,
+        list(r.notes),
+        r.prompt_tokens,
+        r.completion_tokens,
+        r.seconds,
+        r.attempts,
+        r.created_at,
+    ]
+
+
+def _from_row(row: tuple[Any, ...]) -> CachedResponse:
+    values = dict(zip(_COLUMNS, row, strict=True))
+    parsed = values.pop("parsed_json")
+    values["parsed"] = json.loads(parsed) if parsed is not None else None
+    values["notes"] = list(values["notes"] or [])
+    return CachedResponse(**values)

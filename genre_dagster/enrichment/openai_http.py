@@ -1,0 +1,242 @@
+"""A backend for any OpenAI-compatible chat server (vLLM, llama.cpp server, Ollama, hosted APIs).
+
+Requests run concurrently in a thread pool. Transient failures (429, 5xx, timeouts, connection
+errors) are retried with exponential backoff and jitter, honouring Retry-After; other 4xx answers
+are final. The API key is sent as a bearer token and scrubbed from every error text and log line.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from genre_dagster.enrichment.backends import ChatRequest, LLMBackend, LLMResult
+
+logger = logging.getLogger(__name__)
+
+_BODY_SNIPPET = 200  # characters of an error body kept in the reason
+
+
+class _Retryable(Exception):
+    """A transient failure; `retry_after` is the server's hint in seconds, if any."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class _Final(Exception):
+    """A failure that another try would not fix."""
+
+
+class OpenAICompatibleBackend(LLMBackend):
+    """POSTs `{base_url}/chat/completions` for each request.
+
+    Args:
+        base_url: server root including the API prefix, e.g. `http://127.0.0.1:8000/v1`.
+        model: model name sent to the server (and used as the cache's model name).
+        api_key: bearer token value (the caller reads it from the environment); may be None.
+        timeout: seconds per HTTP try.
+        max_concurrency: requests in flight at once.
+        max_retries: extra tries after the first for transient failures.
+        backoff_base, backoff_max: backoff is min(max, base * 2**(try-1)) times a jitter in
+            [0.5, 1]; a Retry-After header replaces it (capped at backoff_max).
+        extra_body: more JSON fields for every request (e.g. `{"response_format": ...}`).
+        prefill: send a request's response prefix as a final assistant message and return
+            prefix + continuation (llama.cpp server, Ollama; vLLM also needs
+            `continue_final_message` in extra_body). Off: the model writes the whole answer.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_concurrency: int = 4,
+        max_retries: int = 3,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        extra_body: dict[str, Any] | None = None,
+        prefill: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"OpenAICompatibleBackend: base_url must be http(s), got {base_url!r}")
+        if max_concurrency < 1 or max_retries < 0 or timeout <= 0:
+            raise ValueError(
+                "OpenAICompatibleBackend: need max_concurrency >= 1, max_retries >= 0, timeout > 0"
+            )
+        if api_key and not (api_key.isascii() and api_key.isprintable() and " " not in api_key):
+            # Checked here so an unusable key never reaches an HTTP library's error message.
+            raise ValueError("OpenAICompatibleBackend: api_key must be printable ASCII, no spaces")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self._api_key = api_key or None
+        self.timeout = timeout
+        self.max_concurrency = max_concurrency
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.extra_body = dict(extra_body or {})
+        self.prefill = prefill
+        self._sleep = sleep
+
+    def __repr__(self) -> str:  # never show the key
+        return f"OpenAICompatibleBackend(base_url={self.base_url!r}, model={self.model!r})"
+
+    @property
+    def model_name(self) -> str:
+        return self.model
+
+    def generate(self, requests: list[ChatRequest]) -> list[LLMResult]:
+        """Send all requests (concurrently); one result per request, in order."""
+        import httpx
+
+        if not requests:
+            return []
+        headers = {"Content-Type": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        with httpx.Client(timeout=self.timeout, headers=headers) as client:
+            workers = min(self.max_concurrency, len(requests))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                return list(pool.map(lambda r: self._one(client, r), requests))
+
+    def _scrub(self, text: str) -> str:
+        """Remove the API key from any text that leaves this object."""
+        if self._api_key:
+            text = text.replace(self._api_key, "***")
+        return text
+
+    def _one(self, client: Any, request: ChatRequest) -> LLMResult:
+        start = time.perf_counter()
+        attempts = 0
+        reason = ""
+        while attempts <= self.max_retries:
+            attempts += 1
+            try:
+                text, usage = self._post(client, request)
+            except _Retryable as exc:
+                reason = self._scrub(exc.reason)
+                if attempts > self.max_retries:
+                    break
+                delay = self._delay(attempts, exc.retry_after)
+                logger.warning(
+                    "request %s: %s; retry %d/%d in %.2fs",
+                    request.key[:12],
+                    reason,
+                    attempts,
+                    self.max_retries,
+                    delay,
+                )
+                self._sleep(delay)
+                continue
+            except _Final as exc:
+                reason = self._scrub(str(exc))
+                logger.warning("request %s failed: %s", request.key[:12], reason)
+                return LLMResult(
+                    key=request.key,
+                    text=None,
+                    error=reason,
+                    seconds=time.perf_counter() - start,
+                    attempts=attempts,
+                )
+            return LLMResult(
+                key=request.key,
+                text=text,
+                prompt_tokens=usage.get("prompt_tokens"),
+                completion_tokens=usage.get("completion_tokens"),
+                seconds=time.perf_counter() - start,
+                attempts=attempts,
+            )
+        error = f"gave up after {attempts} attempts: {reason}"
+        logger.warning("request %s: %s", request.key[:12], error)
+        return LLMResult(
+            key=request.key,
+            text=None,
+            error=error,
+            seconds=time.perf_counter() - start,
+            attempts=attempts,
+        )
+
+    def _post(self, client: Any, request: ChatRequest) -> tuple[str, dict[str, int]]:
+        """One HTTP try: the answer text and usage, or _Retryable / _Final."""
+        import httpx
+
+        messages = [dict(m) for m in request.messages]
+        prefix = request.response_prefix if self.prefill else ""
+        if prefix:
+            messages.append({"role": "assistant", "content": prefix})
+        body: dict[str, Any] = {
+            **self.extra_body,
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": request.max_new_tokens,
+            "temperature": request.temperature,
+        }
+        try:
+            response = client.post(f"{self.base_url}/chat/completions", json=body)
+        except httpx.TimeoutException as exc:
+            raise _Retryable(f"timeout after {self.timeout}s ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise _Retryable(f"connection error ({type(exc).__name__}: {exc})") from None
+        except httpx.HTTPError as exc:  # e.g. too many redirects, decoding: not transient
+            raise _Final(f"HTTP client error ({type(exc).__name__}: {exc})") from None
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise _Retryable(
+                f"HTTP {status}: {_snippet(response.text)}",
+                _retry_after(response.headers.get("Retry-After")),
+            )
+        if status >= 400:
+            raise _Final(f"HTTP {status} (not retried): {_snippet(response.text)}")
+        try:
+            payload = response.json()
+            content = payload["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise _Final(
+                f"malformed response body ({type(exc).__name__}): {_snippet(response.text)}"
+            ) from None
+        if not isinstance(content, str):
+            raise _Final(f"response has no text content (got {type(content).__name__})")
+        usage = payload.get("usage") or {}
+        tokens = {
+            k: int(usage[k])
+            for k in ("prompt_tokens", "completion_tokens")
+            if isinstance(usage.get(k), int | float)
+        }
+        return prefix + content, tokens
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.backoff_max)
+        base = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+        return base * random.uniform(0.5, 1.0)
+
+
+def _snippet(text: str) -> str:
+    text = " ".join(text.split())
+    return text[:_BODY_SNIPPET] + ("..." if len(text) > _BODY_SNIPPET else "")
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

@@ -1,0 +1,131 @@
+"""Versioned prompt templates: loading from `genre_dagster/prompts/` and deterministic rendering.
+
+A template file is named `<role>_<version>.txt` and looks like::
+
+    # role: summarizer
+    # version: v1
+    # description: ...
+    # response_prefix: {"title": "      (optional: the start of the answer, for prefilling)
+    --- system ---
+    ...text...
+    --- user ---
+    ...text with {{placeholders}}...
+
+Placeholders use double braces so JSON examples in the text need no escaping. Rendering fails on
+a missing or unused value, so a template and its role cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
+_SECTION = re.compile(r"^--- (system|user) ---$", re.MULTILINE)
+_NAME = re.compile(r"^([a-z_]+)_(v\d+)\.txt$")
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A parsed template: its role, version, header fields and the two message texts."""
+
+    role: str
+    version: str
+    header: dict[str, str]
+    system: str
+    user: str
+    source: str
+
+    @property
+    def response_prefix(self) -> str:
+        """The start of the answer backends may prefill ("" if the header sets none)."""
+        return self.header.get("response_prefix", "")
+
+    @property
+    def placeholders(self) -> set[str]:
+        """Names used in the system and user texts."""
+        return set(_PLACEHOLDER.findall(self.system)) | set(_PLACEHOLDER.findall(self.user))
+
+    def render(self, values: dict[str, str]) -> tuple[dict[str, str], ...]:
+        """System and user messages with every placeholder filled (values used verbatim)."""
+        missing = self.placeholders - set(values)
+        unused = set(values) - self.placeholders
+        if missing or unused:
+            raise ValueError(
+                f"template {self.role}_{self.version}: missing values {sorted(missing)}, "
+                f"unused values {sorted(unused)}"
+            )
+
+        def fill(text: str) -> str:
+            # One pass: a value containing "{{x}}" is never expanded again.
+            return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+        return (
+            {"role": "system", "content": fill(self.system)},
+            {"role": "user", "content": fill(self.user)},
+        )
+
+
+def parse_template(text: str, source: str) -> PromptTemplate:
+    """Parse template text; `source` names it in errors (file name)."""
+    name = _NAME.match(Path(source).name)
+    if name is None:
+        raise ValueError(f"{source}: template file names look like <role>_v<N>.txt")
+    parts = _SECTION.split(text)
+    if len(parts) != 5 or parts[1] != "system" or parts[3] != "user":
+        raise ValueError(f"{source}: needs a '--- system ---' then a '--- user ---' section")
+    header: dict[str, str] = {}
+    for line in parts[0].splitlines():
+        if not line.strip():
+            continue
+        if not line.startswith("#") or ":" not in line:
+            raise ValueError(f"{source}: header lines look like '# key: value', got {line!r}")
+        key, value = line.lstrip("#").split(":", 1)
+        header[key.strip()] = value.strip()
+    role, version = name.group(1), name.group(2)
+    if header.get("role") != role or header.get("version") != version:
+        raise ValueError(
+            f"{source}: header says role={header.get('role')!r} version={header.get('version')!r},"
+            f" file name says {role!r} {version!r}"
+        )
+    return PromptTemplate(
+        role=role,
+        version=version,
+        header=header,
+        system=parts[2].strip("\n"),
+        user=parts[4].strip("\n"),
+        source=source,
+    )
+
+
+def load_template(
+    role: str, version: str = "v1", folder: str | Path | None = None
+) -> PromptTemplate:
+    """Load `<role>_<version>.txt` from `folder` (default: the package's `prompts/`)."""
+    file_name = f"{role}_{version}.txt"
+    if folder is None:
+        resource = resources.files("genre_dagster") / "prompts" / file_name
+        if not resource.is_file():
+            raise ValueError(f"no prompt template {file_name} in genre_dagster/prompts")
+        return parse_template(resource.read_text(encoding="utf-8"), file_name)
+    path = Path(folder) / file_name
+    if not path.is_file():
+        raise ValueError(f"no prompt template {file_name} in {folder}")
+    return parse_template(path.read_text(encoding="utf-8"), str(path))
+
+
+def input_hash(
+    role: str, version: str, messages: tuple[dict[str, str], ...], response_prefix: str = ""
+) -> str:
+    """sha256 of (role, prompt version, rendered messages, response prefix): any change to the
+    prompt changes the hash."""
+    canonical = json.dumps(
+        [role, version, [[m["role"], m["content"]] for m in messages], response_prefix],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

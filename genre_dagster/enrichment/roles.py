@@ -1,0 +1,104 @@
+"""The GENRE roles: which input fields each needs and how they become prompt values.
+
+All item text passes through `clean_text` (control characters and delimiters removed, capped)
+and sits inside the `<item>` block of the template; vocabulary lists are our own configuration
+and are listed outside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from genre_dagster.enrichment.sanitize import PromptLimits, clean_text, history_block
+from genre_dagster.enrichment.schemas import VocabularyConfig
+
+ROLES = ("summarizer", "profiler", "generator", "chain_generator")
+
+# Answers are short JSON objects; these caps leave room without paying for rambling.
+DEFAULT_MAX_NEW_TOKENS = {
+    "summarizer": 64,
+    "profiler": 96,
+    "generator": 192,
+    "chain_generator": 192,
+}
+
+# The reminder appended when an answer fails validation (one stricter retry).
+STRICT_REMINDER = (
+    "Your previous answer could not be used ({reason}). Reply again with exactly one JSON object "
+    "of the requested form and nothing else: no explanation, no markdown, no code fences, no YAML."
+)
+
+
+@dataclass(frozen=True)
+class RoleInput:
+    """One unit of work: `key` (item or user id) and the role's input fields.
+
+    summarizer: title, abstract, category, subcategory.
+    profiler: history = titles, oldest first.
+    generator / chain_generator: history = [{"category": ..., "title": ...}, ...], oldest first.
+    """
+
+    key: str
+    fields: Mapping[str, Any]
+
+
+def prompt_values(
+    role: str, fields: Mapping[str, Any], limits: PromptLimits, vocab: VocabularyConfig
+) -> dict[str, str]:
+    """The template values of `role` for one input; ValueError names a missing/bad field."""
+    cap = limits.max_field_chars
+    if role == "summarizer":
+        title = clean_text(fields.get("title"), cap)
+        if not title:
+            raise ValueError("summarizer input needs a non-empty title")
+        return {
+            "title": title,
+            "abstract": clean_text(fields.get("abstract"), cap),
+            "category": clean_text(fields.get("category"), cap),
+            "subcategory": clean_text(fields.get("subcategory"), cap),
+        }
+    if role == "profiler":
+        if vocab.topics is None:
+            raise ValueError("profiler needs a topic vocabulary")
+        lines = [clean_text(_title_of(entry), cap) for entry in _history(fields)]
+        regions = vocab.regions.terms if vocab.regions is not None else ()
+        return {
+            "history": history_block([line for line in lines if line], limits),
+            "topics": ", ".join(vocab.topics.terms),
+            "regions": ", ".join(regions) if regions else "(none: always use an empty list)",
+            "max_topics": str(vocab.max_topics),
+        }
+    if role in ("generator", "chain_generator"):
+        if vocab.categories is None:
+            raise ValueError(f"{role} needs a category list")
+        lines = []
+        for entry in _history(fields):
+            if not isinstance(entry, Mapping):
+                raise ValueError(f"{role} history entries are {{category, title}} mappings")
+            title = clean_text(entry.get("title"), cap)
+            if title:
+                lines.append(f"({clean_text(entry.get('category'), 50) or 'unknown'}) {title}")
+        values = {
+            "history": history_block(lines, limits),
+            "categories": ", ".join(vocab.categories.terms),
+        }
+        if role == "chain_generator":
+            topics = fields.get("topics")
+            if not topics or not isinstance(topics, Sequence) or isinstance(topics, str):
+                raise ValueError("chain_generator input needs the profiler's topics (a list)")
+            values["topics"] = ", ".join(clean_text(t, 50) for t in topics)
+        return values
+    raise ValueError(f"unknown role {role!r}; known: {ROLES}")
+
+
+def _history(fields: Mapping[str, Any]) -> list[Any]:
+    history = fields.get("history")
+    if not isinstance(history, Sequence) or isinstance(history, str) or not history:
+        raise ValueError("input needs a non-empty history list")
+    return list(history)
+
+
+def _title_of(entry: Any) -> Any:
+    return entry.get("title") if isinstance(entry, Mapping) else entry

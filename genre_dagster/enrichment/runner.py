@@ -1,0 +1,134 @@
+"""Run one GENRE role over many inputs: cache first, budget, batches, validation, one retry.
+
+For each input the prompt is rendered and hashed; cached ok answers are reused (and cached
+failures too when `retry_failed` is False). The rest are sent to the backend in batches, up to
+`budget` items (inputs come newest first, so the newest are served first); each answer is
+validated, a failing one is retried once with a stricter reminder, and every finished batch is
+written to the cache at once, so a crash loses at most the batch in flight. An exception
+raised by a backend (rather than an error result) stops the run; finished batches are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from genre_dagster.enrichment.backends import LLMBackend
+from genre_dagster.enrichment.cache import ResponseCache
+from genre_dagster.enrichment.prompts import load_template
+from genre_dagster.enrichment.roles import ROLES, RoleInput
+from genre_dagster.enrichment.sanitize import PromptLimits
+from genre_dagster.enrichment.schemas import VocabularyConfig
+from genre_dagster.enrichment.stage import RoleRow, RoleRunResult, Stage, stats_of
+from genre_dagster.enrichment.vocabulary import Vocabulary, us_states_vocabulary
+
+__all__ = ["RoleInput", "RoleRow", "RoleRunResult", "run_role", "vocabulary_config"]
+
+
+def vocabulary_config(
+    categories: Sequence[str] | Vocabulary,
+    topics: Sequence[str] | Vocabulary | None = None,
+    regions: Sequence[str] | Vocabulary | None = None,
+    max_topics: int = 5,
+) -> VocabularyConfig:
+    """Vocabularies for the roles: topics default to the categories, regions to US states."""
+    as_vocab = lambda v: v if isinstance(v, Vocabulary) else Vocabulary.of(v)  # noqa: E731
+    cats = as_vocab(categories)
+    return VocabularyConfig(
+        topics=as_vocab(topics) if topics is not None else cats,
+        categories=cats,
+        regions=as_vocab(regions) if regions is not None else us_states_vocabulary(),
+        max_topics=max_topics,
+    )
+
+
+def run_role(
+    role: str,
+    inputs: Sequence[RoleInput],
+    backend: LLMBackend,
+    cache: ResponseCache | None,
+    budget: int | None = None,
+    batch_size: int = 8,
+    vocabulary: VocabularyConfig | None = None,
+    prompt_version: str = "v1",
+    profiler_version: str = "v1",
+    limits: PromptLimits | None = None,
+    max_new_tokens: int | None = None,
+    temperature: float = 0.0,
+    retry_failed: bool = True,
+    validation_retries: int = 1,
+    template_folder: str | Path | None = None,
+) -> RoleRunResult:
+    """Run `role` over `inputs` (newest first) and return one row per input, in input order.
+
+    Args:
+        budget: max items sent to the LLM in this run (None: no limit); cached items are free;
+            items past the budget are reported "skipped".
+        vocabulary: topics/categories/regions (see `vocabulary_config`); needed by all roles
+            but the summarizer.
+        profiler_version: template version of the profiler step of chain_generator.
+        retry_failed: send items whose cached answer failed again (True) or report the cached
+            failure (False).
+        validation_retries: stricter-reminder retries after an invalid answer.
+    """
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; known: {ROLES}")
+    if batch_size < 1 or (budget is not None and budget < 0) or validation_retries < 0:
+        raise ValueError("run_role: need batch_size >= 1, budget >= 0, validation_retries >= 0")
+    keys = [item.key for item in inputs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("run_role: input keys must be unique")
+    stage = Stage(
+        backend=backend,
+        cache=cache,
+        batch_size=batch_size,
+        vocab=vocabulary or VocabularyConfig(),
+        limits=limits or PromptLimits(),
+        temperature=temperature,
+        retry_failed=retry_failed,
+        validation_retries=validation_retries,
+        budget=budget,
+        sent=set(),
+    )
+    load = lambda r, v: load_template(r, v, template_folder)  # noqa: E731
+    if role != "chain_generator":
+        return stage.run(load(role, prompt_version), inputs, max_new_tokens)
+    # Chain: profile first (its answers are cached as the profiler role), then generate.
+    profiler = load("profiler", profiler_version)
+    profile_inputs = [
+        RoleInput(i.key, {"history": [_title(h) for h in i.fields.get("history") or []]})
+        for i in inputs
+    ]
+    profiles = stage.run(profiler, profile_inputs, None)
+    by_key = {row.key: row for row in profiles.rows}
+    ready = [
+        RoleInput(i.key, {**i.fields, "topics": by_key[i.key].output["topics"]})
+        for i in inputs
+        if by_key[i.key].status == "ok"
+    ]
+    generated = stage.run(load(role, prompt_version), ready, max_new_tokens)
+    gen_by_key = {row.key: row for row in generated.rows}
+    rows = []
+    for item in inputs:
+        profile = by_key[item.key]
+        if item.key in gen_by_key:
+            rows.append(gen_by_key[item.key])
+        else:
+            error = None if profile.status == "skipped" else f"profiler: {profile.error}"
+            rows.append(RoleRow(item.key, profile.status, None, error, profile.cached))
+    stats = stats_of(rows, profiles.stats["seconds"] + generated.stats["seconds"])
+    for name in ("sent", "requests", "prompt_tokens", "completion_tokens"):
+        stats[name] = profiles.stats[name] + generated.stats[name]
+    return RoleRunResult(
+        role,
+        prompt_version,
+        backend.model_name,
+        rows,
+        stats,
+        {"profiler": profiles.stats, "chain_generator": generated.stats},
+    )
+
+
+def _title(entry: Any) -> Any:
+    return entry.get("title") if isinstance(entry, dict) else entry
