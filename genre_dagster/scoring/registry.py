@@ -22,6 +22,7 @@ _KIND_LOCATIONS: dict[str, tuple[str, str]] = {
     "sklearn_ranker": ("genre_dagster.scoring.ranker", "SklearnRankerScorer"),
     "ensemble": ("genre_dagster.scoring.ensemble", "EnsembleScorer"),
     "nrms": ("genre_dagster.scoring.neural", "NRMSScorer"),
+    "neural": ("genre_dagster.scoring.neural", "NeuralScorer"),
     "naml": ("genre_dagster.scoring.neural", "NAMLScorer"),
 }
 

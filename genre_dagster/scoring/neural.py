@@ -1,0 +1,500 @@
+"""Neural news recommenders (NRMS, NAML, any composition) as Scorers.
+
+A model is item encoder x user encoder x predictor, chosen by name in the config (see
+`presets.py` for the names and defaults, `components.py` for the parts). Items are represented by
+precomputed text embeddings (ItemFeatures.embeddings), so the "news encoder" is a small network
+on top of cached vectors, as in Legommenders' cached-LLM mode.
+
+This module does NOT import torch at the top: torch (and components/training, which import it)
+load inside the methods that need them, so importing the scorer classes is cheap.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from genre_dagster.scoring.base import Scorer
+from genre_dagster.scoring.data import PAD, ImpressionData, ItemFeatures
+from genre_dagster.scoring.presets import PRESET_KINDS, PRESETS, resolve_config
+
+if TYPE_CHECKING:
+    import torch
+
+    from genre_dagster.scoring.components import NewsRecommender
+    from genre_dagster.scoring.training import ItemInputs, ProfileRows
+
+FORMAT_VERSION = 1
+_ITEM_CHUNK = 8192  # items encoded per forward pass at inference
+_PAIR_CHUNK = 65536  # (user, candidate) pairs per predictor call in `score`
+
+
+@dataclass
+class UserProfiles:
+    """GENRE user profiles: one vector per user (topics/regions embedded and mean-pooled).
+
+    Users absent from `user_ids` (or with a NaN row) have no profile: the model sees a zero
+    vector and a "no profile" flag for them.
+    """
+
+    user_ids: np.ndarray
+    vectors: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.vectors = np.asarray(self.vectors, dtype=np.float32)
+        if self.vectors.ndim != 2 or len(self.vectors) != len(self.user_ids):
+            raise ValueError(
+                f"profile vectors must be [n_users={len(self.user_ids)}, dim], "
+                f"got {self.vectors.shape}"
+            )
+        self._row = {str(u): i for i, u in enumerate(self.user_ids)}
+        if len(self._row) != len(self.user_ids):
+            raise ValueError("UserProfiles.user_ids contains duplicates")
+
+    @property
+    def dim(self) -> int:
+        return self.vectors.shape[1]
+
+    def rows_for(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors [n, dim], has_profile [n]) for `user_ids`; missing users get zeros."""
+        index = np.fromiter((self._row.get(str(u), -1) for u in user_ids), np.int64, len(user_ids))
+        vectors = self.vectors[np.maximum(index, 0)]
+        return _with_missing(vectors, index >= 0)
+
+
+ProfileInput = UserProfiles | np.ndarray | None
+"""UserProfiles (looked up by user id) or a row-aligned float matrix whose NaN rows are missing."""
+
+
+def _with_missing(vectors: np.ndarray, has: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    nan_rows = np.isnan(vectors)
+    if (nan_rows.any(axis=1) & ~nan_rows.all(axis=1)).any():
+        raise ValueError("a profile row is partly NaN: mark a missing profile with an all-NaN row")
+    has = has & ~nan_rows.all(axis=1)
+    vectors = np.where(has[:, None], vectors, 0.0).astype(np.float32)
+    return vectors, has
+
+
+class NeuralScorer(Scorer):
+    """Any item encoder x user encoder x predictor composition, trained on impressions.
+
+    `config` is merged over the class preset (none for the generic class) and the defaults in
+    `presets.DEFAULTS`; the resolved config is what the scorer id hashes.
+    """
+
+    kind: ClassVar[str] = "neural"
+    preset_name: ClassVar[str | None] = None
+    # Config values that define the architecture of a subclass (e.g. NRMS = mhsa user encoder).
+    defining: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        base = dict(PRESETS[self.preset_name]) if self.preset_name else {}
+        resolved = resolve_config({**base, **(config or {})})
+        for key, value in self.defining.items():
+            if resolved[key] != value:
+                raise ValueError(
+                    f"{type(self).__name__} needs {key}={value!r}, got {resolved[key]!r}; "
+                    "use NeuralScorer for other compositions"
+                )
+        super().__init__(resolved)
+        self._model: NewsRecommender | None = None
+        self._meta: dict[str, Any] | None = None
+        self.training_log: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------ training
+
+    def fit(
+        self,
+        train: ImpressionData,
+        items: ItemFeatures,
+        valid: ImpressionData | None = None,
+        *,
+        profiles: ProfileInput = None,
+        valid_profiles: ProfileInput = None,
+    ) -> dict[str, Any]:
+        """Train (seeded, deterministic on CPU for a fixed thread count); return the log.
+
+        `profiles` feeds the GENRE profile plug-in (required iff config["profile"]): a
+        UserProfiles serves train and valid; a row-aligned matrix needs `valid_profiles` too.
+        """
+        import torch
+
+        from genre_dagster.scoring.components import ModelSpec, build_model
+        from genre_dagster.scoring.training import train_model
+
+        cfg = self.config
+        self._model = None  # a failed re-fit must not leave the old model with new metadata
+        self._check_profiles_given(profiles)
+        if valid_profiles is not None:
+            self._check_profiles_given(valid_profiles)
+        fields = [*cfg["fields"]]
+        fields += [f for f in cfg["optional_fields"] if f in items.embeddings and f not in fields]
+        missing = [f for f in fields if f not in items.embeddings]
+        if missing:
+            raise ValueError(
+                f"{self.scorer_id}: embedding fields {missing} not in items "
+                f"(available: {sorted(items.embeddings)})"
+            )
+        profile_dim = None
+        if cfg["profile"]:
+            profile_dim = _profile_dim(profiles)
+        self._meta = {
+            "fields": fields,
+            "item_dim": {f: int(items.embeddings[f].shape[1]) for f in fields},
+            "category_names": [str(c) for c in items.category_names],
+            "profile_dim": profile_dim,
+        }
+        spec = ModelSpec(
+            config=cfg,
+            field_dims=tuple(self._meta["item_dim"][f] for f in fields),
+            n_categories=len(items.category_names),
+            profile_dim=profile_dim,
+        )
+        inputs = self._item_inputs(items)
+        train_profile = self._profile_rows(profiles, train.user_ids, "train")
+        validate = None
+        if valid is not None:
+            if isinstance(profiles, UserProfiles) and valid_profiles is None:
+                valid_profiles = profiles
+            valid_rows = self._profile_rows(valid_profiles, valid.user_ids, "valid")
+            validate = self._validator(valid, items, inputs, valid_rows)
+
+        synthetic = np.asarray(items.is_synthetic, dtype=bool)
+        random_pool = np.flatnonzero(~synthetic)
+        with torch.random.fork_rng(devices=[]):  # seed without touching the caller's RNG
+            torch.manual_seed(cfg["seed"])
+            model = build_model(spec)
+            log = train_model(model, train, inputs, random_pool, cfg, train_profile, validate)
+        self._model = model
+        self.training_log = {"scorer_id": self.scorer_id, "fields": fields, **log}
+        return self.training_log
+
+    # ------------------------------------------------------------ scoring
+
+    def score(
+        self, data: ImpressionData, items: ItemFeatures, *, profiles: ProfileInput = None
+    ) -> np.ndarray:
+        """Score every candidate of `data`: float32 aligned with data.cand_items."""
+        model = self._require_model()
+        self._check_profiles_given(profiles)
+        rows = self._profile_rows(profiles, data.user_ids, "data")
+        return self._score_with(model, data, items, self._item_inputs(items), rows)
+
+    def score_pool(
+        self,
+        history: np.ndarray,
+        pool: np.ndarray,
+        items: ItemFeatures,
+        *,
+        profiles: ProfileInput = None,
+        user_ids: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Score users (padded histories) against item indices `pool`: float32 [n_users, n_pool].
+
+        With the profile plug-in, pass `profiles` as a matrix aligned with `history` rows, or a
+        UserProfiles plus the `user_ids` of those rows.
+        """
+        import torch
+
+        model = self._require_model()
+        self._check_profiles_given(profiles)
+        history = np.asarray(history, dtype=np.int64)
+        pool = np.asarray(pool, dtype=np.int64)
+        if user_ids is None and isinstance(profiles, UserProfiles):
+            raise ValueError("score_pool with UserProfiles needs the user_ids of the history rows")
+        if user_ids is not None and len(user_ids) != len(history):
+            raise ValueError(f"user_ids has {len(user_ids)} rows, history has {len(history)}")
+        row_ids = user_ids if user_ids is not None else np.arange(len(history))
+        rows = self._profile_rows(profiles, row_ids, "users")
+        out = np.empty((len(history), len(pool)), dtype=np.float32)
+        with torch.inference_mode(), _eval(model):
+            inputs = self._item_inputs(items)
+            pool_vecs = self._item_vectors(model, inputs, pool)
+            users = self._user_vectors(model, history, inputs, rows)
+            step = self.config["score_batch"]
+            for s in range(0, len(users), step):
+                out[s : s + step] = model.predictor.pool(users[s : s + step], pool_vecs).numpy()
+        return out
+
+    def _score_with(
+        self,
+        model: NewsRecommender,
+        data: ImpressionData,
+        items: ItemFeatures,
+        inputs: ItemInputs,
+        rows: ProfileRows | None,
+    ) -> np.ndarray:
+        import torch
+
+        out = np.empty(len(data.cand_items), dtype=np.float32)
+        with torch.inference_mode(), _eval(model):
+            users = self._user_vectors(model, data.history, inputs, rows)
+            unique = np.unique(data.cand_items)
+            item_vecs = self._item_vectors(model, inputs, unique)
+            imp = torch.from_numpy(data.candidate_impression)
+            pos = torch.from_numpy(np.searchsorted(unique, data.cand_items))
+            for s in range(0, len(out), _PAIR_CHUNK):
+                u = users[imp[s : s + _PAIR_CHUNK]]
+                v = item_vecs[pos[s : s + _PAIR_CHUNK], None, :]
+                out[s : s + _PAIR_CHUNK] = model.predictor(u, v)[:, 0].numpy()
+        return out
+
+    def _validator(
+        self,
+        valid: ImpressionData,
+        items: ItemFeatures,
+        inputs: ItemInputs,
+        rows: ProfileRows | None,
+    ) -> Callable[[NewsRecommender], dict[str, float | int]]:
+        """MIND metrics of the model on the labeled candidates of `valid` (checked up front)."""
+        from genre_dagster.evaluation.metrics import evaluate
+
+        labeled = valid.labels >= 0
+        imp = valid.candidate_impression[labeled]
+        clicks = np.bincount(imp, weights=valid.labels[labeled] == 1, minlength=valid.n_impressions)
+        counts = np.bincount(imp, minlength=valid.n_impressions)
+        if not ((clicks > 0) & (clicks < counts)).any():
+            raise ValueError("valid has no impression with both a clicked and a non-clicked item")
+
+        def validate(model: NewsRecommender) -> dict[str, float | int]:
+            scores = self._score_with(model, valid, items, inputs, rows)
+            return evaluate(imp, valid.labels[labeled], scores[labeled])
+
+        return validate
+
+    def _item_vectors(
+        self, model: NewsRecommender, inputs: ItemInputs, index: np.ndarray
+    ) -> torch.Tensor:
+        """Encode items `index` once, in chunks -> [len(index), H]."""
+        import torch
+
+        index_t = torch.from_numpy(np.ascontiguousarray(index, dtype=np.int64))
+        chunks = [
+            model.encode_items(*inputs.take(index_t[s : s + _ITEM_CHUNK]))
+            for s in range(0, len(index_t), _ITEM_CHUNK)
+        ]
+        if not chunks:
+            return torch.zeros(0, self.config["hidden_dim"])
+        return torch.cat(chunks)
+
+    def _user_vectors(
+        self,
+        model: NewsRecommender,
+        history: np.ndarray,
+        inputs: ItemInputs,
+        rows: ProfileRows | None,
+    ) -> torch.Tensor:
+        """User vectors [n_rows, H]: history items encoded once, users in chunks."""
+        import torch
+
+        from genre_dagster.scoring.training import take_rows, trim_history
+
+        history = trim_history(np.asarray(history, dtype=np.int64), self.config["max_history"])
+        unique = np.unique(history[history != PAD])
+        table = self._item_vectors(model, inputs, unique)
+        table = torch.cat([table, table.new_zeros(1, table.shape[1])])  # last row = padding
+        step = self.config["score_batch"]
+        chunks = []
+        for s in range(0, len(history), step):
+            hist = trim_history(history[s : s + step], self.config["max_history"])
+            mask = hist != PAD
+            pos = np.where(mask, np.searchsorted(unique, hist), len(unique))
+            prof = has = None
+            if rows is not None:
+                prof = torch.from_numpy(rows.vectors[s : s + step])
+                has = torch.from_numpy(rows.has[s : s + step])
+            chunks.append(
+                model.encode_users(take_rows(table, pos), torch.from_numpy(mask), prof, has)
+            )
+        if not chunks:
+            return torch.zeros(0, self.config["hidden_dim"])
+        return torch.cat(chunks)
+
+    # ------------------------------------------------------------ inputs
+
+    def _item_inputs(self, items: ItemFeatures) -> ItemInputs:
+        """Tensors of the fitted fields (dims checked) and categories in the model's vocabulary."""
+        import torch
+
+        from genre_dagster.scoring.training import ItemInputs
+
+        meta = self._require_meta()
+        views = []
+        for field in meta["fields"]:
+            if field not in items.embeddings:
+                raise ValueError(f"{self.scorer_id}: items lack embedding field {field!r}")
+            matrix = np.ascontiguousarray(items.embeddings[field], dtype=np.float32)
+            if matrix.shape[1] != meta["item_dim"][field]:
+                raise ValueError(
+                    f"{self.scorer_id}: field {field!r} has dim {matrix.shape[1]}, "
+                    f"the model was trained on {meta['item_dim'][field]}"
+                )
+            views.append(torch.from_numpy(matrix))
+        # Category indices are re-mapped by name: another ItemFeatures may order its vocabulary
+        # differently; names unseen at training time go to the model's "unknown" row.
+        vocab = {name: i for i, name in enumerate(meta["category_names"])}
+        unknown = len(vocab)
+        remap = np.array([vocab.get(str(c), unknown) for c in items.category_names], np.int64)
+        categories = remap[np.asarray(items.categories, dtype=np.int64)]
+        return ItemInputs(views, torch.from_numpy(categories))
+
+    def _check_profiles_given(self, profiles: ProfileInput) -> None:
+        if self.config["profile"] and profiles is None:
+            raise ValueError(
+                f"{self.scorer_id} uses the GENRE profile plug-in: pass profiles "
+                "(UserProfiles or a row-aligned matrix; missing users are allowed)"
+            )
+        if not self.config["profile"] and profiles is not None:
+            raise ValueError(f"{self.scorer_id} has config profile=False but profiles were passed")
+
+    def _profile_rows(
+        self, profiles: ProfileInput, user_ids: np.ndarray, what: str
+    ) -> ProfileRows | None:
+        from genre_dagster.scoring.training import ProfileRows
+
+        if not self.config["profile"]:
+            return None
+        if profiles is None:
+            raise ValueError(f"{self.scorer_id}: profiles for {what} are missing")
+        if isinstance(profiles, UserProfiles):
+            vectors, has = profiles.rows_for(user_ids)
+        else:
+            matrix = np.asarray(profiles, dtype=np.float32)
+            if matrix.ndim != 2 or len(matrix) != len(user_ids):
+                raise ValueError(
+                    f"{self.scorer_id}: profile matrix for {what} must be "
+                    f"[{len(user_ids)}, dim], got {matrix.shape}"
+                )
+            vectors, has = _with_missing(matrix, np.ones(len(matrix), dtype=bool))
+        expected = self._require_meta()["profile_dim"]
+        if vectors.shape[1] != expected:
+            raise ValueError(
+                f"{self.scorer_id}: profile dim {vectors.shape[1]} != trained dim {expected}"
+            )
+        return ProfileRows(vectors, has)
+
+    def _require_model(self) -> NewsRecommender:
+        if self._model is None:
+            raise ValueError(f"{self.scorer_id} is not fitted: call fit() or load() first")
+        return self._model
+
+    def _require_meta(self) -> dict[str, Any]:
+        if self._meta is None:
+            raise ValueError(f"{self.scorer_id} is not fitted: call fit() or load() first")
+        return self._meta
+
+    # ------------------------------------------------------------ artifacts
+
+    def save(self, folder: Path) -> None:
+        """Write scorer.json (kind, config, scorer_id, fields, dims, vocab, log) and model.pt."""
+        import torch
+
+        model = self._require_model()
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "kind": self.kind,
+            "scorer_id": self.scorer_id,
+            "config": self.config,
+            **self._require_meta(),
+            "training_log": self.training_log,
+        }
+        (folder / "scorer.json").write_text(json.dumps(manifest, indent=2, default=float))
+        torch.save(model.state_dict(), folder / "model.pt")
+
+    @classmethod
+    def load(cls, folder: Path) -> NeuralScorer:
+        """Rebuild the module from scorer.json and load model.pt (scores are identical)."""
+        import torch
+
+        from genre_dagster.scoring.components import ModelSpec, build_model
+
+        folder = Path(folder)
+        manifest = json.loads((folder / "scorer.json").read_text())
+        kind = manifest.get("kind")
+        klass = NEURAL_SCORERS.get(kind)
+        if klass is None or (cls is not NeuralScorer and klass is not cls):
+            raise ValueError(f"{folder}: artifact kind {kind!r} cannot be loaded by {cls.__name__}")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{folder}: unsupported format_version {manifest.get('format_version')}"
+            )
+        scorer = klass(manifest["config"])
+        if scorer.scorer_id != manifest["scorer_id"]:
+            raise ValueError(
+                f"{folder}: config resolves to {scorer.scorer_id}, artifact says "
+                f"{manifest['scorer_id']} (defaults changed since it was saved?)"
+            )
+        scorer._meta = {
+            key: manifest[key] for key in ("fields", "item_dim", "category_names", "profile_dim")
+        }
+        spec = ModelSpec(
+            config=scorer.config,
+            field_dims=tuple(manifest["item_dim"][f] for f in manifest["fields"]),
+            n_categories=len(manifest["category_names"]),
+            profile_dim=manifest["profile_dim"],
+        )
+        model = build_model(spec)
+        model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+        model.eval()
+        scorer._model = model
+        scorer.training_log = manifest.get("training_log")
+        return scorer
+
+
+class NRMSScorer(NeuralScorer):
+    """NRMS: multi-head self-attention user encoder over item vectors, dot-product predictor."""
+
+    kind: ClassVar[str] = "nrms"
+    preset_name: ClassVar[str | None] = "nrms"
+    defining: ClassVar[dict[str, str]] = {"user_encoder": "mhsa"}
+
+
+class NAMLScorer(NeuralScorer):
+    """NAML: multi-view item encoder (fields + category, attention across views), attention
+    user encoder, dot-product predictor."""
+
+    kind: ClassVar[str] = "naml"
+    preset_name: ClassVar[str | None] = "naml"
+    defining: ClassVar[dict[str, str]] = {"item_encoder": "multiview"}
+
+
+NEURAL_SCORERS: dict[str, type[NeuralScorer]] = {
+    "neural": NeuralScorer,
+    "nrms": NRMSScorer,
+    "naml": NAMLScorer,
+}
+
+
+def from_preset(name: str, **overrides: Any) -> NeuralScorer:
+    """The scorer that runs preset `name` (e.g. "nrms_genre" -> an NRMSScorer with profiles)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown neural preset {name!r}; known: {sorted(PRESETS)}")
+    return NEURAL_SCORERS[PRESET_KINDS[name]]({**PRESETS[name], **overrides})
+
+
+def _profile_dim(profiles: ProfileInput) -> int:
+    if isinstance(profiles, UserProfiles):
+        return profiles.dim
+    matrix = np.asarray(profiles)
+    if matrix.ndim != 2:
+        raise ValueError(f"profile matrix must be 2-D, got shape {matrix.shape}")
+    return int(matrix.shape[1])
+
+
+@contextmanager
+def _eval(model: NewsRecommender) -> Iterator[None]:
+    """Put `model` in eval mode (no dropout) and restore its previous mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)

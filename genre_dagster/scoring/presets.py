@@ -1,0 +1,114 @@
+"""Named configs for the neural recommenders (plain dicts, no torch).
+
+A config names its parts (item encoder, user encoder, predictor) and its hyper-parameters;
+`resolve_config` fills defaults and rejects unknown keys, so the config hash that names an
+artifact always covers every setting that shaped it.
+"""
+
+from __future__ import annotations
+
+import copy
+from types import MappingProxyType
+from typing import Any
+
+# Every key a neural config may hold, with its default.
+DEFAULTS: MappingProxyType[str, Any] = MappingProxyType(
+    {
+        # item side
+        "fields": ("title",),  # precomputed embedding fields (ItemFeatures.embeddings)
+        "optional_fields": (),  # used when present in the items at fit time
+        "category_dim": 0,  # 0 = no learned category embedding
+        "item_encoder": "linear",  # linear | multiview
+        # user side
+        "user_encoder": "mhsa",  # mean | attention | mhsa | gru
+        "max_history": 50,  # most recent clicks kept
+        "heads": 4,  # mhsa
+        "profile": False,  # GENRE user-profile plug-in
+        # predictor
+        "predictor": "dot",  # dot | mlp
+        "mlp_dim": 128,
+        # sizes
+        "hidden_dim": 128,
+        "attention_dim": 64,  # additive-attention query size
+        "dropout": 0.2,
+        # training
+        "negatives": 4,
+        "batch_size": 64,
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "epochs": 5,
+        "patience": 2,  # epochs without validation-AUC gain before stopping
+        "seed": 0,
+        # inference
+        "score_batch": 1024,  # impressions / users per chunk
+    }
+)
+
+# A small, fast variant for tests and smoke runs.
+_SMALL = {
+    "hidden_dim": 32,
+    "attention_dim": 16,
+    "heads": 2,
+    "mlp_dim": 32,
+    "dropout": 0.1,
+    "lr": 3e-3,  # few epochs on little data
+    "epochs": 4,
+}
+
+_NRMS = {"fields": ("title",), "item_encoder": "linear", "user_encoder": "mhsa", "predictor": "dot"}
+_NAML = {
+    "fields": ("title", "abstract"),
+    "optional_fields": ("summary",),
+    "category_dim": 32,
+    "item_encoder": "multiview",
+    "user_encoder": "attention",
+    "predictor": "dot",
+}
+_NRMS_GENRE = {**_NRMS, "fields": ("title", "summary"), "profile": True}
+
+PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
+    {
+        "nrms": MappingProxyType(_NRMS),
+        "naml": MappingProxyType(_NAML),
+        "nrms_genre": MappingProxyType(_NRMS_GENRE),
+        "nrms_small": MappingProxyType({**_NRMS, **_SMALL}),
+        "naml_small": MappingProxyType({**_NAML, **_SMALL, "category_dim": 8}),
+        "nrms_genre_small": MappingProxyType({**_NRMS_GENRE, **_SMALL}),
+    }
+)
+
+# Which scorer kind runs each preset (the scorer class checks its defining parts).
+PRESET_KINDS: MappingProxyType[str, str] = MappingProxyType(
+    {
+        "nrms": "nrms",
+        "naml": "naml",
+        "nrms_genre": "nrms",
+        "nrms_small": "nrms",
+        "naml_small": "naml",
+        "nrms_genre_small": "nrms",
+    }
+)
+
+
+def resolve_config(config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults updated with `config`; raises ValueError naming any unknown key."""
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown neural config keys {unknown}; known: {sorted(DEFAULTS)}")
+    resolved = copy.deepcopy(dict(DEFAULTS))
+    resolved.update(copy.deepcopy(config))
+    for key in ("fields", "optional_fields"):
+        resolved[key] = list(resolved[key])
+    if not resolved["fields"]:
+        raise ValueError("config 'fields' must name at least one embedding field")
+    if resolved["negatives"] < 1:
+        raise ValueError(f"config 'negatives' must be >= 1, got {resolved['negatives']}")
+    return resolved
+
+
+def preset(name: str, **overrides: Any) -> dict[str, Any]:
+    """The resolved config of preset `name`, with `overrides` applied."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown neural preset {name!r}; known: {sorted(PRESETS)}")
+    return resolve_config({**PRESETS[name], **overrides})

@@ -1,0 +1,237 @@
+"""Training loop of the neural recommenders: clicked item + K sampled negatives, cross-entropy.
+
+Imports torch at the top: import this module lazily (the neural scorers do so inside `fit`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genre_dagster.scoring.components import NewsRecommender
+from genre_dagster.scoring.data import PAD, ImpressionData
+
+
+@dataclass
+class ItemInputs:
+    """Item-side model inputs: one float32 tensor [n_items, dim] per field, category indices."""
+
+    views: list[torch.Tensor]
+    categories: torch.Tensor
+
+    def take(self, index: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        return [v.index_select(0, index) for v in self.views], self.categories.index_select(
+            0, index
+        )
+
+
+@dataclass
+class ProfileRows:
+    """Profile vectors aligned with rows (impressions or users): missing rows are zero."""
+
+    vectors: np.ndarray  # float32 [n_rows, dim]
+    has: np.ndarray  # bool [n_rows]
+
+
+def take_rows(table: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+    """table[index] for an index array of any shape -> [*index.shape, dim].
+
+    Uses index_select: the backward of advanced indexing (index_put with accumulate) sums in a
+    thread-dependent order on CPU, which made training non-deterministic with 2+ threads.
+    """
+    flat = torch.from_numpy(np.ascontiguousarray(index, dtype=np.int64).reshape(-1))
+    return table.index_select(0, flat).view(*index.shape, table.shape[1])
+
+
+def trim_history(history: np.ndarray, max_history: int) -> np.ndarray:
+    """Keep the `max_history` most recent columns (histories are left-padded, most recent last)
+    and drop columns that are padding in every row (they change nothing but cost time)."""
+    history = history[:, -max_history:] if max_history > 0 else history[:, :0]
+    keep = (history != PAD).any(axis=0)
+    return history[:, keep]
+
+
+def encode_batch_users(
+    model: NewsRecommender,
+    history: np.ndarray,
+    items: ItemInputs,
+    extra_items: np.ndarray,
+    profile: tuple[np.ndarray, np.ndarray] | None,
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Encode only the items this batch touches (history + `extra_items`) and the batch's users.
+
+    Returns (user vectors [B, H], item vectors [n_unique, H], the sorted unique item indices).
+    """
+    hist_mask = history != PAD
+    unique = np.unique(np.concatenate([history[hist_mask], extra_items.ravel()]))
+    views, cats = items.take(torch.from_numpy(unique))
+    item_vecs = model.encode_items(views, cats)
+    # Row len(unique) of the table is a zero vector standing for padding.
+    table = torch.cat([item_vecs, item_vecs.new_zeros(1, item_vecs.shape[1])])
+    hist_pos = np.where(hist_mask, np.searchsorted(unique, history), len(unique))
+    hist_vecs = take_rows(table, hist_pos)
+    prof, has = (None, None) if profile is None else map(torch.from_numpy, profile)
+    users = model.encode_users(hist_vecs, torch.from_numpy(hist_mask), prof, has)
+    return users, item_vecs, unique
+
+
+class NegativeSampler:
+    """Clicked candidates of the training impressions, each with K negatives drawn per batch.
+
+    Negatives come from the same impression's non-clicked candidates: without replacement when
+    there are at least K, with replacement when fewer, random non-synthetic items when none.
+    """
+
+    def __init__(self, data: ImpressionData, k: int, random_pool: np.ndarray) -> None:
+        imp = data.candidate_impression
+        pos = data.labels == 1
+        neg = data.labels == 0
+        self.k = k
+        self.sample_impression = imp[pos]
+        self.sample_item = data.cand_items[pos]
+        self.neg_items = data.cand_items[neg]
+        counts = np.bincount(imp[neg], minlength=data.n_impressions)
+        self.neg_offsets = np.concatenate([[0], np.cumsum(counts)])
+        self.random_pool = random_pool
+        if len(random_pool) == 0:
+            raise ValueError("no non-synthetic item to draw random negatives from")
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.sample_item)
+
+    def candidates(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """[B, K+1] item indices, the clicked item in column 0."""
+        imps = self.sample_impression[samples]
+        start = self.neg_offsets[imps]
+        n_neg = self.neg_offsets[imps + 1] - start
+        b, k = len(samples), self.k
+        width = max(int(n_neg.max()), k)
+        # Without replacement: the K smallest of random keys over each row's negatives.
+        keys = rng.random((b, width))
+        keys[np.arange(width)[None, :] >= n_neg[:, None]] = np.inf
+        pick = np.argsort(keys, axis=1)[:, :k]
+        # With replacement where a row has fewer than K negatives.
+        few = n_neg < k
+        pick[few] = np.floor(rng.random((int(few.sum()), k)) * n_neg[few, None]).astype(np.int64)
+        none = n_neg == 0
+        negs = np.empty((b, k), dtype=np.int64)
+        some = ~none
+        negs[some] = self.neg_items[start[some, None] + pick[some]]
+        negs[none] = rng.choice(self.random_pool, size=(int(none.sum()), k))
+        return np.concatenate([self.sample_item[samples, None], negs], axis=1)
+
+
+BUCKET_BATCHES = 32  # batches per length-sorting window
+
+
+def length_bucketed_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Shuffled mini-batches of sample indices whose history lengths are similar.
+
+    Samples are shuffled, sorted by history length within windows of BUCKET_BATCHES batches,
+    cut into batches, and the batches shuffled: a batch pads to its own longest history, so
+    this cuts padded attention/GRU work (about 2x for uniform lengths) while keeping batches
+    random.
+    """
+    order = rng.permutation(len(lengths))
+    window = batch_size * BUCKET_BATCHES
+    for s in range(0, len(order), window):
+        part = order[s : s + window]
+        order[s : s + window] = part[np.argsort(lengths[part], kind="stable")]
+    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def train_model(
+    model: NewsRecommender,
+    train: ImpressionData,
+    items: ItemInputs,
+    random_pool: np.ndarray,
+    config: dict[str, Any],
+    profile: ProfileRows | None = None,
+    validate: Callable[[NewsRecommender], dict[str, float | int]] | None = None,
+) -> dict[str, Any]:
+    """Train in place with Adam; early-stop on validation AUC and keep the best epoch's weights.
+
+    `validate(model)` returns validation metrics (a dict with "auc"), logged per epoch.
+
+    Call under a seeded RNG (the scorer does): dropout and init use torch's global generator,
+    negatives and shuffling a numpy generator seeded from config["seed"].
+    """
+    sampler = NegativeSampler(train, config["negatives"], random_pool)
+    if sampler.n_samples == 0:
+        raise ValueError("training impressions contain no click (label 1): nothing to learn")
+    rng = np.random.default_rng(config["seed"])
+    history = trim_history(train.history, config["max_history"])
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
+    )
+    n_impressions = len(np.unique(sampler.sample_impression))
+    sample_lengths = (history != PAD).sum(axis=1)[sampler.sample_impression]
+    epochs: list[dict[str, Any]] = []
+    best_auc, best_epoch, best_state, stale = -np.inf, 0, None, 0
+    for epoch in range(1, config["epochs"] + 1):
+        model.train()
+        start, total_loss = time.perf_counter(), 0.0
+        for samples in length_bucketed_batches(sample_lengths, config["batch_size"], rng):
+            cands = sampler.candidates(samples, rng)
+            imps = sampler.sample_impression[samples]
+            rows = None if profile is None else (profile.vectors[imps], profile.has[imps])
+            users, item_vecs, unique = encode_batch_users(
+                model, trim_history(history[imps], config["max_history"]), items, cands, rows
+            )
+            cand_vecs = take_rows(item_vecs, np.searchsorted(unique, cands))
+            logits = model.predictor(users, cand_vecs)
+            loss = F.cross_entropy(logits, torch.zeros(len(samples), dtype=torch.long))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(samples)
+        seconds = time.perf_counter() - start
+        log = {
+            "epoch": epoch,
+            "loss": total_loss / sampler.n_samples,
+            "seconds": seconds,
+            "impressions_per_s": n_impressions / seconds,
+            "samples_per_s": sampler.n_samples / seconds,
+            "val_auc": None,
+        }
+        if validate is not None:
+            v_start = time.perf_counter()
+            metrics = validate(model)
+            log["val_auc"] = float(metrics["auc"])
+            log["val_metrics"] = metrics
+            log["val_seconds"] = time.perf_counter() - v_start
+        epochs.append(log)
+        if validate is None:
+            best_epoch = epoch
+            continue
+        if log["val_auc"] > best_auc:
+            best_auc, best_epoch, stale = log["val_auc"], epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= config["patience"]:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return {
+        "epochs": epochs,
+        "best_epoch": best_epoch,
+        "best_val_auc": None if validate is None else best_auc,
+        "stopped_early": len(epochs) < config["epochs"],
+        "n_train_impressions": n_impressions,
+        "n_train_samples": sampler.n_samples,
+        "n_impressions_without_click": int(train.n_impressions - n_impressions),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "threads": torch.get_num_threads(),
+    }

@@ -1,0 +1,339 @@
+"""Neural recommenders (NRMS, NAML, any composition) on a small synthetic world.
+
+The world: items in categories with category-clustered embeddings; users with category
+preferences; histories drawn from the preferences (some empty); one click per impression drawn
+from the preferences. An oracle that knows the preferences sets the ceiling for AUC.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from genre_dagster.evaluation.metrics import evaluate
+from genre_dagster.scoring.data import PAD, ImpressionData, ItemFeatures
+from genre_dagster.scoring.neural import (
+    NAMLScorer,
+    NeuralScorer,
+    NRMSScorer,
+    UserProfiles,
+    from_preset,
+)
+from genre_dagster.scoring.presets import preset
+
+torch = pytest.importorskip("torch")
+
+N_ITEMS, N_CATS, DIM, N_USERS, MAX_HIST = 300, 6, 32, 200, 25
+
+
+def _impressions(rng, tag, n, users_hist, prefs, cats):
+    users = rng.integers(0, len(prefs), n)
+    offsets, cands, labels, truth = [0], [], [], []
+    for u in users:
+        k = int(rng.integers(5, 13))
+        c = rng.choice(N_ITEMS, size=k, replace=False)
+        # One click per impression: Gumbel-max over log preference = a draw from the preferences.
+        util = np.log(prefs[u][cats[c]] + 1e-3) + rng.gumbel(size=k)
+        y = np.zeros(k, np.int8)
+        y[np.argmax(util)] = 1
+        cands.extend(c)
+        labels.extend(y)
+        truth.extend(prefs[u][cats[c]])
+        offsets.append(len(cands))
+    data = ImpressionData(
+        impression_ids=np.array([f"{tag}-{j}" for j in range(n)]),
+        user_ids=np.array([f"U{u}" for u in users]),
+        history=users_hist[users],
+        cand_offsets=np.array(offsets, np.int64),
+        cand_items=np.array(cands, np.int64),
+        labels=np.array(labels, np.int8),
+    )
+    return data, np.array(truth)
+
+
+@pytest.fixture(scope="module")
+def world():
+    rng = np.random.default_rng(7)
+    cats = np.arange(N_ITEMS) % N_CATS
+    rng.shuffle(cats)
+    centers = rng.normal(0, 1, (N_CATS, DIM))
+    embeddings = {
+        "title": centers[cats] + rng.normal(0, 0.8, (N_ITEMS, DIM)),
+        "abstract": centers[cats] @ rng.normal(0, 0.3, (DIM, DIM))
+        + rng.normal(0, 1, (N_ITEMS, DIM)),
+        "summary": centers[cats] + rng.normal(0, 0.5, (N_ITEMS, DIM)),
+    }
+    items = ItemFeatures(
+        item_ids=np.array([f"N{i}" for i in range(N_ITEMS)]),
+        embeddings={k: v.astype(np.float32) for k, v in embeddings.items()},
+        categories=cats.astype(np.int64),
+        category_names=[f"cat{c}" for c in range(N_CATS)],
+    )
+    prefs = rng.dirichlet(np.full(N_CATS, 0.4), size=N_USERS)
+    by_cat = [np.flatnonzero(cats == c) for c in range(N_CATS)]
+    history = np.full((N_USERS, MAX_HIST), PAD, dtype=np.int64)
+    lengths = np.where(rng.random(N_USERS) < 0.15, 0, rng.integers(1, MAX_HIST + 1, N_USERS))
+    for u in range(N_USERS):
+        clicked_cats = rng.choice(N_CATS, size=lengths[u], p=prefs[u])
+        history[u, MAX_HIST - lengths[u] :] = [rng.choice(by_cat[c]) for c in clicked_cats]
+    train, _ = _impressions(rng, "train", 1500, history, prefs, cats)
+    valid, _ = _impressions(rng, "valid", 300, history, prefs, cats)
+    test, truth = _impressions(rng, "test", 300, history, prefs, cats)
+    # GENRE-like profiles: a noisy view of the preferences, embedded in 16 dims; 30% missing.
+    topics = rng.normal(0, 1, (N_CATS, 16))
+    has = rng.random(N_USERS) > 0.3
+    profiles = UserProfiles(
+        user_ids=np.array([f"U{u}" for u in np.flatnonzero(has)]),
+        vectors=(prefs @ topics + rng.normal(0, 0.1, (N_USERS, 16)))[has].astype(np.float32),
+    )
+    return {
+        "items": items,
+        "train": train,
+        "valid": valid,
+        "test": test,
+        "truth": truth,
+        "user_history": history,
+        "profiles": profiles,
+    }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # The machine is shared: one torch thread keeps runs short and free of oversubscription.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def nrms(world):
+    scorer = from_preset("nrms_small")
+    scorer.fit(world["train"], world["items"], world["valid"])
+    return scorer
+
+
+@pytest.fixture(scope="module")
+def naml(world):
+    scorer = from_preset("naml_small")
+    scorer.fit(world["train"], world["items"], world["valid"])
+    return scorer
+
+
+def _auc(scores, data):
+    return evaluate(data.candidate_impression, data.labels, scores)["auc"]
+
+
+def _subset(data: ImpressionData, n: int) -> ImpressionData:
+    end = data.cand_offsets[n]
+    return ImpressionData(
+        impression_ids=data.impression_ids[:n],
+        user_ids=data.user_ids[:n],
+        history=data.history[:n],
+        cand_offsets=data.cand_offsets[: n + 1],
+        cand_items=data.cand_items[:end],
+        labels=data.labels[:end],
+    )
+
+
+def _impression_pool_agreement(scorer, data, items, n=20, **kwargs):
+    """score() of the first n impressions vs score_pool() of their users over their candidates."""
+    sub = _subset(data, n)
+    pool = np.unique(sub.cand_items)
+    pooled = scorer.score_pool(sub.history, pool, items, **kwargs)
+    scored = scorer.score(sub, items, **({"profiles": kwargs["profiles"]} if kwargs else {}))
+    expected = pooled[sub.candidate_impression, np.searchsorted(pool, sub.cand_items)]
+    np.testing.assert_allclose(scored, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["nrms", "naml"])
+def test_beats_random_by_a_clear_share_of_the_oracle_margin(world, request, name):
+    scorer = request.getfixturevalue(name)
+    test = world["test"]
+    oracle = _auc(world["truth"], test)
+    random = _auc(np.random.default_rng(1).random(len(test.cand_items)), test)
+    model = _auc(scorer.score(test, world["items"]), test)
+    assert oracle > 0.7
+    assert abs(random - 0.5) < 0.05
+    # At least 40% of the way from random to the oracle (which knows the true preferences).
+    assert model > 0.6
+    assert model - 0.5 > 0.4 * (oracle - 0.5), (model, oracle)
+
+
+def test_training_log_and_best_epoch_weights_are_kept(world, nrms):
+    log = nrms.training_log
+    assert log["scorer_id"] == nrms.scorer_id
+    assert 1 <= len(log["epochs"]) <= nrms.config["epochs"]
+    for epoch in log["epochs"]:
+        assert epoch["loss"] > 0 and epoch["seconds"] > 0 and epoch["impressions_per_s"] > 0
+        assert 0 <= epoch["val_auc"] <= 1
+    assert log["best_val_auc"] == max(e["val_auc"] for e in log["epochs"])
+    # The model in hand is the best epoch's: it reproduces that epoch's validation AUC.
+    valid = world["valid"]
+    assert _auc(nrms.score(valid, world["items"]), valid) == pytest.approx(log["best_val_auc"])
+    assert log["n_train_samples"] == int((world["train"].labels == 1).sum())
+
+
+def test_same_seed_same_scores_other_seed_other_scores(world):
+    train, items, test = _subset(world["train"], 400), world["items"], world["test"]
+    runs = []
+    for seed in (3, 3, 4):
+        scorer = from_preset("nrms_small", epochs=1, seed=seed)
+        scorer.fit(train, items)
+        runs.append(scorer.score(test, items))
+    assert np.array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])
+
+
+@pytest.mark.parametrize("name", ["nrms", "naml"])
+def test_save_load_is_exact(world, request, tmp_path, name):
+    scorer = request.getfixturevalue(name)
+    folder = tmp_path / scorer.scorer_id
+    scorer.save(folder)
+    assert {p.name for p in folder.iterdir()} == {"scorer.json", "model.pt"}
+    loaded = NeuralScorer.load(folder)
+    assert type(loaded) is type(scorer)
+    assert loaded.scorer_id == scorer.scorer_id and loaded.config == scorer.config
+    test, items = world["test"], world["items"]
+    assert np.array_equal(loaded.score(test, items), scorer.score(test, items))
+    other = NAMLScorer if name == "nrms" else NRMSScorer
+    with pytest.raises(ValueError, match="cannot be loaded"):
+        other.load(folder)
+
+
+@pytest.mark.parametrize("name", ["nrms", "naml"])
+def test_score_and_score_pool_agree(world, request, name):
+    scorer = request.getfixturevalue(name)
+    scores = scorer.score(world["test"], world["items"])
+    assert scores.dtype == np.float32 and scores.shape == world["test"].cand_items.shape
+    _impression_pool_agreement(scorer, world["test"], world["items"])
+    pool = np.arange(N_ITEMS)
+    out = scorer.score_pool(world["user_history"], pool, world["items"])
+    assert out.dtype == np.float32 and out.shape == (N_USERS, N_ITEMS)
+
+
+def test_empty_histories_get_finite_shared_scores(world, nrms):
+    history = np.full((3, 10), PAD, dtype=np.int64)
+    out = nrms.score_pool(history, np.arange(N_ITEMS), world["items"])
+    assert np.isfinite(out).all()
+    # Every cold user gets the learned "empty user" vector, hence the same scores.
+    assert np.array_equal(out[0], out[1]) and np.array_equal(out[0], out[2])
+    # ... and a user with one click is scored differently.
+    history[2, -1] = 0
+    assert not np.array_equal(nrms.score_pool(history, np.arange(5), world["items"])[2], out[2, :5])
+
+
+@pytest.mark.parametrize("user_encoder", ["mean", "attention", "mhsa", "gru"])
+@pytest.mark.parametrize("predictor", ["dot", "mlp"])
+@pytest.mark.parametrize("item_encoder", ["linear", "multiview"])
+def test_every_composition_trains_and_scores(world, user_encoder, predictor, item_encoder):
+    config = preset("nrms_small", epochs=1, fields=["title", "abstract"], category_dim=4)
+    config.update(user_encoder=user_encoder, predictor=predictor, item_encoder=item_encoder)
+    scorer = NeuralScorer(config)
+    log = scorer.fit(_subset(world["train"], 200), world["items"])
+    assert np.isfinite(log["epochs"][0]["loss"]) and log["best_val_auc"] is None
+    scores = scorer.score(world["test"], world["items"])
+    assert np.isfinite(scores).all()
+    _impression_pool_agreement(scorer, world["test"], world["items"])
+
+
+def test_gru_ignores_padding_position(world):
+    """Left- and right-padded copies of the same history give the same GRU user vector."""
+    scorer = NeuralScorer(preset("nrms_small", epochs=1, user_encoder="gru"))
+    scorer.fit(_subset(world["train"], 100), world["items"])
+    left = np.array([[PAD, PAD, 5, 9, 2]])
+    right = np.array([[5, 9, 2, PAD, PAD]])
+    pool = np.arange(20)
+    np.testing.assert_allclose(
+        scorer.score_pool(left, pool, world["items"]),
+        scorer.score_pool(right, pool, world["items"]),
+        rtol=1e-6,
+    )
+
+
+def test_profile_plugin_runs_handles_missing_users_and_changes_scores(world, tmp_path):
+    items, test, profiles = world["items"], world["test"], world["profiles"]
+    scorer = from_preset("nrms_genre_small", epochs=2)
+    assert scorer.kind == "nrms" and scorer.config["profile"]
+    with pytest.raises(ValueError, match="profile plug-in"):
+        scorer.fit(world["train"], items, world["valid"])
+    log = scorer.fit(world["train"], items, world["valid"], profiles=profiles)
+    assert log["fields"] == ["title", "summary"]
+    with_profiles = scorer.score(test, items, profiles=profiles)
+    assert np.isfinite(with_profiles).all()
+    no_one = np.full((test.n_impressions, profiles.dim), np.nan, dtype=np.float32)
+    without = scorer.score(test, items, profiles=no_one)
+    assert np.isfinite(without).all()
+    assert not np.allclose(with_profiles, without)
+    # Users missing from UserProfiles score exactly like an all-NaN (missing) row.
+    missing = ~np.isin(test.user_ids, profiles.user_ids)
+    assert missing.any()
+    cand_missing = missing[test.candidate_impression]
+    np.testing.assert_array_equal(with_profiles[cand_missing], without[cand_missing])
+    _impression_pool_agreement(scorer, test, items, profiles=profiles, user_ids=test.user_ids[:20])
+    scorer.save(tmp_path / "genre")
+    loaded = NeuralScorer.load(tmp_path / "genre")
+    assert np.array_equal(loaded.score(test, items, profiles=profiles), with_profiles)
+
+
+def test_config_hash_names_the_resolved_config():
+    assert NRMSScorer().scorer_id.startswith("nrms-")
+    assert NRMSScorer().scorer_id == NRMSScorer(preset("nrms")).scorer_id
+    assert NRMSScorer().scorer_id != NRMSScorer({"hidden_dim": 64}).scorer_id
+    assert NRMSScorer().scorer_id != NeuralScorer(preset("nrms")).scorer_id  # kind is hashed
+    assert NAMLScorer().scorer_id != from_preset("naml_small").scorer_id
+    with pytest.raises(ValueError, match="user_encoder='mhsa'"):
+        NRMSScorer({"user_encoder": "gru"})
+    with pytest.raises(ValueError, match="unknown neural config keys"):
+        NeuralScorer({"hiden_dim": 3})
+
+
+def test_naml_uses_summary_when_present_and_remaps_categories(world, naml):
+    assert naml.training_log["fields"] == ["title", "abstract", "summary"]
+    items, test = world["items"], world["test"]
+    # The same categories listed in another order (indices remapped) score identically.
+    order = np.arange(N_CATS)[::-1]
+    shuffled = ItemFeatures(
+        item_ids=items.item_ids,
+        embeddings=items.embeddings,
+        categories=np.argsort(order)[items.categories],
+        category_names=[items.category_names[c] for c in order],
+    )
+    np.testing.assert_array_equal(naml.score(test, shuffled), naml.score(test, items))
+    with pytest.raises(ValueError, match="lack embedding field 'summary'"):
+        without = dict(items.embeddings)
+        del without["summary"]
+        naml.score(
+            test,
+            ItemFeatures(items.item_ids, without, items.categories, items.category_names),
+        )
+
+
+def test_negative_sampler_draws_from_the_impression_first():
+    from genre_dagster.scoring.training import NegativeSampler
+
+    # Impression 0: 5 negatives; 1: one negative; 2: no negative.
+    labels = np.array([1, 0, 0, 0, 0, 0, 1, 0, 1], np.int8)
+    items = np.array([10, 11, 12, 13, 14, 15, 20, 21, 30])
+    data = ImpressionData(
+        impression_ids=np.array(["a", "b", "c"]),
+        user_ids=np.array(["u", "u", "u"]),
+        history=np.full((3, 2), PAD),
+        cand_offsets=np.array([0, 6, 8, 9]),
+        cand_items=items,
+        labels=labels,
+    )
+    sampler = NegativeSampler(data, k=4, random_pool=np.array([100, 101]))
+    cands = sampler.candidates(np.array([0, 1, 2]), np.random.default_rng(0))
+    assert cands[:, 0].tolist() == [10, 20, 30]
+    assert len(set(cands[0, 1:])) == 4 and set(cands[0, 1:]) <= {11, 12, 13, 14, 15}
+    assert set(cands[1, 1:]) == {21}
+    assert set(cands[2, 1:]) <= {100, 101}
+
+
+def test_importing_the_scorers_does_not_import_torch():
+    code = "import sys, genre_dagster.scoring.neural; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
