@@ -30,6 +30,11 @@ class Settings:
     items_file: str = "items.parquet"
     interactions_file: str = "interactions.parquet"
     column_map: dict[str, str] = field(default_factory=dict)
+    llm_backend: str = "local"
+    llm_base_url: str = ""
+    llm_model: str = ""
+    llm_precomputed: tuple[str, ...] = ()
+    reports_url: str = "http://127.0.0.1:8001"
 
     @property
     def duckdb_path(self) -> Path:
@@ -74,4 +79,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         items_file=environ.get("GENRE_ITEMS_FILE", "items.parquet"),
         interactions_file=environ.get("GENRE_INTERACTIONS_FILE", "interactions.parquet"),
         column_map={str(k): str(v) for k, v in column_map.items()},
+        llm_backend=environ.get("GENRE_LLM_BACKEND") or ("openai" if env == "prod" else "local"),
+        llm_base_url=environ.get("GENRE_LLM_BASE_URL", ""),
+        llm_model=environ.get("GENRE_LLM_MODEL", ""),
+        llm_precomputed=tuple(p for p in environ.get("GENRE_LLM_PRECOMPUTED", "").split(",") if p),
+        reports_url=environ.get("GENRE_REPORTS_URL", "http://127.0.0.1:8001"),
     )

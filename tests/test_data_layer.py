@@ -6,6 +6,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 import pytest
+from llm_fakes import fake_llm_server
 
 from genre_dagster.demo import DemoWorldConfig, generate_extra_days, generate_world
 from genre_dagster.pipeline import refresh
@@ -23,20 +24,23 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("genre")
     config = DemoWorldConfig(**TINY)
     summary = generate_world(config, root / "mind")
-    settings = Settings(
-        env="local",
-        data_dir=root / "data",
-        source_kind="mind",
-        source_path=root / "mind",
-        landing_dir=root / "landing",
-        demo_preset="small",
-    )
     from genre_dagster.definitions import build_definitions
 
-    defs = build_definitions(settings)
     home = root / "dagster_home"
     home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
+    with fake_llm_server() as server, dg.instance_for_test(temp_dir=str(home)) as instance:
+        settings = Settings(
+            env="local",
+            data_dir=root / "data",
+            source_kind="mind",
+            source_path=root / "mind",
+            landing_dir=root / "landing",
+            demo_preset="small",
+            llm_backend="openai",
+            llm_base_url=server.base_url,
+            llm_model="fake-genre",
+        )
+        defs = build_definitions(settings)
         report = refresh(defs, instance)
         yield {
             "root": root,
@@ -183,33 +187,216 @@ def test_rerun_replaces_partitions_instead_of_appending(world):
     assert after[0] == after[1]
 
 
-def test_new_landing_day_is_found_by_sensor_and_schedule(world):
+# --- the stages above the data layer, materialized by the same nightly run -------------------
+
+
+def test_enrichment_tables_hold_validated_answers(world):
+    (summaries, items) = _query(
+        world,
+        "select (select count(*) from enrichment.news_summaries), "
+        "(select count(*) from main.stg_news)",
+    )[0]
+    assert 0 < summaries <= items
+    categories = {c for (c,) in _query(world, "select distinct category from main.stg_news")}
+    topics = {
+        t for (t,) in _query(world, "select distinct unnest(topics) from enrichment.user_profiles")
+    }
+    assert topics and topics <= categories  # only the vocabulary is ever stored
+    generated = _query(world, "select category, news_id from enrichment.synthetic_items")
+    assert generated and all(c in categories and n.startswith("S") for c, n in generated)
+
+
+def test_embeddings_cover_every_item_and_field(world):
+    rows = dict(
+        _query(
+            world,
+            "select field, count(distinct news_id) from embeddings.news_embeddings group by 1",
+        )
+    )
+    (items,) = _query(
+        world,
+        "select (select count(*) from main.stg_news) "
+        "+ (select count(*) from enrichment.synthetic_items)",
+    )[0]
+    assert set(rows) == {"title", "abstract", "title_abstract", "summary"}
+    assert all(n == items for n in rows.values())
+    (dims,) = _query(
+        world, "select list_distinct(list(len(vector))) from embeddings.news_embeddings"
+    )[0]
+    assert dims == [384]  # the real offline MiniLM
+
+
+def test_leaderboard_has_every_scorer_variant_and_references(world):
+    rows = _query(world, "select scorer, segment, auc from evaluation.leaderboard")
+    scorers = {s for s, _, _ in rows}
+    assert {
+        "popularity",
+        "content_similarity",
+        "matrix_factorization",
+        "sklearn_ranker",
+        "nrms",
+        "nrms_summary",
+        "nrms_profile",
+        "nrms_generated",
+        "naml",
+        "ensemble",
+        "random",
+        "oracle",
+    } <= scorers
+    assert {seg for _, seg, _ in rows} == {"all", "warm", "cold"}
+    auc = {s: a for s, seg, a in rows if seg == "all"}
+    assert auc["oracle"] > max(a for s, a in auc.items() if s != "oracle")
+    assert abs(auc["random"] - 0.5) < 0.08
+
+
+def test_prediction_files_follow_the_official_format(world):
+    from genre_dagster.evaluation.prediction_file import read_mind_prediction_file
+
+    files = list((world["settings"].data_dir / "predictions").glob("*/test_*.txt"))
+    assert files
+    ranks = read_mind_prediction_file(files[0])
+    (n_test,) = _query(world, "select count(*) from main.impression_splits where split = 'test'")[0]
+    assert len(ranks) == n_test
+    assert all(sorted(r) == list(range(1, len(r) + 1)) for r in ranks.values())
+
+
+def test_recommendations_exclude_seen_and_synthetic_items_and_are_explained(world):
+    (seen,) = _query(
+        world,
+        "select count(*) from serving.recommendations r join main.user_histories h "
+        "using (user_id) where list_contains(h.history, r.news_id)",
+    )[0]
+    assert seen == 0
+    (synthetic,) = _query(
+        world,
+        "select count(*) from serving.recommendations r "
+        "join enrichment.synthetic_items s using (news_id)",
+    )[0]
+    assert synthetic == 0
+    rows = _query(
+        world,
+        "select count(*), count(distinct user_id), max(rank), bool_and(explanation <> ''), "
+        "count(distinct scorer_id), count(distinct run_id) from serving.recommendations",
+    )[0]
+    total, users, max_rank, explained, scorers, runs = rows
+    assert total == users * 10 or max_rank <= 10
+    assert explained and scorers == 1 and runs == 1
+    kinds = {
+        k for (k,) in _query(world, "select distinct explanation_kind from serving.recommendations")
+    }
+    assert kinds <= {"similar_history", "profile_topic", "popularity", "freshness"}
+
+
+def test_synthetic_items_are_never_candidates_or_labels(world):
+    (n,) = _query(
+        world,
+        "select count(*) from main.impressions i join enrichment.synthetic_items s using (news_id)",
+    )[0]
+    assert n == 0
+
+
+def test_promotion_guard_blocks_a_worse_scorer_and_lists_keep_the_serving_one(world, tmp_path):
+    import shutil
+
+    from dagster_duckdb import DuckDBResource
+
+    from genre_dagster.assets.serving import challenger, promotion_guard, serving_scorer
+    from genre_dagster.resources.storage import DuckDBPolarsTablesIOManager
+
+    database = tmp_path / "copy.duckdb"
+    shutil.copy(world["settings"].duckdb_path, database)
+    with duckdb.connect(str(database)) as conn:
+        (serving_before, serving_auc, serving_name) = conn.sql(
+            "select serving_id, serving_val_auc, serving_name from serving.serving_scorer "
+            "order by decided_at desc limit 1"
+        ).fetchone()
+        (worse,) = conn.execute(
+            "select scorer from evaluation.leaderboard where segment = 'all' "
+            "and scorer not in ('random', 'oracle', 'ensemble', ?) order by scorer limit 1",
+            [serving_name],
+        ).fetchone()
+        (worse_id,) = conn.sql(f"select scorer_id from scoring.{worse}").fetchone()
+        assert worse_id != serving_before
+        # a re-trained scorer that is now the best of its run but clearly worse than serving
+        conn.execute("update evaluation.leaderboard set val_auc = 0.51")
+        conn.execute(
+            "update evaluation.leaderboard set val_auc = ? where scorer = ?",
+            [serving_auc - 0.05, worse],
+        )
+    resources = {
+        "io_manager": DuckDBPolarsTablesIOManager(database=str(database)),
+        "duckdb": DuckDBResource(database=str(database)),
+    }
+    leaderboard = dg.AssetSpec(dg.AssetKey(["evaluation", "leaderboard"]))
+    result = dg.materialize(
+        [leaderboard, challenger, serving_scorer, promotion_guard],
+        resources=resources,
+        selection=[challenger.key, serving_scorer.key],
+        raise_on_error=False,
+    )
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    guard = checks["promotion_guard"]
+    with duckdb.connect(str(database), read_only=True) as conn:
+        (challenger_id,) = conn.sql("select scorer_id from serving.challenger").fetchone()
+        latest = conn.sql(
+            "select promoted, serving_id, reason from serving.serving_scorer "
+            "order by decided_at desc limit 1"
+        ).fetchone()
+    assert challenger_id == worse_id
+    assert not guard.passed
+    assert guard.severity == dg.AssetCheckSeverity.WARN
+    assert latest[0] is False and latest[1] == serving_before
+    assert "keeps serving" in latest[2]
+
+
+def _night_state(world) -> dict:
+    q = lambda sql: _query(world, sql)[0]  # noqa: E731
+    return {
+        "days": q("select count(distinct day) from raw.behaviors")[0],
+        "impressions": q("select count(*), count(distinct impression_id) from raw.behaviors"),
+        "list_runs": {
+            r for (r,) in _query(world, "select distinct run_id from serving.recommendations")
+        },
+        "decisions": q("select count(*) from serving.serving_scorer")[0],
+        "test_day": q("select max(day) from main.impression_splits where split = 'test'")[0],
+        "llm_answers": q("select count(*) from enrichment.llm_responses where status = 'ok'")[0],
+    }
+
+
+def test_three_nights_over_three_new_days(world):
+    """Sensor and schedule find each new landing day exactly once; every night rebuilds the
+    lists, the evaluation and the promotion history; nothing earlier is duplicated or lost."""
     from genre_dagster.automation import landing_files_sensor, nightly_refresh_schedule
 
-    landing = world["settings"].landing_dir
-    generate_extra_days(world["config"], world["root"] / "mind", landing, 1)
     instance = world["instance"]
     resources = {"source": world["defs"].resources["source"]}
+    landing = world["settings"].landing_dir
+    cursor = None
+    before = _night_state(world)
+    for night in range(3):
+        generate_extra_days(world["config"], world["root"] / "mind", landing, 1, first=night)
+        with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as ctx:
+            result = landing_files_sensor(ctx)
+        assert isinstance(result, dg.SensorResult)
+        assert len(result.run_requests) == 1
+        new_day = result.run_requests[0].partition_key
+        cursor = result.cursor
+        with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as ctx:
+            assert isinstance(landing_files_sensor(ctx), dg.SkipReason)  # exactly once
+        with dg.build_schedule_context(instance=instance, resources=resources) as ctx:
+            requests = nightly_refresh_schedule(ctx)
+        assert [r.partition_key for r in requests] == [new_day]
+        assert requests[0].run_key == f"nightly-{new_day}"
 
-    with dg.build_sensor_context(instance=instance, resources=resources) as context:
-        result = landing_files_sensor(context)
-    assert isinstance(result, dg.SensorResult)
-    assert len(result.run_requests) == 1
-    new_day = result.run_requests[0].partition_key
-    assert new_day not in instance.get_materialized_partitions(dg.AssetKey(["raw", "behaviors"]))
-    # the same files again: nothing to launch (exactly once)
-    with dg.build_sensor_context(
-        instance=instance, resources=resources, cursor=result.cursor
-    ) as context:
-        again = landing_files_sensor(context)
-    assert isinstance(again, dg.SkipReason)
-
-    with dg.build_schedule_context(instance=instance, resources=resources) as context:
-        requests = nightly_refresh_schedule(context)
-    assert [r.partition_key for r in requests] == [new_day]
-    assert requests[0].run_key == f"nightly-{new_day}"
-
-    report = refresh(world["defs"], instance)
-    assert report.success and [r["day"] for r in report.runs] == [new_day]
-    (days,) = _query(world, "select count(distinct day) from raw.behaviors")[0]
-    assert days == TINY["n_days"] + 1
+        report = refresh(world["defs"], instance)
+        assert report.success, report.runs
+        assert [r["day"] for r in report.runs] == [new_day]
+        after = _night_state(world)
+        assert after["days"] == before["days"] + 1
+        count, distinct = after["impressions"]
+        assert count == distinct > before["impressions"][0]  # new rows, no duplicates
+        assert after["list_runs"] == {report.runs[0]["run_id"]}  # lists rebuilt tonight
+        assert after["decisions"] == before["decisions"] + 1
+        assert str(after["test_day"]) == new_day  # evaluation moved to the newest day
+        assert after["llm_answers"] >= before["llm_answers"]  # the cache never loses answers
+        before = after

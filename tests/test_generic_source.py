@@ -9,6 +9,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 import pytest
+from llm_fakes import fake_llm_server
 
 from genre_dagster.pipeline import refresh
 from genre_dagster.settings import load_settings
@@ -69,8 +70,12 @@ def books_world(tmp_path_factory):
     source = root / "books"
     source.mkdir()
     n_books, n_rows = _books_dataset(source)
+    server = fake_llm_server().__enter__()
     settings = load_settings(
         {
+            "GENRE_LLM_BACKEND": "openai",
+            "GENRE_LLM_BASE_URL": server.base_url,
+            "GENRE_LLM_MODEL": "fake-genre",
             "GENRE_DATA_DIR": str(root / "data"),
             "GENRE_SOURCE": "generic",
             "GENRE_SOURCE_PATH": str(source),
@@ -89,6 +94,7 @@ def books_world(tmp_path_factory):
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         report = refresh(build_definitions(settings), instance)
         yield {"settings": settings, "report": report, "n_books": n_books, "n_rows": n_rows}
+    server.__exit__(None, None, None)
 
 
 def test_books_run_through_the_same_graph(books_world):

@@ -9,11 +9,23 @@ from typing import Any
 
 import dagster as dg
 
+from genre_dagster.resources.encoder import EncoderResource
+from genre_dagster.resources.llm import LLMResource
+from genre_dagster.resources.model_store import ModelStore
 from genre_dagster.resources.privacy import PrivacyResource
+from genre_dagster.resources.reports import ReportStore
 from genre_dagster.resources.source import DatasetSource
 from genre_dagster.settings import DBT_PROJECT_DIR, Settings, load_settings
 
-__all__ = ["DatasetSource", "PrivacyResource", "build_resources"]
+__all__ = [
+    "DatasetSource",
+    "EncoderResource",
+    "LLMResource",
+    "ModelStore",
+    "PrivacyResource",
+    "ReportStore",
+    "build_resources",
+]
 
 
 def build_resources(settings: Settings | None = None) -> dict[str, Any]:
@@ -40,16 +52,29 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
         interactions_file=settings.interactions_file,
         column_map=settings.column_map,
     )
+    llm = LLMResource(
+        backend=settings.llm_backend,
+        base_url=settings.llm_base_url,
+        model=settings.llm_model,
+        precomputed_paths=list(settings.llm_precomputed),
+    )
     if settings.env == "prod":
         privacy = PrivacyResource(pseudonym_key=dg.EnvVar("GENRE_PSEUDONYM_KEY"), require_key=True)
+        # GPU encoder: fails loudly when CUDA is missing instead of crawling on CPU.
+        encoder = EncoderResource(device="cuda", dtype="bf16", batch_size=512, max_length=256)
     else:
         privacy = PrivacyResource()
+        encoder = EncoderResource(device="cpu", dtype="fp32", batch_size=64, max_length=128)
     return {
         "io_manager": DuckDBPolarsTablesIOManager(database=database),
         "duckdb": DuckDBResource(database=database),
         "dbt": DbtCliResource(project_dir=str(DBT_PROJECT_DIR), dbt_executable=dbt_executable()),
         "source": source,
         "privacy": privacy,
+        "encoder": encoder,
+        "llm": llm,
+        "model_store": ModelStore(root=str(settings.models_dir)),
+        "reports": ReportStore(root=str(settings.reports_dir), base_url=settings.reports_url),
     }
 
 

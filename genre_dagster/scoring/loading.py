@@ -126,7 +126,9 @@ def _index_lists(lists: pl.Series, index: dict[str, int]) -> tuple[np.ndarray, n
     """Flatten a list column and map ids to item indices; returns (offsets, flat indices)."""
     lengths = lists.list.len().fill_null(0).to_numpy().astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    flat = lists.explode().drop_nulls()
+    flat = lists.explode(empty_as_null=False)
+    if flat.null_count():
+        raise ValueError(f"{flat.null_count()} null ids inside id lists")
     mapped = flat.replace_strict(index, default=None, return_dtype=pl.Int64)
     if mapped.null_count():
         missing = flat.filter(mapped.is_null()).head(3).to_list()
@@ -179,7 +181,11 @@ def build_impressions(
     if items.is_synthetic is not None and items.is_synthetic[c_flat].any():
         raise ValueError("synthetic items must never be candidates")
     labels = (
-        behaviors["candidate_labels"].explode().fill_null(-1).cast(pl.Int8).to_numpy()
+        behaviors["candidate_labels"]
+        .explode(empty_as_null=False)
+        .fill_null(-1)
+        .cast(pl.Int8)
+        .to_numpy()
         if behaviors.height
         else np.zeros(0, dtype=np.int8)
     )
@@ -199,4 +205,19 @@ def build_impressions(
         cand_items=c_flat,
         labels=labels,
         day_index=day_index,
+    )
+
+
+def load_behaviors_between(conn, first_day: date, last_day: date) -> pl.DataFrame:
+    """Labelled impressions whose day is in [first_day, last_day], in time order (monitoring)."""
+    return _frame(
+        conn,
+        """
+        select impression_id, mind_impression_id, source_split, user_id, time, day, history,
+               candidate_ids, candidate_labels, history_length
+        from main.stg_behaviors
+        where day between ? and ? and is_labeled
+        order by time, impression_id
+        """,
+        [first_day, last_day],
     )

@@ -29,14 +29,17 @@ class TopK:
 
 
 def top_k(
-    score_pool: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    score_pool: Callable[[slice, np.ndarray], np.ndarray],
     history: np.ndarray,
     pool: np.ndarray,
     k: int,
     items: ItemFeatures,
     chunk_users: int = 2048,
 ) -> TopK:
-    """Rank `pool` (item indices) for every user row of `history`; seen/synthetic excluded."""
+    """Rank `pool` (item indices) for every user row of `history`; seen/synthetic excluded.
+
+    `score_pool(rows, pool)` scores the users `history[rows]` against `pool`, [n_rows, n_pool].
+    """
     if items.is_synthetic is not None:
         pool = pool[~items.is_synthetic[pool]]
     if len(pool) == 0:
@@ -47,7 +50,8 @@ def top_k(
     out_users, out_ranks, out_items, out_scores = [], [], [], []
     for start in range(0, len(history), chunk_users):
         block = history[start : start + chunk_users]
-        scores = np.asarray(score_pool(block, pool), dtype=np.float32).copy()
+        rows_slice = slice(start, start + len(block))
+        scores = np.asarray(score_pool(rows_slice, pool), dtype=np.float32).copy()
         if scores.shape != (len(block), len(pool)):
             raise ValueError(
                 f"score_pool returned {scores.shape}, expected {(len(block), len(pool))}"
@@ -87,7 +91,8 @@ def explain(
     item_clicks: np.ndarray,
     profile_topics: list[list[str]] | None = None,
 ) -> tuple[list[str], list[str]]:
-    """A reason kind ("similar_history" | "profile_topic" | "popularity") and a short text for
+    """A reason kind ("similar_history" | "profile_topic" | "popularity" | "freshness") and a
+    short text for
     every recommendation of `result`.
 
     `item_clicks` are recent clicks per item (for the popularity explanation); `profile_topics`
@@ -113,7 +118,10 @@ def explain(
         elif topics and category in topics:
             kinds.append("profile_topic")
             texts.append(f"Matches your interest in {category}")
-        else:
+        elif item_clicks[item] > 0:
             kinds.append("popularity")
             texts.append(f"Popular now: {int(item_clicks[item])} recent clicks in {category}")
+        else:
+            kinds.append("freshness")
+            texts.append(f"New in {category}")
     return kinds, texts

@@ -12,5 +12,5 @@ select
     candidate_labels,
     len(candidate_ids) as n_candidates,
     list_count(candidate_labels) = len(candidate_ids) as is_labeled,
-    coalesce(list_sum(candidate_labels), 0) as n_clicks
+    cast(coalesce(list_sum(candidate_labels), 0) as integer) as n_clicks
 from {{ source('raw', 'behaviors') }}

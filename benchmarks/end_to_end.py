@@ -1,0 +1,124 @@
+"""End-to-end benchmark: the main command on a generated world, then one nightly increment.
+
+Runs `genre-dagster run` in a fresh data directory and DAGSTER_HOME (so nothing is cached),
+measures wall time and peak memory of the whole process tree (GNU time), then reads per-step
+durations from the Dagster instance. Optionally adds one extra day to the landing directory and
+measures the incremental nightly run the same way.
+
+    python benchmarks/end_to_end.py --preset small --out benchmarks/results/end_to_end_small.json
+    python benchmarks/end_to_end.py --preset mind_small --llm none --nightly
+
+Writes JSON; `benchmarks/report.py` turns the results folder into docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _timed(cmd: list[str], env: dict[str, str]) -> dict:
+    """Run `cmd` under GNU time; wall seconds and peak RSS (MB) of the largest process."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        ["/usr/bin/time", "-v", *cmd], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    wall = time.perf_counter() - started
+    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-5000:] + proc.stderr[-5000:])
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
+    return {
+        "wall_seconds": round(wall, 1),
+        "peak_rss_mb": round(int(peak.group(1)) / 1024, 1) if peak else None,
+        "stdout_tail": proc.stdout[-1500:],
+    }
+
+
+def _step_seconds(dagster_home: Path, since: float = 0.0) -> dict[str, float]:
+    """Total seconds per step key over the runs created after `since` (a Unix time)."""
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    import dagster as dg
+
+    totals: dict[str, float] = {}
+    with dg.DagsterInstance.get() as instance:
+        for run in instance.get_run_records():
+            if run.create_timestamp.timestamp() < since:
+                continue
+            for stat in instance.get_run_step_stats(run.dagster_run.run_id):
+                if stat.start_time and stat.end_time:
+                    totals[stat.step_key] = totals.get(stat.step_key, 0.0) + (
+                        stat.end_time - stat.start_time
+                    )
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="small", choices=["small", "mind_small"])
+    parser.add_argument("--llm", default="local", help="GENRE_LLM_BACKEND for the run")
+    parser.add_argument("--nightly", action="store_true", help="also measure one new day")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix=f"genre-e2e-{args.preset}-"))
+    home = work / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster_home" / "dagster.yaml").read_text())
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "GENRE_DATA_DIR": str(work / "data"),
+        "GENRE_DEMO_PRESET": args.preset,
+        "GENRE_LLM_BACKEND": args.llm,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    }
+    result: dict = {
+        "benchmark": "end_to_end",
+        "preset": args.preset,
+        "llm_backend": args.llm,
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_1m_at_start": os.getloadavg()[0],
+        },
+    }
+    genre = str(BIN / "genre-dagster")
+    result["full_refresh"] = _timed([genre, "run"], env)
+    result["full_refresh"]["step_seconds"] = _step_seconds(home)
+    if args.nightly:
+        from genre_dagster.demo import DemoWorldConfig, generate_extra_days
+
+        config = DemoWorldConfig.preset(args.preset)
+        generate_extra_days(config, work / "data" / "demo", work / "data" / "landing", 1)
+        since = time.time()
+        nightly = _timed([genre, "run"], env)
+        nightly["step_seconds"] = _step_seconds(home, since)
+        result["nightly_increment"] = nightly
+    result["machine"]["load_average_1m_at_end"] = os.getloadavg()[0]
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"end_to_end_{args.preset}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2)[:4000])
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

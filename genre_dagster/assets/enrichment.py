@@ -1,0 +1,297 @@
+"""GENRE's LLM enrichment: content summaries, user interest profiles, synthetic items for cold
+users (direct or chain-based). The roles, prompts, validation and the response cache live in
+`genre_dagster.enrichment`; these assets choose inputs (newest first), apply the per-run budget,
+and publish every answer the cache holds, so a night with a failing LLM keeps yesterday's work.
+"""
+
+import hashlib
+import time
+from typing import Any
+
+import dagster as dg
+import polars as pl
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from genre_dagster.resources.llm import LLMResource
+
+GROUP = "enrichment"
+HISTORY_TITLES = 20  # most recent history titles shown to the profiler / generator
+
+
+class RoleConfig(dg.Config):
+    """Per-run settings of one GENRE role (editable in the launchpad)."""
+
+    budget: int = Field(
+        default=32,
+        description="most items sent to the LLM in one run (newest first); cached answers are free",
+    )
+    batch_size: int = Field(default=16, description="prompts per LLM batch")
+    prompt_version: str = Field(default="v1", description="prompt template version")
+    retry_failed: bool = Field(default=True, description="retry items that failed before")
+
+
+class GeneratorConfig(RoleConfig):
+    mode: str = Field(default="chain", description="direct | chain (profile first, then generate)")
+    cold_max_clicks: int = Field(default=5, description="cold user = at most this many clicks")
+    budget: int = Field(default=16, description="most cold users sent to the LLM in one run")
+
+
+def _frame(conn, sql: str) -> pl.DataFrame:
+    return pl.from_arrow(conn.sql(sql).to_arrow_table())
+
+
+def _run(role: str, inputs: list, config: RoleConfig, llm: LLMResource, database: str, **kw):
+    from genre_dagster.enrichment.cache import ResponseCache
+    from genre_dagster.enrichment.runner import run_role
+
+    return run_role(
+        role,
+        inputs,
+        llm.get_backend(),
+        ResponseCache(database),
+        budget=config.budget,
+        batch_size=config.batch_size,
+        prompt_version=config.prompt_version,
+        retry_failed=config.retry_failed,
+        **kw,
+    )
+
+
+def _run_metadata(result, started: float) -> dict[str, Any]:
+    stats = result.stats
+    seconds = time.perf_counter() - started
+    tokens = int(stats.get("completion_tokens", 0) or 0)
+    errors = pl.DataFrame(
+        {"error": [r.error for r in result.rows if r.status == "failed" and r.error]},
+        schema={"error": pl.Utf8},
+    )
+    top_errors = errors.group_by("error").len().sort("len", descending=True).head(5)
+    return {
+        "model": result.model,
+        "prompt_version": result.prompt_version,
+        "answered": int(stats.get("answered", 0)),
+        "cached": int(stats.get("cached", 0)),
+        "failed": int(stats.get("failed", 0)),
+        "skipped_by_budget": int(stats.get("skipped_by_budget", 0)),
+        "prompt_tokens": int(stats.get("prompt_tokens", 0) or 0),
+        "completion_tokens": tokens,
+        "seconds": round(seconds, 2),
+        "completion_tokens_per_second": round(tokens / seconds, 2) if seconds else 0.0,
+        "failure_reasons": dg.MetadataValue.md(
+            "| error | items |\n|---|---|\n"
+            + "\n".join(f"| {e[:120]} | {n} |" for e, n in top_errors.iter_rows())
+        ),
+    }
+
+
+def _sample_md(frame: pl.DataFrame, columns: list[str], n: int = 5) -> dg.MetadataValue:
+    head = frame.select(columns).head(n)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in head.iter_rows():
+        lines.append("| " + " | ".join(str(v)[:100].replace("|", "/") for v in row) + " |")
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+@dg.asset(
+    key=[GROUP, "news_summaries"],
+    deps=["stg_news", "item_daily_stats"],
+    group_name=GROUP,
+    kinds={"llm", "duckdb"},
+    pool="duckdb",
+)
+def news_summaries(
+    context: dg.AssetExecutionContext, config: RoleConfig, llm: LLMResource, duckdb: DuckDBResource
+) -> pl.DataFrame:
+    """GENRE content summarizer: a new, neutral, informative title per item, newest items first.
+
+    Holds every valid answer in the response cache for the current prompt version and model;
+    items without one fall back to their title downstream."""
+    from genre_dagster.enrichment.roles import RoleInput
+
+    with duckdb.get_connection() as conn:
+        items = _frame(
+            conn,
+            """
+            select n.news_id, n.title, n.abstract, n.category, n.subcategory
+            from main.stg_news n
+            left join (select news_id, max(day) as last_day from main.item_daily_stats group by 1)
+                s using (news_id)
+            order by s.last_day desc nulls last, n.news_id
+            """,
+        )
+    inputs = [RoleInput(key=r["news_id"], fields=r) for r in items.iter_rows(named=True)]
+    started = time.perf_counter()
+    result = _run("summarizer", inputs, config, llm, duckdb.database)
+    ok = [(r.key, r.output["title"], r.cached) for r in result.rows if r.status == "ok"]
+    out = pl.DataFrame(
+        ok, schema={"news_id": pl.Utf8, "summary": pl.Utf8, "cached": pl.Boolean}, orient="row"
+    ).with_columns(
+        pl.lit(result.model).alias("model"), pl.lit(result.prompt_version).alias("prompt_version")
+    )
+    context.add_output_metadata(
+        {
+            "dagster/row_count": out.height,
+            "items": items.height,
+            "coverage": round(out.height / max(items.height, 1), 4),
+            "sample": _sample_md(out.join(items, on="news_id"), ["title", "summary"]),
+            **_run_metadata(result, started),
+        }
+    )
+    return out
+
+
+@dg.asset(
+    key=[GROUP, "user_profiles"],
+    deps=["user_histories", "stg_news"],
+    group_name=GROUP,
+    kinds={"llm", "duckdb"},
+    pool="duckdb",
+)
+def user_profiles(
+    context: dg.AssetExecutionContext, config: RoleConfig, llm: LLMResource, duckdb: DuckDBResource
+) -> pl.DataFrame:
+    """GENRE user profiler: interest topics chosen from the dataset's categories (plus optional
+    regions) from each user's recent history, most recently active users first. Answers outside
+    the vocabulary are repaired or rejected, never stored."""
+    from genre_dagster.enrichment.roles import RoleInput
+    from genre_dagster.enrichment.runner import vocabulary_config
+
+    with duckdb.get_connection() as conn:
+        categories = [
+            c for (c,) in conn.sql("select distinct category from main.stg_news").fetchall()
+        ]
+        users = _frame(
+            conn,
+            f"""
+            select h.user_id, list(n.title order by u.ordinality) as titles
+            from main.user_histories h,
+                unnest(h.history[-{HISTORY_TITLES}:]) with ordinality as u(news_id, ordinality)
+            join main.stg_news n on n.news_id = u.news_id
+            group by h.user_id, h.last_seen
+            order by h.last_seen desc, h.user_id
+            """,
+        )
+    inputs = [RoleInput(key=u, fields={"history": t}) for u, t in users.iter_rows()]
+    started = time.perf_counter()
+    result = _run(
+        "profiler", inputs, config, llm, duckdb.database, vocabulary=vocabulary_config(categories)
+    )
+    rows = [
+        (r.key, r.output["topics"], r.output.get("regions", []), r.cached)
+        for r in result.rows
+        if r.status == "ok"
+    ]
+    out = pl.DataFrame(
+        rows,
+        schema={
+            "user_id": pl.Utf8,
+            "topics": pl.List(pl.Utf8),
+            "regions": pl.List(pl.Utf8),
+            "cached": pl.Boolean,
+        },
+        orient="row",
+    ).with_columns(
+        pl.lit(result.model).alias("model"), pl.lit(result.prompt_version).alias("prompt_version")
+    )
+    context.add_output_metadata(
+        {
+            "dagster/row_count": out.height,
+            "users_with_history": users.height,
+            "vocabulary_size": len(categories),
+            "sample": _sample_md(out, ["user_id", "topics", "regions"]),
+            **_run_metadata(result, started),
+        }
+    )
+    return out
+
+
+def synthetic_id(user_id: str, mode: str, prompt_version: str) -> str:
+    """Stable id of a user's synthetic item; the `S` prefix never collides with real ids."""
+    digest = hashlib.sha256(f"{user_id}|{mode}|{prompt_version}".encode()).hexdigest()[:12]
+    return f"S{digest}"
+
+
+@dg.asset(
+    key=[GROUP, "synthetic_items"],
+    deps=["user_segments", "user_histories", "stg_news"],
+    group_name=GROUP,
+    kinds={"llm", "duckdb"},
+    pool="duckdb",
+)
+def synthetic_items(
+    context: dg.AssetExecutionContext,
+    config: GeneratorConfig,
+    llm: LLMResource,
+    duckdb: DuckDBResource,
+) -> pl.DataFrame:
+    """GENRE personalized generator for cold users (1..N history clicks): one synthetic item
+    {title, abstract, category} per user, appended to that user's history by the scorers.
+    Chain mode profiles the user first and conditions the generation on the profile.
+    Synthetic items are flagged and never become candidates, labels or recommendations."""
+    from genre_dagster.enrichment.roles import RoleInput
+    from genre_dagster.enrichment.runner import vocabulary_config
+
+    if config.mode not in ("direct", "chain"):
+        raise ValueError(f"mode must be 'direct' or 'chain', not {config.mode!r}")
+    with duckdb.get_connection() as conn:
+        categories = [
+            c for (c,) in conn.sql("select distinct category from main.stg_news").fetchall()
+        ]
+        cold = _frame(
+            conn,
+            f"""
+            select h.user_id,
+                   list({{'category': n.category, 'title': n.title}} order by u.ordinality) as items
+            from main.user_histories h,
+                unnest(h.history) with ordinality as u(news_id, ordinality)
+            join main.stg_news n on n.news_id = u.news_id
+            where h.history_length between 1 and {int(config.cold_max_clicks)}
+            group by h.user_id, h.last_seen
+            order by h.last_seen desc, h.user_id
+            """,
+        )
+    role = "chain_generator" if config.mode == "chain" else "generator"
+    inputs = [RoleInput(key=u, fields={"history": items}) for u, items in cold.iter_rows()]
+    started = time.perf_counter()
+    result = _run(
+        role, inputs, config, llm, duckdb.database, vocabulary=vocabulary_config(categories)
+    )
+    rows = [
+        (
+            synthetic_id(r.key, config.mode, config.prompt_version),
+            r.key,
+            r.output["title"],
+            r.output["abstract"],
+            r.output["category"],
+            r.cached,
+        )
+        for r in result.rows
+        if r.status == "ok"
+    ]
+    out = pl.DataFrame(
+        rows,
+        schema={
+            "news_id": pl.Utf8,
+            "user_id": pl.Utf8,
+            "title": pl.Utf8,
+            "abstract": pl.Utf8,
+            "category": pl.Utf8,
+            "cached": pl.Boolean,
+        },
+        orient="row",
+    ).with_columns(
+        pl.lit(True).alias("is_synthetic"),
+        pl.lit(config.mode).alias("mode"),
+        pl.lit(result.model).alias("model"),
+    )
+    context.add_output_metadata(
+        {
+            "dagster/row_count": out.height,
+            "cold_users_with_history": cold.height,
+            "mode": config.mode,
+            "sample": _sample_md(out, ["user_id", "category", "title"]),
+            **_run_metadata(result, started),
+        }
+    )
+    return out

@@ -1,0 +1,427 @@
+"""Evidently reports in the lineage graph: each compares the newest day with a reference window,
+writes a self-contained HTML page plus a JSON summary (kept per day, listed in index.html), and
+evaluates its thresholds as an asset check so a verdict is visible and can act."""
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import dagster as dg
+import numpy as np
+import polars as pl
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from genre_dagster.resources.model_store import ModelStore
+from genre_dagster.resources.reports import ReportStore
+
+GROUP = "monitoring"
+CHALLENGER = dg.AssetKey(["serving", "challenger"])
+
+
+class ReportConfig(dg.Config):
+    reference_days: int = Field(default=7, description="reference window: days before the newest")
+    warn: float = Field(default=0.25, description="WARN when the drift measure reaches this")
+    error: float = Field(default=0.5, description="ERROR when the drift measure reaches this")
+
+
+class PredictionDriftConfig(ReportConfig):
+    block_promotion: bool = Field(
+        default=False,
+        description="an ERROR-level prediction drift blocks promotion of the challenger",
+    )
+    top_k: int = Field(default=5, description="top-K whose category mix is compared")
+
+
+def _frame(conn, sql: str, params: list | None = None) -> pl.DataFrame:
+    return pl.from_arrow(conn.execute(sql, params or []).to_arrow_table())
+
+
+def _newest_window(conn, reference_days: int):
+    (newest,) = conn.execute("select max(day) from main.stg_behaviors where is_labeled").fetchone()
+    if newest is None:
+        raise RuntimeError("no labelled impressions to monitor")
+    return newest, newest - timedelta(days=reference_days)
+
+
+def _publish(context, result, reports: ReportStore, name: str, day, measure: str):
+    """Save the report, refresh the index, and return (history row, metadata)."""
+    from genre_dagster.monitoring import markdown_summary, write_report_index
+
+    html, json_path = result.save(reports.folder, name, str(day), context.run.run_id)
+    index = write_report_index(reports.folder)
+    summary = result.summary
+    value = summary.get(measure, (summary.get("headline") or {}).get("value"))
+    if isinstance(value, list):  # e.g. the list of data-quality issues: publish its length
+        value = len(value)
+    metadata = {
+        "day": str(day),
+        "verdict": summary["verdict"],
+        measure: float(value) if value is not None else float("nan"),
+        "report": dg.MetadataValue.url(reports.url_of(html)),
+        "report_path": dg.MetadataValue.path(str(html)),
+        "report_index": dg.MetadataValue.url(reports.url_of(index)),
+        "summary": dg.MetadataValue.md(markdown_summary(summary)),
+    }
+    if "drifted_columns" in summary:
+        metadata["drifted_columns"] = dg.MetadataValue.json(summary["drifted_columns"])
+    row = pl.DataFrame(
+        {
+            "day": [day],
+            "run_id": [context.run.run_id],
+            "verdict": [summary["verdict"]],
+            "measure": [measure],
+            "value": [float(value) if value is not None else None],
+            "html": [str(html)],
+            "json": [str(json_path)],
+        }
+    )
+    return row, metadata
+
+
+def _history(conn, table: str, row: pl.DataFrame) -> pl.DataFrame:
+    (exists,) = conn.execute(
+        "select count(*) from information_schema.tables "
+        "where table_schema = 'monitoring' and table_name = ?",
+        [table],
+    ).fetchone()
+    if not exists:
+        return row
+    old = _frame(conn, f'select * from monitoring."{table}"')  # table: a constant name below
+    return pl.concat([old, row], how="vertical_relaxed")
+
+
+def _threshold_check(name, asset_key, value, config, blocking_error=True, description=""):
+    from genre_dagster.monitoring import threshold_verdict
+
+    verdict = (
+        "ok"
+        if value is None or np.isnan(value)
+        else threshold_verdict(value, config.warn, config.error)
+    )
+    severity = (
+        dg.AssetCheckSeverity.ERROR
+        if verdict == "error" and blocking_error
+        else (dg.AssetCheckSeverity.WARN)
+    )
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name=name,
+        passed=verdict == "ok",
+        severity=severity,
+        metadata={
+            "value": float(value),
+            "warn": config.warn,
+            "error": config.error,
+            "verdict": verdict,
+        },
+        description=description,
+    )
+
+
+INTERACTION = dg.AssetKey([GROUP, "interaction_drift"])
+
+
+@dg.asset(
+    key=INTERACTION,
+    deps=["stg_behaviors", "impressions", "stg_news"],
+    check_specs=[dg.AssetCheckSpec("drift_share_within_thresholds", asset=INTERACTION)],
+    group_name=GROUP,
+    kinds={"evidently", "duckdb"},
+    pool="duckdb",
+)
+def interaction_drift(
+    context: dg.AssetExecutionContext,
+    config: ReportConfig,
+    duckdb: DuckDBResource,
+    reports: ReportStore,
+) -> Iterator:
+    """Data drift of the newest day's impressions against the reference window: history length,
+    clicks and candidates per impression, category mix of candidates and clicks, item text
+    length, hour of day (Evidently DataDriftPreset)."""
+    from genre_dagster.monitoring import (
+        current_and_reference,
+        interaction_drift_report,
+        interaction_frame,
+    )
+
+    with duckdb.get_connection() as conn:
+        behaviors = _frame(conn, "select * from main.stg_behaviors")
+        impressions = _frame(conn, "select * from main.impressions")
+        news = _frame(conn, "select * from main.stg_news")
+        frame = interaction_frame(behaviors, impressions, news)
+        current, reference = current_and_reference(frame, reference_days=config.reference_days)
+        result = interaction_drift_report(
+            current, reference, warn_share=config.warn, drift_share=config.error
+        )
+        day = current["day"][0]
+        row, metadata = _publish(context, result, reports, "interaction_drift", day, "drift_share")
+        history = _history(conn, "interaction_drift", row)
+    yield dg.Output(history, metadata={"dagster/row_count": history.height, **metadata})
+    yield _threshold_check(
+        "drift_share_within_thresholds",
+        INTERACTION,
+        result.summary["drift_share"],
+        config,
+        description=_headline(result.summary),
+    )
+
+
+QUALITY = dg.AssetKey([GROUP, "data_quality"])
+
+
+@dg.asset(
+    key=QUALITY,
+    deps=["stg_behaviors", "stg_news", "item_daily_stats"],
+    group_name=GROUP,
+    kinds={"evidently", "duckdb"},
+    pool="duckdb",
+)
+def data_quality(
+    context: dg.AssetExecutionContext,
+    config: ReportConfig,
+    duckdb: DuckDBResource,
+    reports: ReportStore,
+) -> pl.DataFrame:
+    """Summary and quality of the newest day's new items and impressions: missing values, new
+    categories, duplicates (Evidently DataSummaryPreset plus explicit counts)."""
+    from genre_dagster.monitoring import data_quality_report
+
+    with duckdb.get_connection() as conn:
+        newest, start = _newest_window(conn, config.reference_days)
+        first_seen = """
+            select n.* from main.stg_news n join (
+                select news_id, min(day) as first_day from main.item_daily_stats group by 1
+            ) f using (news_id) where f.first_day between ? and ?
+        """
+        new_items = _frame(conn, first_seen, [newest, newest])
+        ref_items = _frame(conn, first_seen, [start, newest - timedelta(days=1)])
+        behaviors = "select * from main.stg_behaviors where day between ? and ?"
+        new_b = _frame(conn, behaviors, [newest, newest])
+        ref_b = _frame(conn, behaviors, [start, newest - timedelta(days=1)])
+        result = data_quality_report(new_items, ref_items, new_b, ref_b)
+        row, metadata = _publish(context, result, reports, "data_quality", newest, "issues")
+        history = _history(conn, "data_quality", row)
+    context.add_output_metadata({"dagster/row_count": history.height, **metadata})
+    return history
+
+
+EMBEDDING = dg.AssetKey([GROUP, "embedding_drift"])
+
+
+@dg.asset(
+    key=EMBEDDING,
+    deps=["item_daily_stats", dg.AssetKey(["embeddings", "news_embeddings"])],
+    check_specs=[dg.AssetCheckSpec("embedding_drift_within_thresholds", asset=EMBEDDING)],
+    group_name=GROUP,
+    kinds={"evidently", "duckdb"},
+    pool="duckdb",
+)
+def embedding_drift(
+    context: dg.AssetExecutionContext,
+    config: ReportConfig,
+    duckdb: DuckDBResource,
+    reports: ReportStore,
+) -> Iterator:
+    """Embedding drift of the items first shown on the newest day against the items of the
+    reference window (MMD permutation test; Evidently's embedding drift view in the page).
+    The checked measure is 1 - p-value."""
+    from genre_dagster.monitoring import embedding_drift_report
+
+    with duckdb.get_connection() as conn:
+        newest, start = _newest_window(conn, config.reference_days)
+        sql = """
+            select e.vector from embeddings.news_embeddings e join (
+                select news_id, min(day) as first_day from main.item_daily_stats group by 1
+            ) f using (news_id) where e.field = 'title' and f.first_day between ? and ?
+        """
+        current = _frame(conn, sql, [newest, newest])
+        reference = _frame(conn, sql, [start, newest - timedelta(days=1)])
+        if current.height < 5 or reference.height < 5:
+            raise RuntimeError(
+                f"too few items for embedding drift: {current.height} new, {reference.height} "
+                "in the reference window"
+            )
+        dim = int(current["vector"].list.len()[0])
+        as_matrix = lambda f: np.asarray(  # noqa: E731
+            f["vector"].cast(pl.Array(pl.Float32, dim)).to_numpy(), np.float32
+        )
+        result = embedding_drift_report(as_matrix(current), as_matrix(reference))
+        p_value = result.summary.get("p_value")
+        result.summary["drift_confidence"] = None if p_value is None else 1.0 - float(p_value)
+        row, metadata = _publish(
+            context, result, reports, "embedding_drift", newest, "drift_confidence"
+        )
+        history = _history(conn, "embedding_drift", row)
+    yield dg.Output(history, metadata={"dagster/row_count": history.height, **metadata})
+    yield _threshold_check(
+        "embedding_drift_within_thresholds",
+        EMBEDDING,
+        result.summary["drift_confidence"],
+        _Thresholds(warn=0.95, error=0.99),
+        description=_headline(result.summary),
+    )
+
+
+def _headline(summary: dict) -> str:
+    headline = summary.get("headline") or {}
+    return f"{summary['verdict']}: {headline.get('name')} = {headline.get('value')}"
+
+
+class _Thresholds:
+    def __init__(self, warn: float, error: float) -> None:
+        self.warn, self.error = warn, error
+
+
+def _challenger_scores(conn, model_store, newest, start):
+    """Scores of the challenger on the newest day and on the reference window."""
+    from genre_dagster.assets.scoring import embedding_fields
+    from genre_dagster.scoring.inputs import load_scorer_inputs
+    from genre_dagster.scoring.loading import build_impressions, load_behaviors_between
+
+    (name, scorer_id) = conn.execute("select name, scorer_id from serving.challenger").fetchone()
+    (profile, generated) = conn.execute(
+        f'select profile, generated_history from scoring."{name}"'  # name checked by challenger
+    ).fetchone()
+    scorer = model_store.load(scorer_id)
+    inputs = load_scorer_inputs(
+        conn, (), embedding_fields(scorer.config), profile=profile, generated_history=generated
+    )
+    out = {}
+    for label, (a, b) in {
+        "current": (newest, newest),
+        "reference": (start, newest - timedelta(days=1)),
+    }.items():
+        frame = load_behaviors_between(conn, a, b)
+        data = build_impressions(
+            frame, inputs.items, extra_history=inputs.extra_history, day_zero=inputs.day_zero
+        )
+        kwargs = {"profiles": inputs.profiles} if profile else {}
+        scores = scorer.score(data, inputs.items, **kwargs) if data.n_impressions else np.zeros(0)
+        out[label] = (frame, data, scores)
+    return scorer_id, inputs, out
+
+
+def _scored_frame(frame: pl.DataFrame, data, scores: np.ndarray) -> pl.DataFrame:
+    counts = np.diff(data.cand_offsets)
+    return pl.DataFrame(
+        {
+            "impression_id": np.repeat(frame["impression_id"].to_numpy(), counts),
+            "news_id": frame["candidate_ids"].explode().to_numpy(),
+            "score": scores,
+            "label": data.labels.astype(np.int64),
+            "position": np.concatenate([np.arange(1, n + 1) for n in counts]),
+        }
+    )
+
+
+def _topk_categories(data, scores, items, k: int) -> list[str]:
+    cats = np.array(items.category_names)
+    out = []
+    for j in range(data.n_impressions):
+        a, b = data.cand_offsets[j], data.cand_offsets[j + 1]
+        top = np.argsort(-scores[a:b], kind="stable")[:k]
+        out += cats[items.categories[data.cand_items[a:b][top]]].tolist()
+    return out
+
+
+PREDICTION = dg.AssetKey([GROUP, "prediction_drift"])
+
+
+@dg.asset(
+    key=PREDICTION,
+    deps=[CHALLENGER],
+    check_specs=[
+        dg.AssetCheckSpec("prediction_drift_within_thresholds", asset=PREDICTION, blocking=True)
+    ],
+    group_name=GROUP,
+    kinds={"evidently", "duckdb"},
+    pool="duckdb",
+)
+def prediction_drift(
+    context: dg.AssetExecutionContext,
+    config: PredictionDriftConfig,
+    duckdb: DuckDBResource,
+    model_store: ModelStore,
+    reports: ReportStore,
+) -> Iterator:
+    """Drift of the challenger's score distribution and of its top-K category mix, newest day
+    against the reference window. With `block_promotion`, an ERROR verdict blocks the promotion
+    of the challenger (the serving scorer is downstream of this check)."""
+    from genre_dagster.monitoring import prediction_drift_report
+
+    with duckdb.get_connection() as conn:
+        newest, start = _newest_window(conn, config.reference_days)
+        scorer_id, inputs, scored = _challenger_scores(conn, model_store, newest, start)
+        (_, cur_data, cur_scores), (_, ref_data, ref_scores) = (
+            scored["current"],
+            scored["reference"],
+        )
+        if ref_data.n_impressions == 0 or cur_data.n_impressions == 0:
+            # nothing to compare yet (first day of a dataset): say so, never block the lists
+            context.log.warning("no reference window yet: prediction drift not computed")
+            yield dg.Output(pl.DataFrame(), metadata={"verdict": "no reference window"})
+            yield dg.AssetCheckResult(
+                asset_key=PREDICTION,
+                check_name="prediction_drift_within_thresholds",
+                passed=True,
+                description="no reference window yet",
+            )
+            return
+        result = prediction_drift_report(
+            cur_scores,
+            ref_scores,
+            _topk_categories(cur_data, cur_scores, inputs.items, config.top_k),
+            _topk_categories(ref_data, ref_scores, inputs.items, config.top_k),
+            warn_share=config.warn,
+            error_share=config.error,
+        )
+        row, metadata = _publish(
+            context, result, reports, "prediction_drift", newest, "drift_share"
+        )
+        history = _history(conn, "prediction_drift", row)
+    metadata["scorer_id"] = scorer_id
+    yield dg.Output(history, metadata={"dagster/row_count": history.height, **metadata})
+    yield _threshold_check(
+        "prediction_drift_within_thresholds",
+        PREDICTION,
+        result.summary["drift_share"],
+        config,
+        blocking_error=config.block_promotion,
+        description=_headline(result.summary),
+    )
+
+
+@dg.asset(
+    key=[GROUP, "recommendation_quality"],
+    deps=[CHALLENGER, "stg_news"],
+    group_name=GROUP,
+    kinds={"evidently", "duckdb"},
+    pool="duckdb",
+)
+def recommendation_quality(
+    context: dg.AssetExecutionContext,
+    config: ReportConfig,
+    duckdb: DuckDBResource,
+    model_store: ModelStore,
+    reports: ReportStore,
+) -> pl.DataFrame:
+    """Ranking quality of the challenger on the newest labelled day (precision/recall/nDCG/MRR/
+    hit at k) with personalization, diversity, novelty and popularity bias, against the
+    reference window."""
+    from genre_dagster.monitoring import recommendation_quality_report
+
+    with duckdb.get_connection() as conn:
+        newest, start = _newest_window(conn, config.reference_days)
+        _, _, scored = _challenger_scores(conn, model_store, newest, start)
+        news = _frame(conn, "select * from main.stg_news")
+        current = _scored_frame(*scored["current"])
+        reference = (
+            _scored_frame(*scored["reference"]) if scored["reference"][1].n_impressions else None
+        )
+        result = recommendation_quality_report(current, news=news, reference_scored=reference)
+        row, metadata = _publish(
+            context, result, reports, "recommendation_quality", newest, "ndcg@10"
+        )
+        history = _history(conn, "recommendation_quality", row)
+    context.add_output_metadata({"dagster/row_count": history.height, **metadata})
+    return history

@@ -1,0 +1,185 @@
+"""Trained scorers, one asset each, composed by configuration (see scoring/variants.py).
+
+Every scorer is trained on the train split, validated on the validation split, saved through the
+model store under `<kind>-<config hash>`, and described by a one-row table in schema `scoring`.
+"""
+
+import json
+import time
+from datetime import UTC, datetime
+
+import dagster as dg
+import polars as pl
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from genre_dagster.resources.model_store import ModelStore
+from genre_dagster.scoring.variants import DEFAULT_SCORERS, ENSEMBLE_MEMBERS, ScorerSpec
+
+GROUP = "scoring"
+FEATURE_DEPS = ["impression_splits", "stg_behaviors", "item_daily_stats", "user_segments"]
+EMBEDDINGS = dg.AssetKey(["embeddings", "news_embeddings"])
+PROFILE_EMBEDDINGS = dg.AssetKey(["embeddings", "user_profile_embeddings"])
+SYNTHETIC = dg.AssetKey(["enrichment", "synthetic_items"])
+
+
+class ScorerConfig(dg.Config):
+    """Launchpad overrides of a scorer's composition and hyper-parameters."""
+
+    overrides_json: str = Field(
+        default="{}",
+        description=(
+            'JSON merged into the scorer config, e.g. {"user_encoder": "gru", "epochs": 3} or '
+            '{"fields": ["title", "summary"], "predictor": "mlp"}; unknown keys are rejected'
+        ),
+    )
+    max_history: int = Field(default=50, description="most recent history items per user")
+
+
+def embedding_fields(config: dict) -> list[str]:
+    """Text fields a scorer config reads from the item embeddings."""
+    fields = list(config.get("fields") or [])
+    if config.get("field"):
+        fields.append(config["field"])
+    for member in config.get("members") or []:  # ensembles read their members' fields
+        fields += embedding_fields(member.get("config") or {})
+    return sorted(set(fields))
+
+
+def _row(spec: ScorerSpec, scorer, path, val, seconds: float) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "name": [spec.name],
+            "variant": [spec.variant],
+            "kind": [scorer.kind],
+            "scorer_id": [scorer.scorer_id],
+            "config_hash": [scorer.config_hash],
+            "config_json": [json.dumps(scorer.config, sort_keys=True, default=str)],
+            "artifact_path": [str(path)],
+            "profile": [spec.profile],
+            "generated_history": [spec.generated_history],
+            "val_auc": [float(val["auc"])],
+            "val_impressions": [int(val["n_impressions"])],
+            "train_seconds": [round(seconds, 2)],
+            "trained_at": [datetime.now(UTC).replace(tzinfo=None)],
+        }
+    )
+
+
+def _fit_and_validate(spec: ScorerSpec, scorer, inputs) -> tuple[dict, dict]:
+    from genre_dagster.evaluation.metrics import evaluate_impressions
+
+    train, valid = inputs.splits["train"], inputs.splits["validation"]
+    if train.n_impressions == 0:
+        raise RuntimeError("the train split is empty: check the split boundaries")
+    extra = {}
+    if spec.profile:
+        extra = {"profiles": inputs.profiles, "valid_profiles": inputs.profiles}
+    log = scorer.fit(train, inputs.items, valid if valid.n_impressions else None, **extra)
+    score_kw = {"profiles": inputs.profiles} if spec.profile else {}
+    scores = scorer.score(valid, inputs.items, **score_kw)
+    return log or {}, evaluate_impressions(valid, scores)
+
+
+def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
+    """An asset that trains, validates and saves the scorer described by `spec`."""
+    deps = [*FEATURE_DEPS, EMBEDDINGS]
+    if spec.profile:
+        deps.append(PROFILE_EMBEDDINGS)
+    if spec.generated_history:
+        deps.append(SYNTHETIC)
+
+    @dg.asset(
+        name=spec.name,
+        key_prefix=[GROUP],
+        deps=deps,
+        group_name=GROUP,
+        kinds={"pytorch" if spec.kind in ("nrms", "naml") else "scikitlearn", "duckdb"},
+        pool="duckdb",
+        description=f"{spec.description} GENRE variant: {spec.variant}.",
+    )
+    def _scorer(
+        context: dg.AssetExecutionContext,
+        config: ScorerConfig,
+        duckdb: DuckDBResource,
+        model_store: ModelStore,
+    ) -> pl.DataFrame:
+        from genre_dagster.scoring.inputs import load_scorer_inputs
+        from genre_dagster.scoring.registry import create_scorer
+
+        scorer_config = {**spec.config, **json.loads(config.overrides_json or "{}")}
+        scorer = create_scorer(spec.kind, scorer_config)
+        with duckdb.get_connection() as conn:
+            inputs = load_scorer_inputs(
+                conn,
+                ("train", "validation"),
+                embedding_fields(scorer.config),
+                profile=spec.profile,
+                generated_history=spec.generated_history,
+                max_history=config.max_history,
+            )
+        started = time.perf_counter()
+        log, val = _fit_and_validate(spec, scorer, inputs)
+        seconds = time.perf_counter() - started
+        path = model_store.save(scorer)
+        context.log.info(f"{scorer.scorer_id}: validation AUC {val['auc']:.4f} in {seconds:.1f} s")
+        row = _row(spec, scorer, path, val, seconds)
+        context.add_output_metadata(
+            {
+                "scorer_id": scorer.scorer_id,
+                "config_hash": scorer.config_hash,
+                "validation_auc": float(val["auc"]),
+                "validation_mrr": float(val["mrr"]),
+                "train_impressions": inputs.splits["train"].n_impressions,
+                "train_seconds": round(seconds, 2),
+                "artifact": dg.MetadataValue.path(str(path)),
+                "config": dg.MetadataValue.json(json.loads(row["config_json"][0])),
+                "training_log": dg.MetadataValue.json(json.loads(json.dumps(log, default=str))),
+            }
+        )
+        return row
+
+    return _scorer
+
+
+scorer_assets = [build_scorer_asset(spec) for spec in DEFAULT_SCORERS]
+
+
+@dg.asset(
+    key=[GROUP, "ensemble"],
+    ins={name: dg.AssetIn([GROUP, name]) for name in ENSEMBLE_MEMBERS},
+    deps=[*FEATURE_DEPS, EMBEDDINGS],
+    group_name=GROUP,
+    kinds={"scikitlearn", "duckdb"},
+    pool="duckdb",
+)
+def ensemble(
+    context: dg.AssetExecutionContext,
+    duckdb: DuckDBResource,
+    model_store: ModelStore,
+    **members: pl.DataFrame,
+) -> pl.DataFrame:
+    """Ensemble of trained scorers; weights fit on the validation split to maximize its AUC."""
+    from genre_dagster.scoring.ensemble import EnsembleScorer
+    from genre_dagster.scoring.inputs import load_scorer_inputs
+
+    fitted = [model_store.load(members[name]["scorer_id"][0]) for name in ENSEMBLE_MEMBERS]
+    fields = sorted({f for m in fitted for f in embedding_fields(m.config)})
+    with duckdb.get_connection() as conn:
+        inputs = load_scorer_inputs(conn, ("train", "validation"), fields)
+    scorer = EnsembleScorer(members=fitted)
+    spec = ScorerSpec("ensemble", "ensemble", variant="ensemble")
+    started = time.perf_counter()
+    log, val = _fit_and_validate(spec, scorer, inputs)
+    seconds = time.perf_counter() - started
+    path = model_store.save(scorer)
+    weights = dict(zip(ENSEMBLE_MEMBERS, [float(w) for w in scorer.weights], strict=True))
+    context.add_output_metadata(
+        {
+            "scorer_id": scorer.scorer_id,
+            "validation_auc": float(val["auc"]),
+            "weights": dg.MetadataValue.json(weights),
+            "artifact": dg.MetadataValue.path(str(path)),
+        }
+    )
+    return _row(spec, scorer, path, val, seconds)

@@ -1,0 +1,296 @@
+"""Serving: the challenger, the promotion guard, the serving scorer and top-K lists.
+
+The best newly trained scorer (by validation AUC) is the challenger. The blocking check
+`promotion_guard` compares it with the serving scorer: if it is worse beyond the tolerance the
+check fails (WARN) and the previous scorer keeps serving; an unusable challenger (no AUC, or no
+better than random) fails with ERROR and blocks everything downstream.
+"""
+
+import json
+import re
+from datetime import UTC, datetime
+
+import dagster as dg
+import numpy as np
+import polars as pl
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from genre_dagster.resources.model_store import ModelStore
+from genre_dagster.serving.promotion import PromotionDecision, decide_promotion
+
+GROUP = "serving"
+CHALLENGER = dg.AssetKey([GROUP, "challenger"])
+SERVING = dg.AssetKey([GROUP, "serving_scorer"])
+REFERENCE_ROWS = ("random", "oracle")
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")  # names that reach SQL as table names
+
+
+def _current_serving(duckdb: DuckDBResource) -> tuple[str | None, float | None, str | None]:
+    """(scorer_id, validation AUC, name) of the scorer serving now, from the serving history."""
+    with duckdb.get_connection() as conn:
+        (exists,) = conn.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = 'serving' and table_name = 'serving_scorer'"
+        ).fetchone()
+        if not exists:
+            return None, None, None
+        row = conn.execute(
+            "select serving_id, serving_val_auc, serving_name from serving.serving_scorer "
+            "order by decided_at desc limit 1"
+        ).fetchone()
+    return row if row else (None, None, None)
+
+
+class PromotionConfig(dg.Config):
+    tolerance: float = Field(
+        default=0.005, description="largest validation-AUC drop allowed for a new scorer"
+    )
+
+
+def _decision(challenger: pl.DataFrame, duckdb, tolerance: float) -> PromotionDecision:
+    serving_id, serving_auc, _ = _current_serving(duckdb)
+    row = challenger.row(0, named=True)
+    return decide_promotion(row["scorer_id"], row["val_auc"], serving_id, serving_auc, tolerance)
+
+
+@dg.asset(
+    key=CHALLENGER,
+    ins={"leaderboard": dg.AssetIn(["evaluation", "leaderboard"])},
+    deps=[dg.AssetKey(["scoring", "ensemble"])],
+    group_name=GROUP,
+    kinds={"duckdb"},
+    pool="duckdb",
+)
+def challenger(
+    context: dg.AssetExecutionContext, leaderboard: pl.DataFrame, duckdb: DuckDBResource
+) -> pl.DataFrame:
+    """The best scorer of this run by validation AUC: the candidate to serve."""
+    trained = leaderboard.filter(
+        (pl.col("segment") == "all") & ~pl.col("scorer").is_in(REFERENCE_ROWS)
+    ).sort(["val_auc", "scorer"], descending=[True, False], nulls_last=True)
+    if trained.height == 0:
+        raise RuntimeError("the leaderboard holds no trained scorer")
+    best = trained.row(0, named=True)
+    if not IDENTIFIER.match(best["scorer"]):
+        raise ValueError(f"scorer name {best['scorer']!r} is not a plain identifier")
+    with duckdb.get_connection() as conn:
+        (scorer_id,) = conn.execute(f'select scorer_id from scoring."{best["scorer"]}"').fetchone()
+    out = pl.DataFrame(
+        {
+            "name": [best["scorer"]],
+            "scorer_id": [scorer_id],
+            "val_auc": [best["val_auc"]],
+            "test_auc": [best["auc"]],
+        }
+    )
+    context.add_output_metadata(
+        {"challenger": scorer_id, "validation_auc": best["val_auc"], "test_auc": best["auc"]}
+    )
+    return out
+
+
+@dg.asset_check(asset=CHALLENGER, blocking=True, description=__doc__.split("\n\n")[1])
+def promotion_guard(config: PromotionConfig, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    with duckdb.get_connection() as conn:
+        challenger_row = pl.from_arrow(
+            conn.sql("select * from serving.challenger").to_arrow_table()
+        )
+    decision = _decision(challenger_row, duckdb, config.tolerance)
+    return dg.AssetCheckResult(
+        passed=decision.promote,
+        severity=dg.AssetCheckSeverity.ERROR if decision.broken else dg.AssetCheckSeverity.WARN,
+        description=decision.reason,
+        metadata={"serving_after": decision.serving_id, "tolerance": config.tolerance},
+    )
+
+
+@dg.asset(
+    key=SERVING,
+    ins={"challenger": dg.AssetIn(CHALLENGER)},
+    # prediction drift of the challenger is checked first; its ERROR level can block promotion
+    deps=[dg.AssetKey(["monitoring", "prediction_drift"])],
+    group_name=GROUP,
+    kinds={"duckdb"},
+    pool="duckdb",
+)
+def serving_scorer(
+    context: dg.AssetExecutionContext,
+    config: PromotionConfig,
+    challenger: pl.DataFrame,
+    duckdb: DuckDBResource,
+) -> pl.DataFrame:
+    """History of promotion decisions; the newest row names the scorer that serves lists."""
+    previous_id, previous_auc, previous_name = _current_serving(duckdb)
+    decision = _decision(challenger, duckdb, config.tolerance)
+    row = challenger.row(0, named=True)
+    promoted = decision.promote and not decision.broken
+    entry = pl.DataFrame(
+        {
+            "decided_at": [datetime.now(UTC).replace(tzinfo=None)],
+            "run_id": [context.run.run_id],
+            "challenger_id": [row["scorer_id"]],
+            "challenger_val_auc": [row["val_auc"]],
+            "promoted": [promoted],
+            "serving_id": [row["scorer_id"] if promoted else previous_id],
+            "serving_name": [row["name"] if promoted else previous_name],
+            "serving_val_auc": [row["val_auc"] if promoted else previous_auc],
+            "reason": [decision.reason],
+        }
+    )
+    with duckdb.get_connection() as conn:
+        (exists,) = conn.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = 'serving' and table_name = 'serving_scorer'"
+        ).fetchone()
+        history = (
+            pl.from_arrow(conn.sql("select * from serving.serving_scorer").to_arrow_table())
+            if exists
+            else entry.clear()
+        )
+    out = pl.concat([history, entry], how="vertical_relaxed")
+    context.add_output_metadata(
+        {
+            "serving": str(entry["serving_id"][0]),
+            "promoted": promoted,
+            "reason": decision.reason,
+            "decisions": out.height,
+        }
+    )
+    return out
+
+
+class RecommendationConfig(dg.Config):
+    k: int = Field(default=10, description="recommendations per user")
+    pool_days: int = Field(default=2, description="candidate pool: items shown in the last N days")
+    active_days: int = Field(default=7, description="active user: seen in the last N days")
+    explain_field: str = Field(default="title", description="embedding field for explanations")
+
+
+@dg.asset(
+    key=[GROUP, "recommendations"],
+    ins={"serving": dg.AssetIn(SERVING)},
+    deps=["user_histories", "item_daily_stats", dg.AssetKey(["embeddings", "news_embeddings"])],
+    group_name=GROUP,
+    kinds={"duckdb"},
+    pool="duckdb",
+)
+def recommendations(
+    context: dg.AssetExecutionContext,
+    config: RecommendationConfig,
+    serving: pl.DataFrame,
+    duckdb: DuckDBResource,
+    model_store: ModelStore,
+) -> pl.DataFrame:
+    """Top-K per active user from the serving scorer over the recent candidate pool, seen and
+    synthetic items excluded, each with a short explanation (similar history item, profile
+    topic, or popularity); stored with scorer id, config hash and run id."""
+    from genre_dagster.assets.scoring import embedding_fields
+    from genre_dagster.scoring.inputs import load_generated_history, load_scorer_inputs
+    from genre_dagster.scoring.loading import _frame, build_impressions
+    from genre_dagster.serving.topk import explain, top_k
+
+    current = serving.sort("decided_at").row(-1, named=True)
+    if current["serving_id"] is None:
+        raise RuntimeError(f"no scorer is serving: {current['reason']}")
+    scorer = model_store.load(current["serving_id"])
+    spec_row = _scorer_row(duckdb, current["serving_name"])
+    fields = sorted(set(embedding_fields(scorer.config)) | {config.explain_field})
+    with duckdb.get_connection() as conn:
+        inputs = load_scorer_inputs(conn, (), fields, profile=spec_row["profile"])
+        users = _frame(
+            conn,
+            """
+            select h.user_id, h.history, p.topics
+            from main.user_histories h
+            left join enrichment.user_profiles p using (user_id)
+            where h.last_seen >= (select max(last_seen) from main.user_histories)
+                - to_days(?)
+            order by h.user_id
+            """,
+            [config.active_days],
+        )
+        pool_ids = _frame(
+            conn,
+            """
+            select news_id, sum(clicks) as clicks from main.item_daily_stats
+            where day > (select max(day) from main.item_daily_stats) - to_days(?)
+            group by news_id order by news_id
+            """,
+            [config.pool_days],
+        )
+        extra = load_generated_history(conn) if spec_row["generated_history"] else None
+    items = inputs.items
+    frame = users.select(
+        "user_id", "history", pl.lit([]).cast(pl.List(pl.Utf8)).alias("candidate_ids")
+    ).with_columns(
+        pl.lit("serving").alias("impression_id"),
+        pl.lit([]).cast(pl.List(pl.Int8)).alias("candidate_labels"),
+    )
+    data = build_impressions(frame, items, max_history=50, extra_history=extra)
+    pool = items.index_of(pool_ids["news_id"].to_list())
+    user_ids = users["user_id"].to_numpy().astype(object)
+    kwargs = {"profiles": inputs.profiles} if spec_row["profile"] else {}
+
+    def score_pool(rows: slice, candidates: np.ndarray) -> np.ndarray:
+        if kwargs:
+            return scorer.score_pool(
+                data.history[rows], candidates, items, user_ids=user_ids[rows], **kwargs
+            )
+        return scorer.score_pool(data.history[rows], candidates, items)
+
+    result = top_k(score_pool, data.history, pool, config.k, items)
+    clicks = np.zeros(items.n_items)
+    clicks[pool] = pool_ids["clicks"].to_numpy()
+    titles = inputs.item_table["title"].to_numpy()
+    topics = users["topics"].to_list()
+    kinds, texts = explain(
+        result, data.history, items, titles, config.explain_field, clicks, topics
+    )
+    out = pl.DataFrame(
+        {
+            "user_id": user_ids[result.user_rows],
+            "rank": result.ranks.astype(np.int32),
+            "news_id": items.item_ids[result.items],
+            "score": result.scores,
+            "explanation_kind": kinds,
+            "explanation": texts,
+        }
+    ).with_columns(
+        pl.lit(scorer.scorer_id).alias("scorer_id"),
+        pl.lit(scorer.config_hash).alias("config_hash"),
+        pl.lit(context.run.run_id).alias("run_id"),
+        pl.lit(datetime.now(UTC).replace(tzinfo=None)).alias("created_at"),
+    )
+    category = np.array(items.category_names)[items.categories[result.items]]
+    mix = pl.Series(category).value_counts(sort=True)
+    context.add_output_metadata(
+        {
+            "dagster/row_count": out.height,
+            "users": int(len(user_ids)),
+            "pool_items": int(len(pool)),
+            "scorer_id": scorer.scorer_id,
+            "promoted_this_run": bool(current["promoted"]),
+            "promotion_reason": current["reason"],
+            "explanations": dg.MetadataValue.json(
+                dict(pl.Series(kinds).value_counts().iter_rows())
+            ),
+            "category_mix": dg.MetadataValue.md(
+                "| category | share |\n|---|---|\n"
+                + "\n".join(f"| {c} | {n / len(category):.3f} |" for c, n in mix.iter_rows())
+            ),
+        }
+    )
+    return out
+
+
+def _scorer_row(duckdb: DuckDBResource, name: str) -> dict:
+    if not IDENTIFIER.match(name or ""):
+        raise ValueError(f"scorer name {name!r} is not a plain identifier")
+    with duckdb.get_connection() as conn:
+        row = conn.execute(
+            f'select profile, generated_history, config_json from scoring."{name}"'
+        ).fetchone()
+    if row is None:
+        raise RuntimeError(f"scorer {name!r} has no row in schema scoring")
+    return {"profile": row[0], "generated_history": row[1], "config": json.loads(row[2])}

@@ -1,0 +1,111 @@
+"""Everything a scorer needs for given splits, read from DuckDB in one place.
+
+Shared by the training, evaluation and serving assets so that every stage sees the same items,
+histories (including GENRE's synthetic items for the generated-history variant) and profiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import polars as pl
+
+from genre_dagster.scoring.data import ImpressionData, ItemFeatures
+from genre_dagster.scoring.loading import (
+    _frame,
+    _table_exists,
+    build_impressions,
+    build_item_features,
+    load_behaviors,
+    load_item_table,
+)
+
+
+@dataclass
+class ScorerInputs:
+    items: ItemFeatures
+    item_table: pl.DataFrame
+    splits: dict[str, ImpressionData]
+    behaviors: dict[str, pl.DataFrame]
+    day_zero: date
+    extra_history: dict[str, list[str]] | None
+    profiles: object | None  # genre_dagster.scoring.neural.UserProfiles
+
+
+def load_embeddings(conn, fields: list[str]) -> dict[str, pl.DataFrame]:
+    """field -> (news_id, vector) from `embeddings.news_embeddings`; clear error when missing."""
+    if not fields:
+        return {}
+    if not _table_exists(conn, "embeddings", "news_embeddings"):
+        raise RuntimeError("embeddings.news_embeddings does not exist: materialize it first")
+    frame = _frame(
+        conn,
+        "select field, news_id, vector from embeddings.news_embeddings where field in ("
+        + ", ".join("?" for _ in fields)
+        + ")",
+        list(fields),
+    )
+    out = {}
+    for name in fields:
+        part = frame.filter(pl.col("field") == name).select("news_id", "vector")
+        if part.height == 0:
+            raise RuntimeError(
+                f"no embeddings for text field {name!r}; add it to the fields of news_embeddings"
+            )
+        out[name] = part
+    return out
+
+
+def load_profiles(conn):
+    """GENRE user-profile vectors as UserProfiles (None when none exist yet)."""
+    from genre_dagster.scoring.neural import UserProfiles
+
+    if not _table_exists(conn, "embeddings", "user_profile_embeddings"):
+        return None
+    frame = _frame(conn, "select user_id, vector from embeddings.user_profile_embeddings")
+    if frame.height == 0:
+        return None
+    dim = int(frame["vector"].list.len().max())
+    vectors = np.asarray(frame["vector"].cast(pl.Array(pl.Float32, dim)).to_numpy(), np.float32)
+    return UserProfiles(frame["user_id"].to_numpy().astype(object), vectors)
+
+
+def load_generated_history(conn) -> dict[str, list[str]]:
+    """user_id -> synthetic item ids to append to that cold user's history."""
+    if not _table_exists(conn, "enrichment", "synthetic_items"):
+        return {}
+    frame = _frame(
+        conn,
+        "select user_id, list(news_id order by news_id) as ids "
+        "from enrichment.synthetic_items group by user_id",
+    )
+    return dict(zip(frame["user_id"].to_list(), frame["ids"].to_list(), strict=True))
+
+
+def load_scorer_inputs(
+    conn,
+    splits: tuple[str, ...],
+    fields: list[str],
+    profile: bool = False,
+    generated_history: bool = False,
+    max_history: int = 50,
+) -> ScorerInputs:
+    """Items with the embedding `fields`, impressions of `splits`, and the GENRE extras."""
+    (day_zero,) = conn.execute("select min(day) from main.stg_behaviors").fetchone()
+    if day_zero is None:
+        raise RuntimeError("no impressions: ingest data first")
+    item_table = load_item_table(conn, include_synthetic=True)
+    items = build_item_features(item_table, load_embeddings(conn, fields), reference_day=day_zero)
+    extra = load_generated_history(conn) if generated_history else None
+    data, frames = {}, {}
+    for split in splits:
+        frames[split] = load_behaviors(conn, (split,))
+        data[split] = build_impressions(
+            frames[split], items, max_history=max_history, extra_history=extra, day_zero=day_zero
+        )
+    profiles = load_profiles(conn) if profile else None
+    if profile and profiles is None:
+        raise RuntimeError("the profile variant needs embeddings.user_profile_embeddings rows")
+    return ScorerInputs(items, item_table, data, frames, day_zero, extra, profiles)

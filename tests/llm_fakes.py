@@ -1,0 +1,42 @@
+"""A role-aware fake OpenAI-compatible server for graph tests (real HTTP on loopback)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from genre_dagster.enrichment.fake_server import FakeChatServer
+
+CATEGORY_IN_HISTORY = re.compile(r"\(\d+\) \((\w+)\)")
+TOPIC_LIST = re.compile(r"chosen only from this list: ([^\n]+)")
+
+
+def _user_text(body: dict[str, Any]) -> str:
+    return "\n".join(m["content"] for m in body["messages"] if m["role"] == "user")
+
+
+def genre_responder(item: str, body: dict[str, Any]) -> str:
+    """Valid answers for each GENRE role, derived from the prompt itself."""
+    system = body["messages"][0]["content"]
+    text = _user_text(body)
+    if "reading habits" in system:  # profiler: the first allowed topic
+        allowed = TOPIC_LIST.search(text)
+        first = allowed.group(1).split(",")[0].strip().strip("[]\"'") if allowed else "news"
+        return json.dumps({"topics": [first], "regions": []})
+    if "news writer" in system:  # generator: stay in the user's first category
+        found = CATEGORY_IN_HISTORY.search(text)
+        category = found.group(1) if found else "news"
+        return json.dumps(
+            {
+                "title": f"What comes next in {category}",
+                "abstract": f"A synthetic {category} story for a new reader.",
+                "category": category,
+            }
+        )
+    title = re.search(r"title: ([^\n]+)", text)
+    return json.dumps({"title": f"Report: {title.group(1) if title else item}"})
+
+
+def fake_llm_server() -> FakeChatServer:
+    return FakeChatServer(responder=genre_responder)
