@@ -38,7 +38,10 @@ test: setup
 	$(BIN)/pytest
 
 ui: setup
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	# Evidently reports are static pages: serve them on loopback so links in the UI open.
+	mkdir -p data/reports
+	$(BIN)/python -m http.server 8001 --bind 127.0.0.1 --directory data/reports >/dev/null 2>&1 & \
+	  trap 'kill $$!' EXIT; $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 demo: setup
 	$(BIN)/genre-dagster demo

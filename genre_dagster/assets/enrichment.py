@@ -23,7 +23,7 @@ class RoleConfig(dg.Config):
     """Per-run settings of one GENRE role (editable in the launchpad)."""
 
     budget: int = Field(
-        default=32,
+        default=24,
         description="most items sent to the LLM in one run (newest first); cached answers are free",
     )
     batch_size: int = Field(default=16, description="prompts per LLM batch")
@@ -34,7 +34,7 @@ class RoleConfig(dg.Config):
 class GeneratorConfig(RoleConfig):
     mode: str = Field(default="chain", description="direct | chain (profile first, then generate)")
     cold_max_clicks: int = Field(default=5, description="cold user = at most this many clicks")
-    budget: int = Field(default=16, description="most cold users sent to the LLM in one run")
+    budget: int = Field(default=8, description="most cold users sent to the LLM in one run")
 
 
 def _frame(conn, sql: str) -> pl.DataFrame:

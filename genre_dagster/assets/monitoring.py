@@ -78,6 +78,30 @@ def _publish(context, result, reports: ReportStore, name: str, day, measure: str
     return row, metadata
 
 
+def _skipped(context, day, reason: str) -> tuple[pl.DataFrame, dict]:
+    """A history row for a day whose report could not be computed, and why (never silent)."""
+    context.log.warning(f"report skipped for {day}: {reason}")
+    row = pl.DataFrame(
+        {
+            "day": [day],
+            "run_id": [context.run.run_id],
+            "verdict": ["skipped"],
+            "measure": [reason],
+            "value": [None],
+            "html": [None],
+            "json": [None],
+        },
+        schema_overrides={"value": pl.Float64, "html": pl.Utf8, "json": pl.Utf8},
+    )
+    return row, {"day": str(day), "verdict": "skipped", "reason": reason}
+
+
+def _skip_check(name: str, asset_key, reason: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=asset_key, check_name=name, passed=True, description=f"skipped: {reason}"
+    )
+
+
 def _history(conn, table: str, row: pl.DataFrame) -> pl.DataFrame:
     (exists,) = conn.execute(
         "select count(*) from information_schema.tables "
@@ -149,6 +173,13 @@ def interaction_drift(
         impressions = _frame(conn, "select * from main.impressions")
         news = _frame(conn, "select * from main.stg_news")
         frame = interaction_frame(behaviors, impressions, news)
+        newest, start = _newest_window(conn, config.reference_days)
+        if frame.filter(pl.col("day").is_between(start, newest - timedelta(days=1))).is_empty():
+            row, metadata = _skipped(context, newest, "no reference window yet")
+            history = _history(conn, "interaction_drift", row)
+            yield dg.Output(history, metadata=metadata)
+            yield _skip_check("drift_share_within_thresholds", INTERACTION, metadata["reason"])
+            return
         current, reference = current_and_reference(frame, reference_days=config.reference_days)
         result = interaction_drift_report(
             current, reference, warn_share=config.warn, drift_share=config.error
@@ -198,8 +229,11 @@ def data_quality(
         behaviors = "select * from main.stg_behaviors where day between ? and ?"
         new_b = _frame(conn, behaviors, [newest, newest])
         ref_b = _frame(conn, behaviors, [start, newest - timedelta(days=1)])
-        result = data_quality_report(new_items, ref_items, new_b, ref_b)
-        row, metadata = _publish(context, result, reports, "data_quality", newest, "issues")
+        if ref_items.is_empty() or ref_b.is_empty():
+            row, metadata = _skipped(context, newest, "no reference window yet")
+        else:
+            result = data_quality_report(new_items, ref_items, new_b, ref_b)
+            row, metadata = _publish(context, result, reports, "data_quality", newest, "issues")
         history = _history(conn, "data_quality", row)
     context.add_output_metadata({"dagster/row_count": history.height, **metadata})
     return history
@@ -237,10 +271,15 @@ def embedding_drift(
         current = _frame(conn, sql, [newest, newest])
         reference = _frame(conn, sql, [start, newest - timedelta(days=1)])
         if current.height < 5 or reference.height < 5:
-            raise RuntimeError(
-                f"too few items for embedding drift: {current.height} new, {reference.height} "
-                "in the reference window"
+            reason = (
+                f"too few items to compare: {current.height} new, {reference.height} in the "
+                "reference window (5 each needed)"
             )
+            row, metadata = _skipped(context, newest, reason)
+            history = _history(conn, "embedding_drift", row)
+            yield dg.Output(history, metadata=metadata)
+            yield _skip_check("embedding_drift_within_thresholds", EMBEDDING, reason)
+            return
         dim = int(current["vector"].list.len()[0])
         as_matrix = lambda f: np.asarray(  # noqa: E731
             f["vector"].cast(pl.Array(pl.Float32, dim)).to_numpy(), np.float32
@@ -358,14 +397,10 @@ def prediction_drift(
         )
         if ref_data.n_impressions == 0 or cur_data.n_impressions == 0:
             # nothing to compare yet (first day of a dataset): say so, never block the lists
-            context.log.warning("no reference window yet: prediction drift not computed")
-            yield dg.Output(pl.DataFrame(), metadata={"verdict": "no reference window"})
-            yield dg.AssetCheckResult(
-                asset_key=PREDICTION,
-                check_name="prediction_drift_within_thresholds",
-                passed=True,
-                description="no reference window yet",
-            )
+            row, metadata = _skipped(context, newest, "no reference window yet")
+            history = _history(conn, "prediction_drift", row)
+            yield dg.Output(history, metadata=metadata)
+            yield _skip_check("prediction_drift_within_thresholds", PREDICTION, metadata["reason"])
             return
         result = prediction_drift_report(
             cur_scores,
