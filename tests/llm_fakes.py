@@ -20,6 +20,17 @@ def genre_responder(item: str, body: dict[str, Any]) -> str:
     """Valid answers for each GENRE role, derived from the prompt itself."""
     system = body["messages"][0]["content"]
     text = _user_text(body)
+    if "reader's request" in system:  # steering: map one known request, refuse the rest
+        if "no celebrity gossip" in text:
+            return json.dumps(
+                {
+                    "boost": {"news": 1.5},
+                    "exclude": ["entertainment"],
+                    "freshness_days": None,
+                    "diversity": None,
+                }
+            )
+        return "Sorry, I am not sure what you mean."
     if "reading habits" in system:  # profiler: the first allowed topic
         allowed = TOPIC_LIST.search(text)
         first = allowed.group(1).split(",")[0].strip().strip("[]\"'") if allowed else "news"

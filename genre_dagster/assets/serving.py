@@ -16,6 +16,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from genre_dagster.resources.llm import LLMResource
 from genre_dagster.resources.model_store import ModelStore
 from genre_dagster.serving.promotion import PromotionDecision, decide_promotion
 
@@ -165,6 +166,22 @@ class RecommendationConfig(dg.Config):
     pool_days: int = Field(default=2, description="candidate pool: items shown in the last N days")
     active_days: int = Field(default=7, description="active user: seen in the last N days")
     explain_field: str = Field(default="title", description="embedding field for explanations")
+    # steering (applies to everyone; `segments_json` refines it per user segment)
+    category_weights: dict[str, float] = Field(
+        default={}, description="boost (+) or damp (-) categories, in per-user score std units"
+    )
+    exclude_categories: list[str] = Field(default=[], description="categories never recommended")
+    freshness_days: int = Field(default=0, description="only items first shown in the last N days")
+    diversity: float = Field(default=0.0, description="MMR diversity, 0 (off) to 1")
+    instruction: str = Field(
+        default="",
+        description='natural-language steering, e.g. "more science, no celebrity gossip"; the '
+        "LLM maps it to the parameters above (restricted to the dataset's categories)",
+    )
+    segments_json: str = Field(
+        default="{}",
+        description='per-segment steering, e.g. {"cold": {"category_weights": {"news": 1}}}',
+    )
 
 
 @dg.asset(
@@ -181,13 +198,22 @@ def recommendations(
     serving: pl.DataFrame,
     duckdb: DuckDBResource,
     model_store: ModelStore,
+    llm: LLMResource,
 ) -> pl.DataFrame:
     """Top-K per active user from the serving scorer over the recent candidate pool, seen and
     synthetic items excluded, each with a short explanation (similar history item, profile
-    topic, or popularity); stored with scorer id, config hash and run id."""
+    topic, or popularity); stored with scorer id, config hash, run id and the steering applied.
+    Steering (launchpad): category weights, exclusions, a freshness window, MMR diversity, a
+    natural-language instruction, and per-segment refinements."""
     from genre_dagster.assets.scoring import embedding_fields
     from genre_dagster.scoring.inputs import load_generated_history, load_scorer_inputs
     from genre_dagster.scoring.loading import _frame, build_impressions
+    from genre_dagster.serving.steering import (
+        category_mix,
+        mix_shift,
+        resolve_segments,
+        top_k_steered,
+    )
     from genre_dagster.serving.topk import explain, top_k
 
     current = serving.sort("decided_at").row(-1, named=True)
@@ -201,9 +227,10 @@ def recommendations(
         users = _frame(
             conn,
             """
-            select h.user_id, h.history, p.topics
+            select h.user_id, h.history, p.topics, g.segment
             from main.user_histories h
             left join enrichment.user_profiles p using (user_id)
+            left join main.user_segments g using (user_id)
             where h.last_seen >= (select max(last_seen) from main.user_histories)
                 - to_days(?)
             order by h.user_id
@@ -239,7 +266,23 @@ def recommendations(
             )
         return scorer.score_pool(data.history[rows], candidates, items)
 
-    result = top_k(score_pool, data.history, pool, config.k, items)
+    steering, steering_notes = _steering(config, items.category_names, llm, duckdb)
+    segments = users["segment"].fill_null("warm").to_list()
+    per_user = resolve_segments(steering, segments)
+    steered = any(not params.is_neutral for params in per_user)
+    newest = float(np.nanmax(items.publish_day)) if items.publish_day is not None else None
+    result = top_k_steered(
+        score_pool,
+        data.history,
+        pool,
+        config.k,
+        items,
+        per_user,
+        item_first_day=items.publish_day,
+        newest_day=newest,
+        mmr_field=config.explain_field,
+    )
+    before = top_k(score_pool, data.history, pool, config.k, items) if steered else result
     clicks = np.zeros(items.n_items)
     clicks[pool] = pool_ids["clicks"].to_numpy()
     titles = inputs.item_table["title"].to_numpy()
@@ -255,6 +298,7 @@ def recommendations(
             "score": result.scores,
             "explanation_kind": kinds,
             "explanation": texts,
+            "steering": [per_user[u].model_dump_json() for u in result.user_rows],
         }
     ).with_columns(
         pl.lit(scorer.scorer_id).alias("scorer_id"),
@@ -262,8 +306,11 @@ def recommendations(
         pl.lit(context.run.run_id).alias("run_id"),
         pl.lit(datetime.now(UTC).replace(tzinfo=None)).alias("created_at"),
     )
-    category = np.array(items.category_names)[items.categories[result.items]]
+    names = np.array(items.category_names)
+    category = names[items.categories[result.items]]
     mix = pl.Series(category).value_counts(sort=True)
+    mix_before = category_mix(names[items.categories[before.items]])
+    mix_after = category_mix(category)
     context.add_output_metadata(
         {
             "dagster/row_count": out.height,
@@ -276,12 +323,57 @@ def recommendations(
                 dict(pl.Series(kinds).value_counts().iter_rows())
             ),
             "category_mix": dg.MetadataValue.md(
-                "| category | share |\n|---|---|\n"
-                + "\n".join(f"| {c} | {n / len(category):.3f} |" for c, n in mix.iter_rows())
+                "| category | share before steering | share |\n|---|---|---|\n"
+                + "\n".join(
+                    f"| {c} | {mix_before.get(c, 0.0):.3f} | {n / len(category):.3f} |"
+                    for c, n in mix.iter_rows()
+                )
             ),
+            "steering_applied": dg.MetadataValue.json(
+                {seg: json.loads(p.model_dump_json()) for seg, p in steering.items()}
+            ),
+            "steering_notes": dg.MetadataValue.md(
+                "\n".join(f"- {n}" for n in steering_notes) or "- no steering"
+            ),
+            "steering_mix_shift": round(mix_shift(mix_before, mix_after), 4),
         }
     )
     return out
+
+
+def _steering(config: RecommendationConfig, categories: list[str], llm: LLMResource, duckdb):
+    """Steering per segment ("all", "cold", "warm") and notes for the metadata.
+
+    Explicit parameters are validated against the dataset's categories (unknown ones fail the
+    run with the list of valid names). An instruction is mapped by the LLM; when it cannot be
+    mapped the lists are built without it and the notes say why."""
+    from genre_dagster.enrichment.cache import ResponseCache
+    from genre_dagster.serving.instructions import instruction_to_params
+    from genre_dagster.serving.steering import SteeringParams, merge
+
+    notes: list[str] = []
+    base = SteeringParams(
+        category_weights=config.category_weights,
+        exclude_categories=config.exclude_categories,
+        freshness_days=config.freshness_days or None,
+        diversity=config.diversity or None,
+    )
+    base.check_categories(categories)
+    if config.instruction.strip():
+        mapped = instruction_to_params(
+            config.instruction, categories, llm.get_backend(), ResponseCache(duckdb.database)
+        )
+        notes.append(mapped.message)
+        if mapped.params is not None:
+            base = merge(base, mapped.params)
+    steering = {"all": base}
+    for segment, raw in json.loads(config.segments_json or "{}").items():
+        if segment not in ("cold", "warm"):
+            raise ValueError(f"segments_json: unknown segment {segment!r} (use cold or warm)")
+        params = SteeringParams(**raw)
+        params.check_categories(categories)
+        steering[segment] = params
+    return steering, notes
 
 
 def _scorer_row(duckdb: DuckDBResource, name: str) -> dict:

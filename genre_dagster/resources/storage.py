@@ -1,8 +1,11 @@
 """DuckDB storage for Polars outputs.
 
-The stock dagster-duckdb-polars handler skips empty DataFrames and so never creates the table
-of an output that happens to be empty (a quarantine with no bad rows, a day with no new items),
-which breaks every reader of that table. Ours always creates the table from the frame's schema.
+Two differences from the stock dagster-duckdb-polars handler:
+- an empty frame still creates its table (the stock one skips it, so a quarantine with no bad
+  rows or a day with no new items would leave readers without a table);
+- an unpartitioned output replaces its table, schema included, so adding a column to an asset
+  does not break the next run (the stock one inserts into the old table and fails).
+Partitioned outputs keep the stock behaviour: the partition's rows are deleted, then inserted.
 """
 
 from __future__ import annotations
@@ -22,16 +25,16 @@ class PolarsTableHandler(DuckDBPolarsTypeHandler):
     def handle_output(
         self, context: dg.OutputContext, table_slice: TableSlice, obj: pl.DataFrame, connection
     ) -> None:
-        if not obj.is_empty():
+        partitioned = bool(table_slice.partition_dimensions)
+        if partitioned and not obj.is_empty():
             super().handle_output(context, table_slice, obj, connection)
             return
         obj_arrow = obj.to_arrow()  # noqa: F841  (referenced by name in the SQL below)
+        target = f'"{table_slice.schema}"."{table_slice.table}"'
         connection.execute(f'create schema if not exists "{table_slice.schema}"')
-        connection.execute(
-            f'create table if not exists "{table_slice.schema}"."{table_slice.table}" as '
-            "select * from obj_arrow"
-        )
-        context.add_output_metadata({"row_count": 0})
+        verb = "create table if not exists" if partitioned else "create or replace table"
+        connection.execute(f"{verb} {target} as select * from obj_arrow")
+        context.add_output_metadata({"row_count": obj.height})
 
 
 class DuckDBPolarsTablesIOManager(DuckDBPolarsIOManager):
