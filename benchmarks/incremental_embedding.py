@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,8 +31,8 @@ def main() -> None:
     import polars as pl
 
     from genre_dagster.embedding import EmbeddingCache, embed_with_cache, text_hash
-    from genre_dagster.resources.encoder import EncoderResource
     from genre_dagster.resources import build_resources
+    from genre_dagster.resources.encoder import EncoderResource
     from genre_dagster.settings import load_settings
 
     rows = [json.loads(line) for line in DATA.read_text().splitlines()[: args.limit]]
@@ -57,7 +57,7 @@ def main() -> None:
     result = {
         "benchmark": "incremental_embedding",
         "command": f"python benchmarks/incremental_embedding.py --limit {args.limit}",
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "load_average_1m_at_end": os.getloadavg()[0]},
         "encoder": {"model_id": model.model_id, "device": model.device, "dtype": model.dtype},
         "texts": len(texts),

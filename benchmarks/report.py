@@ -77,9 +77,13 @@ def _goal_rows() -> list[tuple[str, str, str, str, str]]:
         goal = "report" if wall_goal is None else "<= 20 min, <= 6 GB; nightly <= 5 min"
         ok = "-"
         if wall_goal is not None and wall is not None:
-            ok = "yes" if wall <= wall_goal and (peak or 0) <= mem_goal and (
-                nightly is None or nightly <= 300
-            ) else "no"
+            ok = (
+                "yes"
+                if wall <= wall_goal
+                and (peak or 0) <= mem_goal
+                and (nightly is None or nightly <= 300)
+                else "no"
+            )
         rows.append(
             (
                 f"End to end, `genre-dagster run` on the {preset} world "

@@ -10,16 +10,22 @@ import dagster as dg
 from genre_dagster.partitions import behavior_days
 from genre_dagster.resources import DatasetSource
 
+# Transient failures (a locked file, a flaky LLM server, a node lost) are retried with backoff;
+# a step that fails three times fails the run, visible and re-executable from failure in the UI.
+TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=20, backoff=dg.Backoff.EXPONENTIAL)
+
 ingest_day_job = dg.define_asset_job(
     name="ingest_day",
     selection=dg.AssetSelection.groups("raw"),
     description="Ingest one day of impressions (and refresh the item table).",
+    op_retry_policy=TRANSIENT_RETRY,
 )
 
 nightly_refresh_job = dg.define_asset_job(
     name="nightly_refresh",
     selection=dg.AssetSelection.all(),
     description="Ingest a new day, then rebuild everything downstream of it.",
+    op_retry_policy=TRANSIENT_RETRY,
 )
 
 

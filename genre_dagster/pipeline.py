@@ -32,6 +32,7 @@ def refresh(
     job_name: str = "nightly_refresh",
     on_run=None,
     log_level: str = "INFO",
+    run_config: dict | None = None,
 ) -> RunReport:
     """Ingest every day not yet ingested (oldest first) and rebuild the graph on the newest.
 
@@ -54,7 +55,10 @@ def refresh(
             partition_key=day,
             instance=instance,
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            run_config={
+                **((run_config or {}) if name == job_name else {}),
+                "loggers": {"console": {"config": {"log_level": log_level}}},
+            },
         )
         checks = result.get_asset_check_evaluations()
         failures = [

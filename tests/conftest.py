@@ -19,3 +19,51 @@ if not (ROOT / "dbt_project" / "target" / "manifest.json").exists():
 
     print("preparing the dbt manifest for the test session", file=sys.stderr)
     prepare_dbt()
+
+
+import dagster as dg  # noqa: E402
+import pytest  # noqa: E402
+
+# A small generated MIND-format world: fast enough for CI, big enough for every stage.
+TINY = dict(n_news=500, n_users=300, n_days=4, impressions_per_day=120, seed=11)
+
+
+@pytest.fixture(scope="session")
+def news_world(tmp_path_factory):
+    """A generated news world after its first nightly run through the whole graph, with a fake
+    OpenAI-compatible LLM on loopback. Session-scoped: several modules read it."""
+    from llm_fakes import fake_llm_server
+
+    from genre_dagster.definitions import build_definitions
+    from genre_dagster.demo import DemoWorldConfig, generate_world
+    from genre_dagster.pipeline import refresh
+    from genre_dagster.settings import Settings
+
+    root = tmp_path_factory.mktemp("genre")
+    config = DemoWorldConfig(**TINY)
+    summary = generate_world(config, root / "mind")
+    home = root / "dagster_home"
+    home.mkdir()
+    with fake_llm_server() as server, dg.instance_for_test(temp_dir=str(home)) as instance:
+        settings = Settings(
+            env="local",
+            data_dir=root / "data",
+            source_kind="mind",
+            source_path=root / "mind",
+            landing_dir=root / "landing",
+            demo_preset="small",
+            llm_backend="openai",
+            llm_base_url=server.base_url,
+            llm_model="fake-genre",
+        )
+        defs = build_definitions(settings)
+        report = refresh(defs, instance)
+        yield {
+            "root": root,
+            "config": config,
+            "summary": summary,
+            "settings": settings,
+            "defs": defs,
+            "instance": instance,
+            "report": report,
+        }

@@ -109,3 +109,25 @@ def test_environment_selects_the_resource_set(tmp_path):
     assert local["privacy"].require_key is False
     prod = build_resources(load_settings({"GENRE_ENV": "prod", "GENRE_DATA_DIR": str(tmp_path)}))
     assert prod["privacy"].require_key is True
+
+
+def test_encoder_device_and_dtype_follow_the_environment(tmp_path):
+    from genre_dagster.embedding.devices import cpu_has_native_bf16
+    from genre_dagster.resources import build_resources
+
+    local = build_resources(load_settings({"GENRE_DATA_DIR": str(tmp_path)}))["encoder"]
+    encoder = local.get_encoder()  # the real offline MiniLM
+    assert encoder.device == "cpu"
+    assert encoder.dtype == ("bf16" if cpu_has_native_bf16() else "fp32")
+    vectors = encoder.encode(["Stocks rally as rates hold", "Quarterback throws four touchdowns"])
+    assert vectors.shape == (2, 384)
+
+    prod = build_resources(load_settings({"GENRE_ENV": "prod", "GENRE_DATA_DIR": str(tmp_path)}))[
+        "encoder"
+    ]
+    assert (prod.device, prod.dtype) == ("cuda", "bf16")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="(?i)cuda"):
+            prod.get_encoder()  # no silent fallback to CPU

@@ -23,10 +23,11 @@ def _items() -> ItemFeatures:
     )
 
 
-def _dot(items: ItemFeatures):
+def _dot(items: ItemFeatures, all_history):
     vectors = items.embeddings["title"]
 
-    def score_pool(history, pool):
+    def score_pool(rows, pool):
+        history = all_history[rows]
         users = np.stack(
             [
                 vectors[h[h != PAD]].mean(axis=0) if (h != PAD).any() else np.zeros(2)
@@ -41,7 +42,7 @@ def _dot(items: ItemFeatures):
 def test_top_k_excludes_seen_and_synthetic_items_and_orders_by_score():
     items = _items()
     history = np.array([[PAD, 0], [PAD, 2], [PAD, PAD]])
-    result = top_k(_dot(items), history, np.arange(6), k=3, items=items, chunk_users=2)
+    result = top_k(_dot(items, history), history, np.arange(6), k=3, items=items, chunk_users=2)
     by_user = {u: result.items[result.user_rows == u].tolist() for u in range(3)}
     assert by_user[0][:2] == [4, 1]  # highest dot products among unseen items (0 was seen)
     assert 0 not in by_user[0] and 2 not in by_user[1]
@@ -54,14 +55,14 @@ def test_top_k_excludes_seen_and_synthetic_items_and_orders_by_score():
 def test_a_user_who_saw_nearly_everything_gets_a_shorter_list():
     items = _items()
     history = np.array([[0, 1, 2, 3]])
-    result = top_k(_dot(items), history, np.arange(6), k=3, items=items)
+    result = top_k(_dot(items, history), history, np.arange(6), k=3, items=items)
     assert result.items.tolist() == [4]
 
 
 def test_explanations_name_the_signal_that_drove_the_recommendation():
     items = _items()
     history = np.array([[PAD, 0], [PAD, PAD], [PAD, PAD]])
-    result = top_k(_dot(items), history, np.array([1, 3]), k=1, items=items)
+    result = top_k(_dot(items, history), history, np.array([1, 3]), k=1, items=items)
     titles = np.array([f"title {i}" for i in range(6)], dtype=object)
     kinds, texts = explain(
         result,

@@ -28,6 +28,13 @@ class EvaluationConfig(dg.Config):
     write_prediction_files: bool = Field(
         default=True, description="write MIND-format prediction files (impression_id [ranks])"
     )
+    transfer_scorers: list[str] = Field(
+        default=[],
+        description=(
+            "folders of scorers trained on another dataset that shares the encoder (e.g. "
+            "/data/news/models/nrms-1a2b3c4d5e): evaluated here next to the in-domain scorers"
+        ),
+    )
 
 
 def _oracle_scores(source: DatasetSource, behaviors: pl.DataFrame) -> np.ndarray | None:
@@ -147,6 +154,27 @@ def leaderboard(
                     scores[cand_mask],
                     path,
                 )
+    for folder in config.transfer_scorers:
+        from genre_dagster.scoring.registry import load_scorer
+
+        foreign = load_scorer(Path(folder))
+        missing = set(embedding_fields(foreign.config)) - set(base.items.embeddings)
+        if missing:
+            with duckdb.get_connection() as conn:
+                base = load_scorer_inputs(
+                    conn, (config.split,), sorted(set(fields) | missing), profile=need_profile
+                )
+        if getattr(foreign, "config", {}).get("profile"):
+            raise ValueError(f"{folder}: profile-based scorers cannot be transferred")
+        scores = foreign.score(data, base.items)
+        rows += _segment_rows(
+            f"transfer:{foreign.scorer_id}",
+            f"trained elsewhere ({folder})",
+            data,
+            scores,
+            cold,
+            None,
+        )
     rng = np.random.default_rng(0)
     rows += _segment_rows("random", "reference", data, rng.random(len(data.cand_items)), cold, None)
     oracle = _oracle_scores(source, behaviors)

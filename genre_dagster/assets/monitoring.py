@@ -453,9 +453,13 @@ def recommendation_quality(
         reference = (
             _scored_frame(*scored["reference"]) if scored["reference"][1].n_impressions else None
         )
-        result = recommendation_quality_report(current, news=news, reference_scored=reference)
+        # Evidently's top-k metrics need every list to hold at least k candidates
+        k = int(min(10, current.group_by("impression_id").len()["len"].min()))
+        if reference is not None:
+            k = int(min(k, reference.group_by("impression_id").len()["len"].min()))
+        result = recommendation_quality_report(current, k=k, news=news, reference_scored=reference)
         row, metadata = _publish(
-            context, result, reports, "recommendation_quality", newest, "ndcg@10"
+            context, result, reports, "recommendation_quality", newest, f"ndcg@{k}"
         )
         history = _history(conn, "recommendation_quality", row)
     context.add_output_metadata({"dagster/row_count": history.height, **metadata})
