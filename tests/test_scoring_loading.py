@@ -85,3 +85,26 @@ def test_unknown_ids_fail_loudly():
     )
     with pytest.raises(KeyError, match="no item row"):
         build_impressions(_behaviors(candidates=(["N1", "N9"], ["N3"])), items)
+
+
+def test_no_valid_profile_yet_means_every_user_is_without_profile():
+    """A weak local LLM may produce no valid profile at all: the profile variant still trains."""
+    import duckdb
+
+    from genre_dagster.scoring.inputs import load_profiles, profile_coverage
+
+    conn = duckdb.connect()
+    conn.execute("create schema embeddings")
+    conn.execute(
+        "create table embeddings.news_embeddings as select 'N1' as news_id, "
+        "'title' as field, [0.1, 0.2, 0.3]::float[] as vector"
+    )
+    conn.execute(
+        "create table embeddings.user_profile_embeddings (user_id varchar, vector float[])"
+    )
+    profiles = load_profiles(conn)
+    vectors, has = profiles.rows_for(np.array(["u_a", "u_b"], dtype=object))
+    assert vectors.shape == (2, 3) and not has.any()
+    assert profile_coverage(profiles, np.array(["u_a"], dtype=object)) == 0.0
+    conn.execute("insert into embeddings.user_profile_embeddings values ('u_a', [1, 0, 0])")
+    assert profile_coverage(load_profiles(conn), np.array(["u_a", "u_b"], dtype=object)) == 0.5

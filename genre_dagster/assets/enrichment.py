@@ -23,18 +23,26 @@ class RoleConfig(dg.Config):
     """Per-run settings of one GENRE role (editable in the launchpad)."""
 
     budget: int = Field(
-        default=24,
+        default=16,
         description="most items sent to the LLM in one run (newest first); cached answers are free",
     )
     batch_size: int = Field(default=16, description="prompts per LLM batch")
     prompt_version: str = Field(default="v1", description="prompt template version")
     retry_failed: bool = Field(default=True, description="retry items that failed before")
+    max_new_tokens: int = Field(default=0, description="answer length cap; 0 = the role's default")
+
+
+class ProfilerConfig(RoleConfig):
+    budget: int = Field(default=8, description="most users sent to the LLM in one run")
+    max_new_tokens: int = Field(
+        default=48, description="a topics/regions answer fits in ~30 tokens; small models ramble"
+    )
 
 
 class GeneratorConfig(RoleConfig):
     mode: str = Field(default="chain", description="direct | chain (profile first, then generate)")
     cold_max_clicks: int = Field(default=5, description="cold user = at most this many clicks")
-    budget: int = Field(default=8, description="most cold users sent to the LLM in one run")
+    budget: int = Field(default=4, description="most cold users sent to the LLM in one run")
 
 
 def _frame(conn, sql: str) -> pl.DataFrame:
@@ -54,6 +62,7 @@ def _run(role: str, inputs: list, config: RoleConfig, llm: LLMResource, database
         batch_size=config.batch_size,
         prompt_version=config.prompt_version,
         retry_failed=config.retry_failed,
+        max_new_tokens=config.max_new_tokens or None,
         **kw,
     )
 
@@ -149,7 +158,10 @@ def news_summaries(
     pool="duckdb",
 )
 def user_profiles(
-    context: dg.AssetExecutionContext, config: RoleConfig, llm: LLMResource, duckdb: DuckDBResource
+    context: dg.AssetExecutionContext,
+    config: ProfilerConfig,
+    llm: LLMResource,
+    duckdb: DuckDBResource,
 ) -> pl.DataFrame:
     """GENRE user profiler: interest topics chosen from the dataset's categories (plus optional
     regions) from each user's recent history, most recently active users first. Answers outside

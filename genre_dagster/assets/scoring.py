@@ -123,6 +123,16 @@ def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
         seconds = time.perf_counter() - started
         path = model_store.save(scorer)
         context.log.info(f"{scorer.scorer_id}: validation AUC {val['auc']:.4f} in {seconds:.1f} s")
+        extra_meta = {}
+        if spec.profile:
+            from genre_dagster.scoring.inputs import profile_coverage
+
+            train_users = inputs.splits["train"].user_ids
+            extra_meta["profile_coverage"] = round(
+                profile_coverage(inputs.profiles, train_users), 4
+            )
+        if spec.generated_history:
+            extra_meta["users_with_generated_items"] = len(inputs.extra_history or {})
         row = _row(spec, scorer, path, val, seconds)
         context.add_output_metadata(
             {
@@ -135,6 +145,7 @@ def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
                 "artifact": dg.MetadataValue.path(str(path)),
                 "config": dg.MetadataValue.json(json.loads(row["config_json"][0])),
                 "training_log": dg.MetadataValue.json(json.loads(json.dumps(log, default=str))),
+                **extra_meta,
             }
         )
         return row

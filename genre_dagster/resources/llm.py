@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import Any
 
 import dagster as dg
@@ -64,9 +65,14 @@ class LLMResource(dg.ConfigurableResource):
                 self.precomputed_paths, match_on=self.precomputed_match_on
             )
         else:
-            from genre_dagster.enrichment.local_transformers import TransformersBackend
-
-            self._backend = TransformersBackend(
-                model_dir=self.model or None, device=self.device, batch_size=self.batch_size
-            )
+            self._backend = _local_backend(self.model or None, self.device, self.batch_size)
         return self._backend
+
+
+@lru_cache(maxsize=2)
+def _local_backend(model_dir: str | None, device: str, batch_size: int) -> Any:
+    """One local model per process: the roles of one run share it instead of each loading the
+    weights again (~30 s for SmolLM2 on 2 cores)."""
+    from genre_dagster.enrichment.local_transformers import TransformersBackend
+
+    return TransformersBackend(model_dir=model_dir, device=device, batch_size=batch_size)

@@ -59,17 +59,33 @@ def load_embeddings(conn, fields: list[str]) -> dict[str, pl.DataFrame]:
 
 
 def load_profiles(conn):
-    """GENRE user-profile vectors as UserProfiles (None when none exist yet)."""
+    """GENRE user-profile vectors as UserProfiles, or None when the table does not exist.
+
+    When no user has a valid profile yet (e.g. a small local LLM whose answers all failed
+    validation), every user is "without profile": the plug-in then sees zero vectors and a
+    missing flag, and the scorer still trains; `profile_coverage` reports it."""
     from genre_dagster.scoring.neural import UserProfiles
 
     if not _table_exists(conn, "embeddings", "user_profile_embeddings"):
         return None
     frame = _frame(conn, "select user_id, vector from embeddings.user_profile_embeddings")
     if frame.height == 0:
-        return None
+        (dim,) = conn.execute(
+            "select len(vector) from embeddings.news_embeddings limit 1"
+        ).fetchone()
+        # one NaN row = "no profile" for everyone (UserProfiles' documented convention)
+        return UserProfiles(np.array(["__no_profile__"], dtype=object), np.full((1, dim), np.nan))
     dim = int(frame["vector"].list.len().max())
     vectors = np.asarray(frame["vector"].cast(pl.Array(pl.Float32, dim)).to_numpy(), np.float32)
     return UserProfiles(frame["user_id"].to_numpy().astype(object), vectors)
+
+
+def profile_coverage(profiles, user_ids: np.ndarray) -> float:
+    """Share of `user_ids` that have a GENRE profile."""
+    if profiles is None or len(user_ids) == 0:
+        return 0.0
+    _, has = profiles.rows_for(user_ids)
+    return float(np.mean(has))
 
 
 def load_generated_history(conn) -> dict[str, list[str]]:
