@@ -103,12 +103,9 @@ def _skip_check(name: str, asset_key, reason: str) -> dg.AssetCheckResult:
 
 
 def _history(conn, table: str, row: pl.DataFrame) -> pl.DataFrame:
-    (exists,) = conn.execute(
-        "select count(*) from information_schema.tables "
-        "where table_schema = 'monitoring' and table_name = ?",
-        [table],
-    ).fetchone()
-    if not exists:
+    from genre_dagster.scoring.loading import table_exists
+
+    if not table_exists(conn, "monitoring", table):
         return row
     old = _frame(conn, f'select * from monitoring."{table}"')  # table: a constant name below
     return pl.concat([old, row], how="vertical_relaxed")

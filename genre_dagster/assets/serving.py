@@ -29,12 +29,10 @@ IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")  # names that reach SQL as table 
 
 def _current_serving(duckdb: DuckDBResource) -> tuple[str | None, float | None, str | None]:
     """(scorer_id, validation AUC, name) of the scorer serving now, from the serving history."""
+    from genre_dagster.scoring.loading import table_exists
+
     with duckdb.get_connection() as conn:
-        (exists,) = conn.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = 'serving' and table_name = 'serving_scorer'"
-        ).fetchone()
-        if not exists:
+        if not table_exists(conn, "serving", "serving_scorer"):
             return None, None, None
         row = conn.execute(
             "select serving_id, serving_val_auc, serving_name from serving.serving_scorer "
@@ -139,14 +137,12 @@ def serving_scorer(
             "reason": [decision.reason],
         }
     )
+    from genre_dagster.scoring.loading import table_exists
+
     with duckdb.get_connection() as conn:
-        (exists,) = conn.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = 'serving' and table_name = 'serving_scorer'"
-        ).fetchone()
         history = (
             pl.from_arrow(conn.sql("select * from serving.serving_scorer").to_arrow_table())
-            if exists
+            if table_exists(conn, "serving", "serving_scorer")
             else entry.clear()
         )
     out = pl.concat([history, entry], how="vertical_relaxed")

@@ -29,8 +29,8 @@ class EncoderConfig:
     pooling: "mean" | "cls" | "last"; normalize: L2-normalize the vectors.
     max_length: tokens kept per text (MiniLM was trained with 256).
     num_threads: torch intra-op threads while encoding (None: torch's default).
-    attn_implementation: transformers' attention kernel; "eager" measured faster than "sdpa"
-      for short texts on this CPU.
+    attn_implementation: transformers' attention kernel ("sdpa" or "eager"); "sdpa" used about
+      a third less CPU time than "eager" in bf16 here (fewer copies, one fused kernel).
     """
 
     model_path: str | None = None
@@ -41,7 +41,7 @@ class EncoderConfig:
     pooling: str = "mean"
     normalize: bool = True
     num_threads: int | None = None
-    attn_implementation: str = "eager"
+    attn_implementation: str = "sdpa"
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:

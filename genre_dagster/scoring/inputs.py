@@ -15,11 +15,11 @@ import polars as pl
 from genre_dagster.scoring.data import ImpressionData, ItemFeatures
 from genre_dagster.scoring.loading import (
     _frame,
-    _table_exists,
     build_impressions,
     build_item_features,
     load_behaviors,
     load_item_table,
+    table_exists,
 )
 
 
@@ -38,7 +38,7 @@ def load_embeddings(conn, fields: list[str]) -> dict[str, pl.DataFrame]:
     """field -> (news_id, vector) from `embeddings.news_embeddings`; clear error when missing."""
     if not fields:
         return {}
-    if not _table_exists(conn, "embeddings", "news_embeddings"):
+    if not table_exists(conn, "embeddings", "news_embeddings"):
         raise RuntimeError("embeddings.news_embeddings does not exist: materialize it first")
     frame = _frame(
         conn,
@@ -66,7 +66,7 @@ def load_profiles(conn):
     missing flag, and the scorer still trains; `profile_coverage` reports it."""
     from genre_dagster.scoring.neural import UserProfiles
 
-    if not _table_exists(conn, "embeddings", "user_profile_embeddings"):
+    if not table_exists(conn, "embeddings", "user_profile_embeddings"):
         return None
     frame = _frame(conn, "select user_id, vector from embeddings.user_profile_embeddings")
     if frame.height == 0:
@@ -90,7 +90,7 @@ def profile_coverage(profiles, user_ids: np.ndarray) -> float:
 
 def load_generated_history(conn) -> dict[str, list[str]]:
     """user_id -> synthetic item ids to append to that cold user's history."""
-    if not _table_exists(conn, "enrichment", "synthetic_items"):
+    if not table_exists(conn, "enrichment", "synthetic_items"):
         return {}
     frame = _frame(
         conn,

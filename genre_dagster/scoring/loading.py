@@ -37,7 +37,7 @@ def load_item_table(conn, include_synthetic: bool = True) -> pl.DataFrame:
         order by n.news_id
         """,
     )
-    if include_synthetic and _table_exists(conn, "enrichment", "synthetic_items"):
+    if include_synthetic and table_exists(conn, "enrichment", "synthetic_items"):
         synthetic = _frame(
             conn,
             """
@@ -50,7 +50,7 @@ def load_item_table(conn, include_synthetic: bool = True) -> pl.DataFrame:
     return items
 
 
-def _table_exists(conn, schema: str, table: str) -> bool:
+def table_exists(conn, schema: str, table: str) -> bool:
     (n,) = conn.execute(
         "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
         [schema, table],
