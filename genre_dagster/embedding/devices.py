@@ -7,8 +7,8 @@ then take hours without anyone noticing.
 dtype names: "fp32", "bf16", "fp16" and "auto".
 - "auto" picks fp16 on CUDA and MPS, bf16 on a CPU with native bf16 support (AVX512-BF16 / AMX,
   as oneDNN reports it) and fp32 on other CPUs. On this project's CPUs bf16 encodes MiniLM
-  about 2.5x faster than fp32 with mean cosine 0.9999 to the fp32 vectors
-  (benchmarks/encoder_throughput.py).
+  about 1.8x faster than fp32 (2.3x sentence-transformers' fp32 speed) with mean cosine
+  0.99995 to the fp32 vectors (benchmarks/encoder_throughput.py).
 - "fp16" on the CPU is rejected: PyTorch's CPU fp16 kernels are emulated (slow) and fp16's
   range overflows in some models; ask for "bf16" instead.
 - "bf16" on a CPU without native bf16 is allowed (it is correct, only slow).
