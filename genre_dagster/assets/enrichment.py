@@ -14,6 +14,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from genre_dagster.resources.llm import LLMResource
+from genre_dagster.scoring.loading import query_frame
 
 GROUP = "enrichment"
 HISTORY_TITLES = 20  # most recent history titles shown to the profiler / generator
@@ -43,10 +44,6 @@ class GeneratorConfig(RoleConfig):
     mode: str = Field(default="chain", description="direct | chain (profile first, then generate)")
     cold_max_clicks: int = Field(default=5, description="cold user = at most this many clicks")
     budget: int = Field(default=4, description="most cold users sent to the LLM in one run")
-
-
-def _frame(conn, sql: str) -> pl.DataFrame:
-    return pl.from_arrow(conn.sql(sql).to_arrow_table())
 
 
 def _run(role: str, inputs: list, config: RoleConfig, llm: LLMResource, database: str, **kw):
@@ -119,7 +116,7 @@ def news_summaries(
     from genre_dagster.enrichment.roles import RoleInput
 
     with duckdb.get_connection() as conn:
-        items = _frame(
+        items = query_frame(
             conn,
             """
             select n.news_id, n.title, n.abstract, n.category, n.subcategory
@@ -173,7 +170,7 @@ def user_profiles(
         categories = [
             c for (c,) in conn.sql("select distinct category from main.stg_news").fetchall()
         ]
-        users = _frame(
+        users = query_frame(
             conn,
             f"""
             select h.user_id, list(n.title order by u.ordinality) as titles
@@ -250,7 +247,7 @@ def synthetic_items(
         categories = [
             c for (c,) in conn.sql("select distinct category from main.stg_news").fetchall()
         ]
-        cold = _frame(
+        cold = query_frame(
             conn,
             f"""
             select h.user_id,

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from genre_dagster.resources.model_store import ModelStore
 from genre_dagster.resources.reports import ReportStore
+from genre_dagster.scoring.loading import query_frame
 
 GROUP = "monitoring"
 CHALLENGER = dg.AssetKey(["serving", "challenger"])
@@ -30,10 +31,6 @@ class PredictionDriftConfig(ReportConfig):
         description="an ERROR-level prediction drift blocks promotion of the challenger",
     )
     top_k: int = Field(default=5, description="top-K whose category mix is compared")
-
-
-def _frame(conn, sql: str, params: list | None = None) -> pl.DataFrame:
-    return pl.from_arrow(conn.execute(sql, params or []).to_arrow_table())
 
 
 def _newest_window(conn, reference_days: int):
@@ -107,7 +104,7 @@ def _history(conn, table: str, row: pl.DataFrame) -> pl.DataFrame:
 
     if not table_exists(conn, "monitoring", table):
         return row
-    old = _frame(conn, f'select * from monitoring."{table}"')  # table: a constant name below
+    old = query_frame(conn, f'select * from monitoring."{table}"')  # table: a constant name below
     return pl.concat([old, row], how="vertical_relaxed")
 
 
@@ -166,9 +163,9 @@ def interaction_drift(
     )
 
     with duckdb.get_connection() as conn:
-        behaviors = _frame(conn, "select * from main.stg_behaviors")
-        impressions = _frame(conn, "select * from main.impressions")
-        news = _frame(conn, "select * from main.stg_news")
+        behaviors = query_frame(conn, "select * from main.stg_behaviors")
+        impressions = query_frame(conn, "select * from main.impressions")
+        news = query_frame(conn, "select * from main.stg_news")
         frame = interaction_frame(behaviors, impressions, news)
         newest, start = _newest_window(conn, config.reference_days)
         if frame.filter(pl.col("day").is_between(start, newest - timedelta(days=1))).is_empty():
@@ -221,11 +218,11 @@ def data_quality(
                 select news_id, min(day) as first_day from main.item_daily_stats group by 1
             ) f using (news_id) where f.first_day between ? and ?
         """
-        new_items = _frame(conn, first_seen, [newest, newest])
-        ref_items = _frame(conn, first_seen, [start, newest - timedelta(days=1)])
+        new_items = query_frame(conn, first_seen, [newest, newest])
+        ref_items = query_frame(conn, first_seen, [start, newest - timedelta(days=1)])
         behaviors = "select * from main.stg_behaviors where day between ? and ?"
-        new_b = _frame(conn, behaviors, [newest, newest])
-        ref_b = _frame(conn, behaviors, [start, newest - timedelta(days=1)])
+        new_b = query_frame(conn, behaviors, [newest, newest])
+        ref_b = query_frame(conn, behaviors, [start, newest - timedelta(days=1)])
         if ref_items.is_empty() or ref_b.is_empty():
             row, metadata = _skipped(context, newest, "no reference window yet")
         else:
@@ -265,8 +262,8 @@ def embedding_drift(
                 select news_id, min(day) as first_day from main.item_daily_stats group by 1
             ) f using (news_id) where e.field = 'title' and f.first_day between ? and ?
         """
-        current = _frame(conn, sql, [newest, newest])
-        reference = _frame(conn, sql, [start, newest - timedelta(days=1)])
+        current = query_frame(conn, sql, [newest, newest])
+        reference = query_frame(conn, sql, [start, newest - timedelta(days=1)])
         if current.height < 5 or reference.height < 5:
             reason = (
                 f"too few items to compare: {current.height} new, {reference.height} in the "
@@ -445,7 +442,7 @@ def recommendation_quality(
     with duckdb.get_connection() as conn:
         newest, start = _newest_window(conn, config.reference_days)
         _, _, scored = _challenger_scores(conn, model_store, newest, start)
-        news = _frame(conn, "select * from main.stg_news")
+        news = query_frame(conn, "select * from main.stg_news")
         current = _scored_frame(*scored["current"])
         reference = (
             _scored_frame(*scored["reference"]) if scored["reference"][1].n_impressions else None

@@ -203,7 +203,7 @@ def recommendations(
     natural-language instruction, and per-segment refinements."""
     from genre_dagster.assets.scoring import embedding_fields
     from genre_dagster.scoring.inputs import load_generated_history, load_scorer_inputs
-    from genre_dagster.scoring.loading import _frame, build_impressions
+    from genre_dagster.scoring.loading import build_impressions, query_frame
     from genre_dagster.serving.steering import (
         category_mix,
         mix_shift,
@@ -220,7 +220,7 @@ def recommendations(
     fields = sorted(set(embedding_fields(scorer.config)) | {config.explain_field})
     with duckdb.get_connection() as conn:
         inputs = load_scorer_inputs(conn, (), fields, profile=spec_row["profile"])
-        users = _frame(
+        users = query_frame(
             conn,
             """
             select h.user_id, h.history, p.topics, g.segment
@@ -233,7 +233,7 @@ def recommendations(
             """,
             [config.active_days],
         )
-        pool_ids = _frame(
+        pool_ids = query_frame(
             conn,
             """
             select news_id, sum(clicks) as clicks from main.item_daily_stats

@@ -14,11 +14,11 @@ import polars as pl
 
 from genre_dagster.scoring.data import ImpressionData, ItemFeatures
 from genre_dagster.scoring.loading import (
-    _frame,
     build_impressions,
     build_item_features,
     load_behaviors,
     load_item_table,
+    query_frame,
     table_exists,
 )
 
@@ -40,7 +40,7 @@ def load_embeddings(conn, fields: list[str]) -> dict[str, pl.DataFrame]:
         return {}
     if not table_exists(conn, "embeddings", "news_embeddings"):
         raise RuntimeError("embeddings.news_embeddings does not exist: materialize it first")
-    frame = _frame(
+    frame = query_frame(
         conn,
         "select field, news_id, vector from embeddings.news_embeddings where field in ("
         + ", ".join("?" for _ in fields)
@@ -68,7 +68,7 @@ def load_profiles(conn):
 
     if not table_exists(conn, "embeddings", "user_profile_embeddings"):
         return None
-    frame = _frame(conn, "select user_id, vector from embeddings.user_profile_embeddings")
+    frame = query_frame(conn, "select user_id, vector from embeddings.user_profile_embeddings")
     if frame.height == 0:
         (dim,) = conn.execute(
             "select len(vector) from embeddings.news_embeddings limit 1"
@@ -92,7 +92,7 @@ def load_generated_history(conn) -> dict[str, list[str]]:
     """user_id -> synthetic item ids to append to that cold user's history."""
     if not table_exists(conn, "enrichment", "synthetic_items"):
         return {}
-    frame = _frame(
+    frame = query_frame(
         conn,
         "select user_id, list(news_id order by news_id) as ids "
         "from enrichment.synthetic_items group by user_id",

@@ -17,7 +17,8 @@ from genre_dagster.scoring.data import PAD, ImpressionData, ItemFeatures
 SPLITS = ("train", "validation", "test", "unlabeled")
 
 
-def _frame(conn, sql: str, params: list | None = None) -> pl.DataFrame:
+def query_frame(conn, sql: str, params: list | None = None) -> pl.DataFrame:
+    """Rows of `sql` (with optional parameters) as a Polars frame, via Arrow."""
     return pl.from_arrow(conn.execute(sql, params or []).to_arrow_table())
 
 
@@ -27,7 +28,7 @@ def load_item_table(conn, include_synthetic: bool = True) -> pl.DataFrame:
     Columns: news_id, category, title, abstract, is_synthetic, first_day (date the item was first
     shown as a candidate; null for items never shown).
     """
-    items = _frame(
+    items = query_frame(
         conn,
         """
         select n.news_id, n.category, n.title, n.abstract, false as is_synthetic, s.first_day
@@ -38,7 +39,7 @@ def load_item_table(conn, include_synthetic: bool = True) -> pl.DataFrame:
         """,
     )
     if include_synthetic and table_exists(conn, "enrichment", "synthetic_items"):
-        synthetic = _frame(
+        synthetic = query_frame(
             conn,
             """
             select news_id, category, title, abstract, true as is_synthetic,
@@ -109,7 +110,7 @@ def load_behaviors(conn, splits: tuple[str, ...]) -> pl.DataFrame:
     if unknown:
         raise ValueError(f"unknown split(s) {sorted(unknown)}; splits are {SPLITS}")
     placeholders = ", ".join("?" for _ in splits)
-    return _frame(
+    return query_frame(
         conn,
         f"""
         select b.impression_id, b.mind_impression_id, b.source_split, b.user_id, b.time, b.day,
@@ -210,7 +211,7 @@ def build_impressions(
 
 def load_behaviors_between(conn, first_day: date, last_day: date) -> pl.DataFrame:
     """Labelled impressions whose day is in [first_day, last_day], in time order (monitoring)."""
-    return _frame(
+    return query_frame(
         conn,
         """
         select impression_id, mind_impression_id, source_split, user_id, time, day, history,
