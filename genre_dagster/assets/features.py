@@ -64,4 +64,11 @@ def dbt_features(
     os.environ["GENRE_DUCKDB_PATH"] = duckdb.database
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     dbt_vars = json.dumps(config.model_dump())
-    yield from dbt.cli(["build", "--vars", dbt_vars], context=context).stream()
+    from genre_dagster.duckdb_lock import exclusive
+
+    # dbt opens the file from its own process: hold the project's writer lock for the whole
+    # build so a concurrent run waits instead of failing on DuckDB's lock.
+    with exclusive(duckdb.database, "dbt build") as waited:
+        if waited > 1:
+            context.log.info(f"waited {waited:.1f}s for the DuckDB file")
+        yield from dbt.cli(["build", "--vars", dbt_vars], context=context).stream()

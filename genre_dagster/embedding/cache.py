@@ -53,11 +53,9 @@ class EmbeddingCache:
     def _connect(self) -> Any:
         if callable(self._db):
             return self._db()
-        import duckdb
+        from genre_dagster.duckdb_lock import connect
 
-        path = Path(self._db)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return duckdb.connect(str(path))
+        return connect(Path(self._db), purpose=f"embedding cache {self.table}")
 
     def _ensure_table(self, con: Any) -> None:
         if self._ready:

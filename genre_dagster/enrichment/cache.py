@@ -1,14 +1,16 @@
 """The LLM response cache: one DuckDB table, `enrichment.llm_responses`.
 
 Rows are keyed by (role, prompt_version, model, input_hash); a rerun reuses finished answers.
-Each call opens the database, does its work and closes it, because DuckDB allows one writer per
-file and other pipeline steps need it between our batches.
+Each call opens the database under the project's writer lock (`genre_dagster.duckdb_lock`), does
+its work and closes it, because DuckDB allows one writer per file and other pipeline steps need it
+between our batches.
 """
 
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,7 +72,7 @@ class ResponseCache:
         db_path: str | Path,
         schema: str = "enrichment",
         table: str = "llm_responses",
-        lock_timeout: float = 30.0,
+        lock_timeout: float | None = None,
     ) -> None:
         for name in (schema, table):
             if not name.isidentifier():
@@ -81,20 +83,17 @@ class ResponseCache:
         self.lock_timeout = lock_timeout
         self._ready = False
 
-    def _connect(self) -> Any:
-        import duckdb
+    @contextmanager
+    def _connect(self) -> Iterator[Any]:
+        """A connection under the project's DuckDB writer lock (waits for other processes)."""
+        from genre_dagster.duckdb_lock import connect
 
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + self.lock_timeout
-        while True:
-            try:
-                con = duckdb.connect(str(self.db_path))
-                break
-            except duckdb.IOException as exc:
-                # Another process holds the file for a moment (one writer per file): wait.
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        purpose = f"LLM response cache {self.table}"
+        with connect(self.db_path, purpose, timeout=self.lock_timeout) as con:
+            self._ensure_table(con)
+            yield con
+
+    def _ensure_table(self, con: Any) -> None:
         if not self._ready:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {self._schema}")
             con.execute(
@@ -118,7 +117,6 @@ class ResponseCache:
                 )"""
             )
             self._ready = True
-        return con
 
     def get(
         self, role: str, prompt_version: str, model: str, input_hashes: list[str]
@@ -126,16 +124,13 @@ class ResponseCache:
         """Stored rows for these hashes (hash -> row); missing hashes are absent."""
         if not input_hashes:
             return {}
-        con = self._connect()
-        try:
+        with self._connect() as con:
             rows = con.execute(
                 f"""SELECT {", ".join(_COLUMNS)} FROM {self.table}
                     WHERE role = ? AND prompt_version = ? AND model = ?
                       AND input_hash IN (SELECT unnest(?::VARCHAR[]))""",
                 [role, prompt_version, model, sorted(set(input_hashes))],
             ).fetchall()
-        finally:
-            con.close()
         return {row[3]: _from_row(row) for row in rows}
 
     def put(self, responses: list[CachedResponse]) -> None:
@@ -145,8 +140,7 @@ class ResponseCache:
         keys = [(r.role, r.prompt_version, r.model, r.input_hash) for r in responses]
         if len(set(keys)) != len(keys):
             raise ValueError("ResponseCache.put: duplicate keys in one write")
-        con = self._connect()
-        try:
+        with self._connect() as con:
             con.execute("BEGIN")
             con.executemany(
                 f"INSERT OR REPLACE INTO {self.table} ({', '.join(_COLUMNS)}) "
@@ -154,21 +148,16 @@ class ResponseCache:
                 [_to_row(r) for r in responses],
             )
             con.execute("COMMIT")
-        finally:
-            con.close()
 
     def all(self, role: str | None = None) -> list[CachedResponse]:
         """Every stored row (optionally of one role), oldest first."""
-        con = self._connect()
-        try:
-            where, params = ("WHERE role = ?", [role]) if role else ("", [])
+        where, params = ("WHERE role = ?", [role]) if role else ("", [])
+        with self._connect() as con:
             rows = con.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM {self.table} {where} "
                 "ORDER BY created_at, input_hash",
                 params,
             ).fetchall()
-        finally:
-            con.close()
         return [_from_row(row) for row in rows]
 
 

@@ -36,9 +36,8 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
     manager here for a warehouse), a required pseudonym key from `GENRE_PSEUDONYM_KEY`.
     """
     from dagster_dbt import DbtCliResource
-    from dagster_duckdb import DuckDBResource
 
-    from genre_dagster.resources.storage import DuckDBPolarsTablesIOManager
+    from genre_dagster.resources.storage import DuckDBPolarsTablesIOManager, LockedDuckDBResource
 
     settings = settings or load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -69,7 +68,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
         encoder = EncoderResource(device="cpu", dtype="auto", batch_size=64, max_length=128)
     return {
         "io_manager": DuckDBPolarsTablesIOManager(database=database),
-        "duckdb": DuckDBResource(database=database),
+        "duckdb": LockedDuckDBResource(database=database),
         "dbt": DbtCliResource(project_dir=str(DBT_PROJECT_DIR), dbt_executable=dbt_executable()),
         "source": source,
         "privacy": privacy,
