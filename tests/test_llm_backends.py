@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 
 import pytest
 
@@ -122,6 +123,156 @@ def test_retry_after_header_forms() -> None:
     assert _retry_after("2.5") == 2.5
     assert _retry_after(None) is None and _retry_after("soon") is None
     assert 0 <= _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") <= 0.0 + 1e-9  # a past date
+
+
+# --- circuit breaker (OpenAI-compatible HTTP) -------------------------------------------------
+
+CIRCUIT = "circuit open: "
+
+
+def _many(n: int) -> list[ChatRequest]:
+    return [_request(f"i{k:02d}") for k in range(n)]
+
+
+def _assert_failed_fast(results: list[LLMResult], tries: int, n: int, breaker: int = 8) -> None:
+    """All n requests failed; at most breaker + concurrency (4) tries were made, far below the
+    n x 4 tries without a breaker, and every request that was not tried names the circuit."""
+    assert len(results) == n and not any(r.ok for r in results)
+    assert sum(r.attempts for r in results) == tries
+    assert breaker <= tries <= breaker + 4
+    untried = [r for r in results if r.attempts == 0]
+    assert len(untried) >= n - (breaker + 4)
+    assert all(r.error.startswith(CIRCUIT) for r in untried)
+    assert all(r.error.endswith("backend treated as unavailable for this run") for r in untried)
+
+
+def test_circuit_opens_on_a_server_that_always_answers_503(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    with FakeChatServer(default_actions=["http503"]) as server:
+        backend = _http(server, max_retries=3, max_concurrency=4)
+        start = time.perf_counter()
+        results = backend.generate(_many(40))
+        elapsed = time.perf_counter() - start
+        received = server.total_requests
+        # The circuit stays open for later calls on the same instance: no HTTP at all.
+        later = backend.generate(_many(5))
+        assert server.total_requests == received
+    _assert_failed_fast(results, received, 40)
+    assert elapsed < 5.0, elapsed
+    reason = next(r.error for r in results if r.attempts == 0)
+    assert reason.startswith(CIRCUIT + "8 consecutive transient failures, last: HTTP 503")
+    assert "auth=Bearer ***" in reason  # the server echoed the key; it is scrubbed
+    assert all(r.error == reason and r.attempts == 0 for r in later)
+    opened = [r for r in caplog.records if "circuit open" in r.getMessage()]
+    assert len(opened) == 1 and opened[0].levelno == logging.WARNING  # once, not per request
+    assert API_KEY not in caplog.text + "".join(r.error for r in results)
+
+
+def test_circuit_opens_on_connection_refused() -> None:
+    with FakeChatServer() as server:
+        url = server.base_url
+    backend = OpenAICompatibleBackend(
+        url, "m", timeout=0.5, max_retries=3, backoff_base=0.01, backoff_max=0.05
+    )
+    start = time.perf_counter()
+    results = backend.generate(_many(40))  # no exception
+    elapsed = time.perf_counter() - start
+    _assert_failed_fast(results, sum(r.attempts for r in results), 40)
+    assert "connection error" in next(r.error for r in results if r.attempts == 0)
+    assert elapsed < 5.0, elapsed
+
+
+def test_circuit_opens_when_every_request_times_out() -> None:
+    with FakeChatServer(default_actions=["timeout"], delay_seconds=1.0) as server:
+        backend = _http(server, timeout=0.2, max_retries=3, max_concurrency=4)
+        start = time.perf_counter()
+        results = backend.generate(_many(40))
+        elapsed = time.perf_counter() - start
+        received = server.total_requests
+    _assert_failed_fast(results, received, 40)
+    assert "timeout after 0.2s" in next(r.error for r in results if r.attempts == 0)
+    # Without the breaker: 40 x 4 tries x 0.2 s / 4 workers = 8 s; with it about 3 rounds.
+    assert elapsed < 3.0, elapsed
+
+
+def test_circuit_breaker_zero_disables_it() -> None:
+    with FakeChatServer(default_actions=["http503"]) as server:
+        backend = _http(server, max_retries=1, circuit_breaker_failures=0)
+        results = backend.generate(_many(10))
+        assert server.total_requests == 20  # every request used all its tries
+    assert all(r.error.startswith("gave up after 2 attempts: HTTP 503") for r in results)
+    with pytest.raises(ValueError, match="circuit_breaker_failures"):
+        OpenAICompatibleBackend("http://127.0.0.1:9/v1", "m", circuit_breaker_failures=-1)
+
+
+def test_failures_below_the_threshold_never_open_the_circuit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    # Every item fails its first try: 30 transient failures, far more than the threshold (8),
+    # but each worker alternates failure and success, so at most 4 (the workers) are ever
+    # consecutive. With one worker and a threshold of 2 they are never consecutive at all.
+    items = [f"i{k:02d}" for k in range(30)]
+    for workers, breaker in ((4, 8), (1, 2)):
+        with FakeChatServer({i: ["http500", "ok"] for i in items}) as server:
+            backend = _http(server, max_concurrency=workers, circuit_breaker_failures=breaker)
+            results = backend.generate([_request(i) for i in items])
+            assert server.total_requests == 60
+        assert all(r.ok and r.attempts == 2 for r in results), [r.error for r in results]
+    assert "circuit" not in caplog.text
+
+
+def test_circuit_half_open_probe_closes_or_reopens_it() -> None:
+    now = [1000.0]  # an injected clock: no real waiting
+    script = {f"d{k}": ["http503"] for k in range(8)}
+    with FakeChatServer(script) as server:
+        backend = _http(
+            server,
+            max_retries=0,
+            max_concurrency=1,
+            circuit_breaker_failures=3,
+            circuit_open_seconds=60,
+            clock=lambda: now[0],
+        )
+        down = backend.generate([_request(f"d{k}") for k in range(5)])
+        assert [r.attempts for r in down] == [1, 1, 1, 0, 0] and server.total_requests == 3
+        assert down[3].error.startswith(CIRCUIT + "3 consecutive transient failures")
+        now[0] += 59  # still open: refused without HTTP
+        (early,) = backend.generate([_request("up")])
+        assert early.error.startswith(CIRCUIT) and server.requests["up"] == 0
+        now[0] += 1  # half-open: one probe; it fails, so the circuit opens for another period
+        probe, after = backend.generate([_request("d5"), _request("up")])
+        assert probe.attempts == 1 and probe.error.startswith("gave up after 1 attempts: HTTP 503")
+        assert after.error.startswith(CIRCUIT + "4 consecutive") and server.requests["up"] == 0
+        now[0] += 30
+        assert backend.generate([_request("up")])[0].error.startswith(CIRCUIT)
+        now[0] += 30  # the probe succeeds: the circuit closes and everything flows again
+        closed = backend.generate([_request(i) for i in ("up", "up2", "d6", "d7", "up3")])
+        assert [r.ok for r in closed] == [True, True, False, False, True]
+        assert [r.attempts for r in closed] == [1, 1, 1, 1, 1]  # 2 failures < 3: still closed
+        assert {k: server.requests[k] for k in ("up", "up2", "up3", "d5")} == dict.fromkeys(
+            ("up", "up2", "up3", "d5"), 1
+        )
+
+
+def test_llm_resource_passes_the_breaker_through() -> None:
+    from genre_dagster.resources.llm import LLMResource
+
+    with FakeChatServer(default_actions=["http503"]) as server:
+        resource = LLMResource(
+            backend="openai",
+            base_url=server.base_url,
+            model="m",
+            max_retries=0,
+            max_concurrency=1,
+            circuit_breaker_failures=2,
+        )
+        results = resource.get_backend().generate(_many(6))
+        assert server.total_requests == 2
+    assert [r.attempts for r in results] == [1, 1, 0, 0, 0, 0]
+    assert results[2].error.startswith(CIRCUIT + "2 consecutive")
 
 
 # --- local transformers -----------------------------------------------------------------------

@@ -3,9 +3,10 @@
 It answers `POST /chat/completions` over real HTTP. Each request is attributed to an item (a
 regex over the first user message) and follows that item's script, one action per attempt
 (the last action repeats): "ok", "prose" (valid content wrapped in chatter and sloppy JSON),
-"yaml", "http500", "http429" (Retry-After: 0), "http400", "timeout" (answers after
-`delay_seconds`), "bad_body" (not JSON). A final assistant message is treated as a prefill:
-the answer continues it, like llama.cpp's server.
+"yaml", "http500", "http503", "http429" (Retry-After: 0), "http400", "timeout" (answers after
+`delay_seconds`), "bad_body" (not JSON). Items without a script follow `default_actions`
+(["ok"] unless given; e.g. ["http503"] is a server that is down). A final assistant message is
+treated as a prefill: the answer continues it, like llama.cpp's server.
 """
 
 from __future__ import annotations
@@ -19,7 +20,17 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-ACTIONS = ("ok", "prose", "yaml", "http500", "http429", "http400", "timeout", "bad_body")
+ACTIONS = (
+    "ok",
+    "prose",
+    "yaml",
+    "http500",
+    "http503",
+    "http429",
+    "http400",
+    "timeout",
+    "bad_body",
+)
 
 
 def default_responder(item: str, body: dict[str, Any]) -> str:
@@ -36,12 +47,15 @@ class FakeChatServer:
         responder: Callable[[str, dict[str, Any]], str] = default_responder,
         item_pattern: str = r"title: (\S+)",
         delay_seconds: float = 1.5,
+        default_actions: list[str] | None = None,
     ) -> None:
-        for actions in (script or {}).values():
+        default_actions = ["ok"] if default_actions is None else list(default_actions)
+        for actions in [*(script or {}).values(), default_actions]:
             unknown = set(actions) - set(ACTIONS)
             if unknown or not actions:
                 raise ValueError(f"FakeChatServer: bad script actions {actions}")
         self.script = dict(script or {})
+        self.default_actions = default_actions
         self.responder = responder
         self.item_pattern = re.compile(item_pattern)
         self.delay_seconds = delay_seconds
@@ -99,7 +113,7 @@ class FakeChatServer:
         with self._lock:
             attempt = self.requests[item]
             self.requests[item] += 1
-            actions = self.script.get(item, ["ok"])
+            actions = self.script.get(item, self.default_actions)
             action = actions[min(attempt, len(actions) - 1)]
             self.log.append((item, action, headers))
         return action
@@ -120,6 +134,8 @@ class FakeChatServer:
         auth = headers.get("Authorization", "")
         if action == "http500":
             self._send(h, 500, f"internal error (debug: auth={auth})")
+        elif action == "http503":
+            self._send(h, 503, f"service unavailable (debug: auth={auth})")
         elif action == "http429":
             self._send(h, 429, "slow down", {"Retry-After": "0"})
         elif action == "http400":

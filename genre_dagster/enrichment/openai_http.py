@@ -3,6 +3,12 @@
 Requests run concurrently in a thread pool. Transient failures (429, 5xx, timeouts, connection
 errors) are retried with exponential backoff and jitter, honouring Retry-After; other 4xx answers
 are final. The API key is sent as a bearer token and scrubbed from every error text and log line.
+
+A circuit breaker, shared by all requests of one backend instance, stops a dead server from
+costing every item all its retries: after `circuit_breaker_failures` consecutive transient
+failures the circuit opens and every request still waiting fails at once (a normal error result,
+no HTTP), for the rest of that call and later calls, until `circuit_open_seconds` have passed;
+then one probe try is let through, whose success closes the circuit.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +58,15 @@ class OpenAICompatibleBackend(LLMBackend):
         prefill: send a request's response prefix as a final assistant message and return
             prefix + continuation (llama.cpp server, Ollama; vLLM also needs
             `continue_final_message` in extra_body). Off: the model writes the whole answer.
+        circuit_breaker_failures: consecutive transient failures (each failed try counts; any
+            success resets the count) that open the circuit; 0 disables the breaker. While
+            open, requests that have not started a try fail at once with an error starting
+            `circuit open:`; tries already in flight finish normally.
+        circuit_open_seconds: how long the circuit stays open (across `generate` calls on this
+            instance) before one probe try is allowed; its success closes the circuit, its
+            transient failure opens it for another period.
+        sleep: backoff wait (a test hook). None: a wait that ends early when the circuit opens.
+        clock: monotonic seconds for the breaker (a test hook).
     """
 
     def __init__(
@@ -65,7 +81,10 @@ class OpenAICompatibleBackend(LLMBackend):
         backoff_max: float = 30.0,
         extra_body: dict[str, Any] | None = None,
         prefill: bool = False,
-        sleep: Callable[[float], None] = time.sleep,
+        circuit_breaker_failures: int = 8,
+        circuit_open_seconds: float = 300.0,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"OpenAICompatibleBackend: base_url must be http(s), got {base_url!r}")
@@ -76,6 +95,11 @@ class OpenAICompatibleBackend(LLMBackend):
         if api_key and not (api_key.isascii() and api_key.isprintable() and " " not in api_key):
             # Checked here so an unusable key never reaches an HTTP library's error message.
             raise ValueError("OpenAICompatibleBackend: api_key must be printable ASCII, no spaces")
+        if circuit_breaker_failures < 0 or circuit_open_seconds < 0:
+            raise ValueError(
+                "OpenAICompatibleBackend: need circuit_breaker_failures >= 0 (0 disables) and "
+                f"circuit_open_seconds >= 0, got {circuit_breaker_failures}, {circuit_open_seconds}"
+            )
         self.base_url = base_url.rstrip("/")
         self.model = model
         self._api_key = api_key or None
@@ -87,6 +111,7 @@ class OpenAICompatibleBackend(LLMBackend):
         self.extra_body = dict(extra_body or {})
         self.prefill = prefill
         self._sleep = sleep
+        self._breaker = _CircuitBreaker(circuit_breaker_failures, circuit_open_seconds, clock)
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAICompatibleBackend(base_url={self.base_url!r}, model={self.model!r})"
@@ -96,7 +121,11 @@ class OpenAICompatibleBackend(LLMBackend):
         return self.model
 
     def generate(self, requests: list[ChatRequest]) -> list[LLMResult]:
-        """Send all requests (concurrently); one result per request, in order."""
+        """Send all requests (concurrently); one result per request, in order.
+
+        Never raises for a per-request failure: an unreachable server gives error results
+        (`gave up after N attempts: ...` for tried requests, `circuit open: ...` for the rest).
+        """
         import httpx
 
         if not requests:
@@ -120,13 +149,19 @@ class OpenAICompatibleBackend(LLMBackend):
         attempts = 0
         reason = ""
         while attempts <= self.max_retries:
+            refused = self._breaker.admit()
+            if refused is not None:  # logged once when the circuit opened, not per request
+                return _failed(request, refused, start, attempts)
             attempts += 1
             try:
                 text, usage = self._post(client, request)
             except _Retryable as exc:
                 reason = self._scrub(exc.reason)
+                self._breaker.failure(reason)
                 if attempts > self.max_retries:
                     break
+                if self._breaker.is_open:
+                    continue  # no backoff: the next admit() decides (normally a refusal)
                 delay = self._delay(attempts, exc.retry_after)
                 logger.warning(
                     "request %s: %s; retry %d/%d in %.2fs",
@@ -136,18 +171,17 @@ class OpenAICompatibleBackend(LLMBackend):
                     self.max_retries,
                     delay,
                 )
-                self._sleep(delay)
+                self._wait(delay)
                 continue
             except _Final as exc:
+                self._breaker.no_verdict()
                 reason = self._scrub(str(exc))
                 logger.warning("request %s failed: %s", request.key[:12], reason)
-                return LLMResult(
-                    key=request.key,
-                    text=None,
-                    error=reason,
-                    seconds=time.perf_counter() - start,
-                    attempts=attempts,
-                )
+                return _failed(request, reason, start, attempts)
+            except BaseException:
+                self._breaker.no_verdict()  # an unexpected error must not keep the probe's turn
+                raise
+            self._breaker.success()
             return LLMResult(
                 key=request.key,
                 text=text,
@@ -158,13 +192,7 @@ class OpenAICompatibleBackend(LLMBackend):
             )
         error = f"gave up after {attempts} attempts: {reason}"
         logger.warning("request %s: %s", request.key[:12], error)
-        return LLMResult(
-            key=request.key,
-            text=None,
-            error=error,
-            seconds=time.perf_counter() - start,
-            attempts=attempts,
-        )
+        return _failed(request, error, start, attempts)
 
     def _post(self, client: Any, request: ChatRequest) -> tuple[str, dict[str, int]]:
         """One HTTP try: the answer text and usage, or _Retryable / _Final."""
@@ -214,11 +242,109 @@ class OpenAICompatibleBackend(LLMBackend):
         }
         return prefix + content, tokens
 
+    def _wait(self, delay: float) -> None:
+        """Back off; the default wait wakes up early when the circuit opens meanwhile."""
+        if self._sleep is not None:
+            self._sleep(delay)
+        else:
+            self._breaker.opened.wait(delay)
+
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.backoff_max)
         base = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
         return base * random.uniform(0.5, 1.0)
+
+
+class _CircuitBreaker:
+    """Consecutive transient failures of one backend instance, shared by its worker threads.
+
+    Closed: tries go ahead and failures are counted. Open (after `threshold` in a row): every
+    `admit()` is refused with the reason, until `open_seconds` have passed; then the first
+    `admit()` becomes the probe (half-open) and the others are still refused. The probe's
+    success closes the circuit, its transient failure opens it again. A threshold of 0 disables
+    the breaker.
+    """
+
+    def __init__(self, threshold: int, open_seconds: float, clock: Callable[[], float]) -> None:
+        self.threshold = threshold
+        self.open_seconds = open_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._reason = ""
+        self._probe: int | None = None  # thread id of the try let through while half-open
+        self.opened = threading.Event()  # set while open: wakes requests sleeping in backoff
+
+    @property
+    def is_open(self) -> bool:
+        """True while open or half-open."""
+        return self._opened_at is not None
+
+    def admit(self) -> str | None:
+        """None when a try may go ahead; otherwise the error text for the refused request."""
+        with self._lock:
+            if self._opened_at is None:
+                return None
+            if self._probe is None and self._clock() - self._opened_at >= self.open_seconds:
+                self._probe = threading.get_ident()
+                logger.info("circuit half-open: one probe request after %.0fs", self.open_seconds)
+                return None
+            return self._reason
+
+    def success(self) -> None:
+        """A try got an answer: the count restarts and an open circuit closes."""
+        with self._lock:
+            self._failures = 0
+            if self._opened_at is not None:
+                logger.info("circuit closed: the server answered again")
+            self._opened_at = None
+            self._probe = None
+            self.opened.clear()
+
+    def no_verdict(self) -> None:
+        """A try ended without telling whether the server is up (a final 4xx, a bad body, an
+        unexpected error): not counted, but a probe's turn is over."""
+        with self._lock:
+            if self._probe == threading.get_ident():
+                self._probe = None
+
+    def failure(self, reason: str) -> None:
+        """A transient failure (`reason` already scrubbed); may open the circuit."""
+        if self.threshold == 0:
+            return
+        with self._lock:
+            self._failures += 1
+            probe_failed = self._probe == threading.get_ident()
+            if probe_failed or (self._opened_at is None and self._failures >= self.threshold):
+                self._open(reason, probe_failed)
+
+    def _open(self, reason: str, probe_failed: bool) -> None:
+        """Open (or re-open) the circuit; the caller holds the lock."""
+        self._opened_at = self._clock()
+        self._probe = None
+        self._reason = (
+            f"circuit open: {self._failures} consecutive transient failures, last: {reason}; "
+            "backend treated as unavailable for this run"
+        )
+        self.opened.set()
+        logger.warning(
+            "%s%s (requests fail at once for %.0fs, then one probe)",
+            "probe failed, " if probe_failed else "",
+            self._reason,
+            self.open_seconds,
+        )
+
+
+def _failed(request: ChatRequest, error: str, start: float, attempts: int) -> LLMResult:
+    return LLMResult(
+        key=request.key,
+        text=None,
+        error=error,
+        seconds=time.perf_counter() - start,
+        attempts=attempts,
+    )
 
 
 def _snippet(text: str) -> str:

