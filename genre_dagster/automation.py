@@ -82,8 +82,7 @@ def _fingerprint(path: Path) -> str:
     ),
 )
 def landing_files_sensor(context: dg.SensorEvaluationContext, source: DatasetSource):
-    from genre_dagster.ingest import SourceFile
-    from genre_dagster.ingest import behavior_days as scan_days
+    from genre_dagster.ingest import SourceFile, scan_behavior_days
 
     landing = source.landing
     if landing is None or not landing.exists():
@@ -96,7 +95,11 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, source: DatasetSou
         if seen.get(path.name) == fingerprint:
             continue
         seen[path.name] = fingerprint
-        for day in sorted(scan_days([SourceFile(path, "landing")])):
+        scan = scan_behavior_days([SourceFile(path, "landing")])
+        for reason in scan.unattributable.values():
+            # Not a sensor failure: the file is quarantined by the next ingestion that reads it.
+            context.log.warning(f"{path.name}: no day can be read from it ({reason})")
+        for day in sorted(scan.days):
             key = day.isoformat()
             days.add(key)
             requests.append(

@@ -3,6 +3,11 @@
 Parsing and validation live in `genre_dagster.ingest`; these assets pick the source, enforce the
 quarantine threshold and report counts. Impressions are partitioned by day so that a nightly
 refresh ingests only the new day.
+
+The threshold applies to the lines of usable files. A wholly corrupt file (no parsable time,
+unreadable) is quarantined in full and listed in the metadata (`files_quarantined`,
+`quarantined_files`) with a warning, but does not count toward the share: one bad file dropped
+next to good ones would otherwise swamp a small day and stop the whole night.
 """
 
 from collections.abc import Iterator
@@ -31,7 +36,10 @@ class IngestionConfig(dg.Config):
 
     max_quarantine_share: float = Field(
         default=0.05,
-        description="fail the step when more than this share of rows is quarantined",
+        description=(
+            "fail the step when more than this share of the rows of usable files is quarantined "
+            "(wholly corrupt files are reported apart, in files_quarantined)"
+        ),
     )
 
 
@@ -50,7 +58,25 @@ def _counts_metadata(result: "IngestResult") -> dict[str, dg.MetadataValue | int
         "rows_quarantined": result.quarantine.height,
         "rows_merged": result.rows_merged,
         "quarantine_share": round(result.quarantine_share, 6),
+        "line_quarantine_share": round(result.line_quarantine_share, 6),
         "quarantine_reasons": dg.MetadataValue.md(table),
+        **_files_metadata(result),
+    }
+
+
+def _files_metadata(result: "IngestResult") -> dict[str, dg.MetadataValue | int]:
+    """Wholly rejected files (name, rows, reason), apart from the line-level counts."""
+    files = result.quarantined_files()
+    rows = "\n".join(
+        f"| {path} | {n} | {detail.replace('|', '/')} |"
+        for path, n, detail in files.select("source_file", "rows", "detail").iter_rows()
+    )
+    return {
+        "files_quarantined": files.height,
+        "rows_in_quarantined_files": result.rows_in_quarantined_files,
+        "quarantined_files": dg.MetadataValue.md(
+            "| file | rows | reason |\n|---|---|---|\n" + rows
+        ),
     }
 
 
@@ -66,18 +92,28 @@ def _conservation_check(asset_key: dg.AssetKey, result: "IngestResult") -> dg.As
 
 
 def _enforce_threshold(result: "IngestResult", config: IngestionConfig, what: str) -> None:
-    if result.quarantine_share > config.max_quarantine_share:
-        top = result.quarantine.group_by("reason").len().sort("len", descending=True).head(3)
+    if result.line_quarantine_share > config.max_quarantine_share:
+        in_files = result.rows_in_quarantined_files
+        top = result.line_quarantine().group_by("reason").len().sort("len", descending=True)
+        top = top.head(3)
         reasons = ", ".join(f"{r} ({n})" for r, n in top.iter_rows())
         raise dg.Failure(
             description=(
-                f"{what}: {result.quarantine.height} of {result.rows_read} rows quarantined "
-                f"({result.quarantine_share:.1%}) exceeds max_quarantine_share="
-                f"{config.max_quarantine_share:.1%}. Most common reasons: {reasons}. "
-                "The quarantine table holds every rejected line with its file and line number."
+                f"{what}: {result.quarantine.height - in_files} of {result.rows_read - in_files}"
+                f" rows of usable files quarantined ({result.line_quarantine_share:.1%}) exceeds "
+                f"max_quarantine_share={config.max_quarantine_share:.1%} ({in_files} more rows "
+                f"in wholly rejected files). Most common reasons: {reasons}. The quarantine "
+                "table holds every rejected line with its file and line number."
             ),
             allow_retries=False,
         )
+
+
+def _warn_quarantined_files(context: dg.AssetExecutionContext, result: "IngestResult") -> None:
+    for path, n, detail in (
+        result.quarantined_files().select("source_file", "rows", "detail").iter_rows()
+    ):
+        context.log.warning(f"{path}: skipped, {n} row(s) quarantined: {detail}")
 
 
 @dg.multi_asset(
@@ -107,6 +143,7 @@ def raw_news(
         context.log.info(f"demo world ready at {source.path}")
     result = source.read_items()
     metadata = _counts_metadata(result)
+    _warn_quarantined_files(context, result)
     # The quarantine is stored before the threshold is enforced, so a failed run still shows
     # which lines were rejected and why.
     yield dg.Output(
@@ -163,6 +200,7 @@ def raw_behaviors(
         known = pl.from_arrow(conn.sql("select news_id from raw.news").to_arrow_table())
     result = source.read_interactions(day, known.to_series(), privacy.pseudonymize)
     metadata = _counts_metadata(result)
+    _warn_quarantined_files(context, result)
     if privacy.uses_default_key:
         context.log.warning(
             "user ids pseudonymized with the local demo key; set GENRE_PSEUDONYM_KEY for real users"

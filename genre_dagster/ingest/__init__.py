@@ -5,8 +5,12 @@ canonical raw tables of docs/ARCHITECTURE.md.
 """
 
 from genre_dagster.ingest.generic import parse_generic_items
-from genre_dagster.ingest.generic_interactions import generic_days, parse_generic_interactions
-from genre_dagster.ingest.mind_behaviors import behavior_days, parse_behaviors
+from genre_dagster.ingest.generic_interactions import (
+    generic_days,
+    parse_generic_interactions,
+    scan_generic_days,
+)
+from genre_dagster.ingest.mind_behaviors import behavior_days, parse_behaviors, scan_behavior_days
 from genre_dagster.ingest.mind_news import parse_news
 from genre_dagster.ingest.privacy import (
     DEFAULT_LOCAL_PSEUDONYM_KEY,
@@ -16,20 +20,24 @@ from genre_dagster.ingest.privacy import (
 from genre_dagster.ingest.result import (
     BEHAVIORS_QUARANTINE_SCHEMA,
     BEHAVIORS_SCHEMA,
+    FILE_LEVEL_REASONS,
     NEWS_QUARANTINE_SCHEMA,
     NEWS_SCHEMA,
     REASON_CODES,
     IngestResult,
 )
 from genre_dagster.ingest.sources import SourceFile, discover_mind_files
+from genre_dagster.ingest.unattributable import DayScan
 
 __all__ = [
     "BEHAVIORS_QUARANTINE_SCHEMA",
     "BEHAVIORS_SCHEMA",
     "DEFAULT_LOCAL_PSEUDONYM_KEY",
+    "FILE_LEVEL_REASONS",
     "NEWS_QUARANTINE_SCHEMA",
     "NEWS_SCHEMA",
     "REASON_CODES",
+    "DayScan",
     "IngestResult",
     "SourceFile",
     "behavior_days",
@@ -41,4 +49,6 @@ __all__ = [
     "parse_generic_items",
     "parse_news",
     "pseudonymize_user_ids",
+    "scan_behavior_days",
+    "scan_generic_days",
 ]

@@ -5,6 +5,11 @@ Canonical columns: `user_id`, `item_id`, `timestamp` (required; ISO text such as
 datetime column; aware times are converted to UTC), `label` (optional: 0/1 or true/false,
 default 1 = interacted) and `impression_id` (optional). `column_map` maps them to the file's names.
 
+Several files (daily drops) are read as one table: line numbers, file names and days stay per
+file. A file that cannot be read or mapped, or none of whose rows has a parsable timestamp, is
+unattributable (see `ingest/unattributable.py`): it adds no day and each parsed day quarantines
+it (every row, or one row with line_number 0 when it cannot be read).
+
 Rows form impressions by `impression_id` (with the user: two users never share one impression)
 or, without that column, by (user, timestamp). An impression's time is the earliest timestamp of
 its rows, its candidates are its rows in file order, its history is the user's positively
@@ -12,7 +17,8 @@ labelled items strictly before that time (oldest first, the 100 most recent). `s
 `generic`; `mind_impression_id` is the dense rank of (time, raw user id, impression key) from 1,
 so it does not depend on the day asked for nor on the pseudonym key.
 
-Counts: `rows_read` = rows attributed to the day, `rows_quarantined` = rejected rows,
+Counts: `rows_read` = rows attributed to the day (plus unattributable rows),
+`rows_quarantined` = rejected rows,
 `rows_accepted` = impressions, `rows_merged` = valid rows that joined an impression started by
 another row, so that rows_read = accepted + quarantined + merged still holds.
 """
@@ -28,19 +34,32 @@ import polars as pl
 from genre_dagster.ingest.checks import Check, first_failure, pseudonym_table
 from genre_dagster.ingest.generic import (
     GENERIC_SPLIT,
+    Paths,
+    UnusableFileError,
+    as_paths,
     as_text,
-    read_table,
+    read_mapped,
     row_json,
-    select_columns,
 )
 from genre_dagster.ingest.result import (
     BAD_LABEL,
     BEHAVIORS_QUARANTINE_SCHEMA,
     BEHAVIORS_SCHEMA,
     MISSING_VALUE,
+    UNATTRIBUTABLE_FILE,
     UNKNOWN_NEWS_IN_IMPRESSIONS,
     UNPARSABLE_TIME,
     IngestResult,
+)
+from genre_dagster.ingest.unattributable import (
+    EMPTY_FILE,
+    UNATTRIBUTABLE,
+    DayScan,
+    days_or_raise,
+    error_detail,
+    file_scan,
+    no_parsable_time,
+    require_attributable,
 )
 
 INTERACTION_REQUIRED = ("user_id", "item_id", "timestamp")
@@ -48,6 +67,22 @@ INTERACTION_OPTIONAL = ("label", "impression_id")
 HISTORY_MAX = 100
 _NAIVE_FORMATS = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 _AWARE_FORMATS = ("%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M%z")
+NO_PARSABLE_TIMESTAMP = no_parsable_time("'2024-01-05T10:00:00'")
+# Columns `_file_rows` computes for every file (besides the file's own canonical columns).
+_ROW_SCHEMA: dict[str, pl.DataType] = {
+    "file_index": pl.Int64(),
+    "source_file": pl.Utf8(),
+    "line_number": pl.Int64(),
+    "raw_user_id": pl.Utf8(),
+    "item": pl.Utf8(),
+    "time": pl.Datetime("us"),
+    "label_value": pl.Int8(),
+    "group_token": pl.Utf8(),
+    "missing": pl.List(pl.Utf8()),
+    "timestamp_text": pl.Utf8(),
+    "label_text": pl.Utf8(),
+    "file_detail": pl.Utf8(),
+}
 
 
 def _timestamps(frame: pl.DataFrame, path: Path) -> pl.Expr:
@@ -61,7 +96,7 @@ def _timestamps(frame: pl.DataFrame, path: Path) -> pl.Expr:
     if dtype == pl.Date:
         return column.cast(pl.Datetime("us"))
     if dtype not in (pl.Utf8, pl.Categorical):
-        raise ValueError(
+        raise UnusableFileError(
             f"{path}: column 'timestamp' has type {dtype}; expected ISO datetime text or a "
             "datetime column"
         )
@@ -91,71 +126,114 @@ def _labels(frame: pl.DataFrame) -> pl.Expr:
     return as_number.cast(pl.Int8)
 
 
-def _load(path: Path, column_map: dict[str, str] | None) -> pl.DataFrame:
-    """Every row with parsed fields, structural validity, impression grouping and its `day`.
-
-    Independent of the known items, so day attribution and impression ids are the same for
-    `generic_days` and every `parse_generic_interactions` call.
-    """
-    path = Path(path)
-    table = select_columns(
-        read_table(path), path, INTERACTION_REQUIRED, INTERACTION_OPTIONAL, column_map
-    )
+def _file_rows(path: Path, index: int, column_map: dict[str, str] | None) -> pl.DataFrame:
+    """One file's rows with parsed fields and canonical columns as text (for `raw_line`), or a
+    single row (line_number 0) carrying `file_detail` when the file cannot be used at all."""
+    table = read_mapped(path, INTERACTION_REQUIRED, INTERACTION_OPTIONAL, column_map)
+    if isinstance(table, pl.DataFrame):
+        try:
+            time = _timestamps(table, path)
+        except UnusableFileError as error:
+            table = error
+    if isinstance(table, Exception) or table.height == 0:
+        detail = (
+            error_detail(f"{UNATTRIBUTABLE}: cannot be used", table)
+            if isinstance(table, Exception)
+            else EMPTY_FILE
+        )
+        values = {"file_index": index, "source_file": str(path), "line_number": 0}
+        values["file_detail"] = detail
+        return pl.DataFrame([{c: values.get(c) for c in _ROW_SCHEMA}], schema=_ROW_SCHEMA)
     has_impression_id = "impression_id" in table.columns
     blank = {c: as_text(table, c).str.strip_chars().fill_null("") == "" for c in table.columns}
-    frame = table.with_columns(
+    # Rows group by impression id when the file has one, else by timestamp (with the user).
+    group_token = (
+        pl.lit("id:") + as_text(table, "impression_id")
+        if has_impression_id
+        else pl.lit("at:") + time.cast(pl.Utf8)
+    )
+    return table.select(
+        *(as_text(table, c).alias(c) for c in table.columns),
+        file_index=pl.lit(index, pl.Int64),
+        source_file=pl.lit(str(path)),
         line_number=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
         raw_user_id=as_text(table, "user_id"),
         item=as_text(table, "item_id"),
-        time=_timestamps(table, path),
+        time=time,
         label_value=_labels(table),
-        impression_key=as_text(table, "impression_id") if has_impression_id else pl.lit(None),
+        group_token=group_token,
         missing=pl.concat_list(
             pl.when(blank[c]).then(pl.lit(c))
             for c in (*INTERACTION_REQUIRED, "impression_id")
             if c in blank
         ).list.drop_nulls(),
+        timestamp_text=as_text(table, "timestamp").str.slice(0, 60),
+        label_text=as_text(table, "label").str.slice(0, 60),
+        file_detail=pl.lit(None, pl.Utf8),
     )
+
+
+def _load(paths: Paths, column_map: dict[str, str] | None) -> pl.DataFrame:
+    """Every row of every file with parsed fields, structural validity, impression grouping,
+    its `day` and `file_detail` (why its file is unattributable; then `day` is null).
+
+    Independent of the known items, so day attribution and impression ids are the same for
+    `generic_days` and every `parse_generic_interactions` call.
+    """
+    paths = as_paths(paths)
+    if not paths:
+        raise ValueError("no interactions file given")
+    frame = pl.concat(
+        [_file_rows(path, i, column_map) for i, path in enumerate(paths)], how="diagonal_relaxed"
+    )
+    dated_file = pl.col("time").is_not_null().any().over("file_index")
     frame = frame.with_columns(
-        structural=(pl.col("missing").list.len() == 0)
-        & pl.col("time").is_not_null()
-        & pl.col("label_value").is_not_null()
+        file_detail=pl.coalesce(
+            "file_detail", pl.when(~dated_file).then(pl.lit(NO_PARSABLE_TIMESTAMP))
+        ),
+        structural=(
+            (pl.col("missing").list.len() == 0)
+            & pl.col("time").is_not_null()
+            & pl.col("label_value").is_not_null()
+        ).fill_null(False),
     )
-    group_by = ["impression_key", "raw_user_id"] if has_impression_id else ["raw_user_id", "time"]
+    group_by = ["raw_user_id", "group_token"]
     impressions = (
         frame.filter("structural")
         .group_by(group_by)
         .agg(impression_time=pl.col("time").min())
-        .sort("impression_time", "raw_user_id", "impression_key" if has_impression_id else "time")
+        .sort("impression_time", *group_by)
         .with_row_index("mind_impression_id", offset=1)
         .with_columns(pl.col("mind_impression_id").cast(pl.Int64))
     )
     frame = frame.join(impressions, on=group_by, how="left", maintain_order="left")
-    own_day = pl.col("time").dt.date().forward_fill().backward_fill()
-    frame = frame.with_columns(
+    own_day = pl.col("time").dt.date().forward_fill().backward_fill().over("file_index")
+    return frame.with_columns(
         day=pl.when("structural").then(pl.col("impression_time").dt.date()).otherwise(own_day)
     )
-    if frame.height and frame["day"].null_count():
-        raise ValueError(
-            f"{path}: none of its {frame.height} rows has a parsable timestamp, so they cannot "
-            "be attributed to a day"
-        )
-    return frame
 
 
-def generic_days(path: Path, column_map: dict[str, str] | None = None) -> dict[date, int]:
-    """Days present in a generic interactions file, with the number of rows attributed to each.
+def scan_generic_days(paths: Paths, column_map: dict[str, str] | None = None) -> DayScan:
+    """Days of the interactions files with their row counts, and the unattributable files (file
+    -> why). Never raises for file content."""
+    return file_scan(_load(paths, column_map))
+
+
+def generic_days(paths: Paths, column_map: dict[str, str] | None = None) -> dict[date, int]:
+    """Days present in generic interactions files, with the number of rows attributed to each.
 
     A valid row belongs to the day of its impression's time; a row without a usable timestamp to
-    the day of the nearest preceding dated row (the next one when none precedes). The counts
-    equal `rows_read` of `parse_generic_interactions(..., day=d)`.
+    the day of the nearest preceding dated row of its file (the next one when none precedes).
+    The counts equal `rows_read` of `parse_generic_interactions(..., day=d)` minus the rows of
+    unattributable files, which add no day (each is logged as a warning). Raises ValueError
+    when no file can be attributed at all.
     """
-    counts = _load(path, column_map).group_by("day").len().sort("day")
-    return dict(zip(counts["day"].to_list(), counts["len"].to_list(), strict=True))
+    return days_or_raise(scan_generic_days(paths, column_map), "interactions")
 
 
 def _checks() -> list[Check]:
     return [
+        (pl.col("file_detail").is_not_null(), UNATTRIBUTABLE_FILE, pl.col("file_detail")),
         (
             pl.col("missing").list.len() > 0,
             MISSING_VALUE,
@@ -183,8 +261,8 @@ def _histories(valid: pl.DataFrame, impressions: pl.DataFrame) -> pl.DataFrame:
     """Add `history`: the user's positive items strictly before the impression time."""
     positives = (
         valid.filter(pl.col("label_value") == 1)
-        .select("raw_user_id", "time", "line_number", "item")
-        .sort("raw_user_id", "time", "line_number")
+        .select("raw_user_id", "time", "file_index", "line_number", "item")
+        .sort("raw_user_id", "time", "file_index", "line_number")
         .with_columns(clicks_so_far=pl.int_range(1, pl.len() + 1).over("raw_user_id"))
     )
     per_user = positives.group_by("raw_user_id", maintain_order=True).agg(clicks=pl.col("item"))
@@ -206,44 +284,49 @@ def _histories(valid: pl.DataFrame, impressions: pl.DataFrame) -> pl.DataFrame:
 
 
 def parse_generic_interactions(
-    path: Path,
+    paths: Paths,
     known_item_ids: pl.Series,
     pseudonymize: Callable[[pl.Series], pl.Series],
     column_map: dict[str, str] | None = None,
     day: date | None = None,
 ) -> IngestResult:
-    """Validate generic interactions and group them into canonical impressions of `day`.
+    """Validate generic interactions (one file or several) and group them into canonical
+    impressions of `day` (every day when None).
 
-    Per-row checks, first failure wins: missing_value (empty user, item, timestamp or, when
-    the column exists, impression id), unparsable_time, bad_label (not 0/1/true/false),
-    unknown_news_in_impressions (item not in `known_item_ids`). An impression keeps its valid
-    rows. Histories use every day of the file. See the module docstring for grouping and counts.
+    Per-row checks, first failure wins: unattributable_file (every row of a file without any
+    parsable timestamp, or one row with line_number 0 and an empty `raw_line` for a file that
+    cannot be read or mapped; their `day` is `day`, null when `day` is None), missing_value
+    (empty user, item, timestamp or, when the column exists, impression id), unparsable_time,
+    bad_label (not 0/1/true/false), unknown_news_in_impressions (item not in
+    `known_item_ids`). An impression keeps its valid rows. Histories use every day of every
+    file. See the module docstring for grouping and counts. Raises ValueError when no file can
+    be attributed to a day.
     """
-    path = Path(path)
-    frame = _load(path, column_map)
+    frame = _load(paths, column_map)
+    require_attributable(file_scan(frame), "interactions")
     known = known_item_ids.cast(pl.Utf8).unique().implode()
-    frame = frame.with_columns(
-        unknown_item=~pl.col("item").is_in(known),
-        timestamp_text=pl.col("timestamp").cast(pl.Utf8).str.slice(0, 60),
-        label_text=as_text(frame, "label").str.slice(0, 60),
-    )
+    frame = frame.with_columns(unknown_item=~pl.col("item").is_in(known))
     reason, detail = first_failure(_checks())
     frame = frame.with_columns(reason=reason, detail=detail)
     valid = frame.filter(pl.col("reason").is_null())
-    group_key = ["mind_impression_id"]
-    impressions = valid.group_by(group_key, maintain_order=True).agg(
+    impressions = valid.group_by("mind_impression_id", maintain_order=True).agg(
         pl.col("raw_user_id").first(),
         pl.col("impression_time").first(),
         pl.col("day").first(),
         candidate_ids=pl.col("item"),
         candidate_labels=pl.col("label_value"),
-        line_number=pl.col("line_number").min(),
+        # Rows are in file order, so the first row is the earliest file's lowest line.
+        source_file=pl.col("source_file").first(),
+        line_number=pl.col("line_number").first(),
     )
     impressions = _histories(valid, impressions).sort("mind_impression_id")
     rows = frame
     if day is not None:
+        unattributable = pl.col("file_detail").is_not_null()
         impressions = impressions.filter(pl.col("day") == day)
-        rows = frame.filter(pl.col("day") == day)
+        rows = frame.filter((pl.col("day") == day) | unattributable).with_columns(
+            day=pl.when(unattributable).then(pl.lit(day)).otherwise("day")
+        )
         valid = valid.filter(pl.col("day") == day)
     quarantined = rows.filter(pl.col("reason").is_not_null())
     pseudonyms = pseudonym_table(
@@ -262,16 +345,18 @@ def parse_generic_interactions(
         history="history",
         candidate_ids="candidate_ids",
         candidate_labels="candidate_labels",
-        source_file=pl.lit(str(path)),
+        source_file="source_file",
         line_number="line_number",
     )
     columns = [c for c in (*INTERACTION_REQUIRED, *INTERACTION_OPTIONAL) if c in frame.columns]
+    raw_line = row_json(quarantined, columns, {"user_id": pl.col("user_pseudonym")})
     quarantine = quarantined.select(
-        source_file=pl.lit(str(path)),
-        line_number="line_number",
-        reason="reason",
-        detail="detail",
-        raw_line=row_json(quarantined, columns, {"user_id": pl.col("user_pseudonym")}),
+        "source_file",
+        "line_number",
+        "reason",
+        "detail",
+        # A file that could not be read has no row to echo.
+        raw_line=pl.when(pl.col("line_number") == 0).then(pl.lit("")).otherwise(raw_line),
         day="day",
     )
     return IngestResult(

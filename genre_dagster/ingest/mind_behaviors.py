@@ -7,7 +7,9 @@ still scans whole files: MIND-large has ~2.2M lines.
 Day attribution: a line's day is the date of its time. A line whose time cannot be parsed takes
 the day of the nearest preceding dated line of the same file (the next one when none precedes),
 so every line belongs to exactly one daily partition and per-day counts add up. A file with no
-parsable time at all cannot be attributed and raises ValueError.
+parsable time at all (garbage, a gzip by mistake, an empty file) is unattributable: it adds no
+day, and every parse of a day quarantines all its lines as `unattributable_file` (see
+`ingest/unattributable.py`). Only when no file at all has a parsable time is it a ValueError.
 
 Official MIND `test` split: its impression tokens carry no label (`N123` instead of `N123-1`).
 Such lines are accepted in the `test` split only, with `candidate_labels` holding one null per
@@ -34,6 +36,7 @@ from genre_dagster.ingest.result import (
     EMPTY_IMPRESSIONS,
     INVALID_UTF8,
     MISSING_VALUE,
+    UNATTRIBUTABLE_FILE,
     UNKNOWN_NEWS_IN_HISTORY,
     UNKNOWN_NEWS_IN_IMPRESSIONS,
     UNPARSABLE_TIME,
@@ -41,8 +44,17 @@ from genre_dagster.ingest.result import (
     IngestResult,
 )
 from genre_dagster.ingest.sources import SourceFile
+from genre_dagster.ingest.unattributable import (
+    EMPTY_FILE,
+    DayScan,
+    days_or_raise,
+    file_scan,
+    no_parsable_time,
+    require_attributable,
+)
 
 MIND_TIME_FORMAT = "%m/%d/%Y %I:%M:%S %p"
+NO_PARSABLE_TIME = no_parsable_time("'11/11/2019 9:05:58 AM'")
 BEHAVIORS_COLUMNS = 5
 UNLABELLED_SPLIT = "test"
 # Token syntax (`N123-1`, or `N123` in the test split), checked with one whole-line pattern:
@@ -53,11 +65,33 @@ _UNKNOWN_SAMPLE = 3
 _EMPTY_LIST = pl.lit([], pl.List(pl.Utf8))
 
 
+def _with_empty_files(lines: pl.DataFrame, files: list[SourceFile]) -> pl.DataFrame:
+    """Add one placeholder line (line_number 0, empty text) per file without any line, so an
+    empty file is reported like any other unattributable file instead of vanishing."""
+    present = set(lines["file_index"].unique().to_list())
+    empty = [(i, f) for i, f in enumerate(files) if i not in present]
+    if not empty:
+        return lines
+    placeholders = pl.DataFrame(
+        {
+            "file_index": [i for i, _ in empty],
+            "source_split": [f.split for _, f in empty],
+            "source_file": [str(f.path) for _, f in empty],
+            "line_number": [0] * len(empty),
+            "line": [""] * len(empty),
+            "utf8_ok": [True] * len(empty),
+        },
+        schema=lines.schema,
+    )
+    return pl.concat([lines, placeholders]).sort("file_index", "line_number", maintain_order=True)
+
+
 def _dated_lines(files: list[SourceFile]) -> pl.DataFrame:
-    """Lines split into fields, with parsed `time` and attributed `day` (see module docstring)."""
-    lines = read_lines(files)
+    """Lines split into fields, with parsed `time`, attributed `day` and `file_detail` (why the
+    line's file is unattributable; null, with a non-null `day`, in usable files)."""
+    lines = _with_empty_files(read_lines(files), files)
     fields = pl.col("fields")
-    frame = (
+    return (
         lines.with_columns(fields=pl.col("line").str.split("\t"))
         .with_columns(
             n_columns=fields.list.len().cast(pl.Int64),
@@ -68,25 +102,30 @@ def _dated_lines(files: list[SourceFile]) -> pl.DataFrame:
         .with_columns(
             day=pl.col("time").dt.date().forward_fill().backward_fill().over("file_index")
         )
-    )
-    undated = frame.filter(pl.col("day").is_null())
-    if undated.height:
-        path = undated["source_file"][0]
-        count = undated.filter(pl.col("source_file") == path).height
-        raise ValueError(
-            f"{path}: none of its {count} lines has a parsable time (expected like "
-            "'11/11/2019 9:05:58 AM'), so they cannot be attributed to a day"
+        .with_columns(
+            file_detail=pl.when(pl.col("day").is_null()).then(
+                pl.when(pl.col("line_number") == 0)
+                .then(pl.lit(EMPTY_FILE))
+                .otherwise(pl.lit(NO_PARSABLE_TIME))
+            )
         )
-    return frame
+    )
+
+
+def scan_behavior_days(files: list[SourceFile]) -> DayScan:
+    """Days of the behaviors files with their line counts, and the unattributable files (file ->
+    why). Never raises for file content: for a caller that handles files one by one (a sensor)."""
+    return file_scan(_dated_lines(files))
 
 
 def behavior_days(files: list[SourceFile]) -> dict[date, int]:
     """Days present in the behaviors files, with the number of lines attributed to each, sorted.
 
-    The counts equal `rows_read` of `parse_behaviors(files, ..., day=d)` for each day `d`.
+    Unattributable files add no day; each is logged as a warning. Raises ValueError when no file
+    has a parsable time at all. The counts equal `rows_read` of `parse_behaviors(files, ...,
+    day=d)` for each day `d` minus the rows of unattributable files, which every day reports.
     """
-    counts = _dated_lines(files).group_by("day").len().sort("day")
-    return dict(zip(counts["day"].to_list(), counts["len"].to_list(), strict=True))
+    return days_or_raise(scan_behavior_days(files), "behaviors")
 
 
 def _with_impression_ids(frame: pl.DataFrame) -> pl.DataFrame:
@@ -101,7 +140,10 @@ def _with_impression_ids(frame: pl.DataFrame) -> pl.DataFrame:
     key = ["source_split", "id_key"]
     return (
         frame.with_columns(
-            id_key=pl.when(pl.col("n_columns") == BEHAVIORS_COLUMNS).then("mind_impression_id")
+            # Lines of unattributable files are never ingested, so they claim no id.
+            id_key=pl.when(
+                (pl.col("n_columns") == BEHAVIORS_COLUMNS) & pl.col("file_detail").is_null()
+            ).then("mind_impression_id")
         )
         .with_columns(
             first_file=pl.col("source_file").first().over(key),
@@ -174,6 +216,7 @@ def _checks() -> list[Check]:
     fields = pl.col("fields")
     impressions = pl.col("impressions_text")
     return [
+        (pl.col("file_detail").is_not_null(), UNATTRIBUTABLE_FILE, pl.col("file_detail")),
         (
             ~pl.col("utf8_ok"),
             INVALID_UTF8,
@@ -283,16 +326,24 @@ def parse_behaviors(
 
     Accepted rows follow `BEHAVIORS_SCHEMA` (`impression_id = "{split}-{id}"`, user ids replaced
     by `pseudonymize(raw ids)`); rejected lines follow `BEHAVIORS_QUARANTINE_SCHEMA` with the
-    reason of the first failing check, in this order: invalid_utf8, wrong_column_count,
+    reason of the first failing check, in this order: unattributable_file (every line of a file
+    with no parsable time, or line 0 for an empty file, with `day` = `day`, null when `day` is
+    None), invalid_utf8, wrong_column_count,
     bad_impression_id, duplicate_impression_id (same split, any file, first line wins),
     missing_value (empty user id), unparsable_time, empty_impressions, bad_impression_token,
     unknown_news_in_impressions, unknown_news_in_history. Raw user ids appear nowhere in the
     output: quarantined lines carry the pseudonym in their 2nd column. `rows_read` is the number
-    of lines attributed to `day`; `rows_merged` is always 0.
+    of lines attributed to `day` plus the unattributable rows; `rows_merged` is always 0.
+    Raises ValueError when no file has a parsable time at all.
     """
-    frame = _with_impression_ids(_dated_lines(files))
+    frame = _dated_lines(files)
+    require_attributable(file_scan(frame), "behaviors")
+    frame = _with_impression_ids(frame)
     if day is not None:
-        frame = frame.filter(pl.col("day") == day)
+        unattributable = pl.col("file_detail").is_not_null()
+        frame = frame.filter((pl.col("day") == day) | unattributable).with_columns(
+            day=pl.when(unattributable).then(pl.lit(day)).otherwise("day")
+        )
     fields = pl.col("fields")
     frame = (
         frame.with_row_index("row")

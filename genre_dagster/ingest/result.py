@@ -67,6 +67,11 @@ DUPLICATE_NEWS_ID = "duplicate_news_id"
 INVALID_ENTITY_JSON = "invalid_entity_json"
 MISSING_VALUE = "missing_value"
 BAD_LABEL = "bad_label"
+# File-level reasons: the whole file could not be used (see ingest/unattributable.py). Its rows
+# are reported in the quarantine but kept out of the line-level quarantine share.
+UNATTRIBUTABLE_FILE = "unattributable_file"
+UNREADABLE_FILE = "unreadable_file"
+FILE_LEVEL_REASONS: tuple[str, ...] = (UNATTRIBUTABLE_FILE, UNREADABLE_FILE)
 
 REASON_CODES: tuple[str, ...] = (
     WRONG_COLUMN_COUNT,
@@ -84,6 +89,8 @@ REASON_CODES: tuple[str, ...] = (
     INVALID_ENTITY_JSON,
     MISSING_VALUE,
     BAD_LABEL,
+    UNATTRIBUTABLE_FILE,
+    UNREADABLE_FILE,
 )
 
 
@@ -114,6 +121,38 @@ class IngestResult:
     def quarantine_share(self) -> float:
         """Quarantined rows as a share of rows read (0.0 when nothing was read)."""
         return self.quarantine.height / self.rows_read if self.rows_read else 0.0
+
+    @property
+    def rows_in_quarantined_files(self) -> int:
+        """Quarantined rows that stand for a whole unusable file (`FILE_LEVEL_REASONS`)."""
+        return self.quarantine.height - self.line_quarantine().height
+
+    def line_quarantine(self) -> pl.DataFrame:
+        """Quarantined rows of usable files (file-level rejects left out)."""
+        return self.quarantine.filter(~pl.col("reason").is_in(list(FILE_LEVEL_REASONS)))
+
+    @property
+    def line_quarantine_share(self) -> float:
+        """Quarantined rows of usable files as a share of the rows read from usable files.
+
+        Whole-file rejects are left out: one corrupt file dropped next to valid ones is
+        reported (`quarantined_files`) but does not swamp the share of a small day.
+        """
+        in_files = self.rows_in_quarantined_files
+        lines_read = self.rows_read - in_files
+        return (self.quarantine.height - in_files) / lines_read if lines_read else 0.0
+
+    def quarantined_files(self) -> pl.DataFrame:
+        """One row per wholly rejected file: `source_file`, `reason`, `rows`, `detail`."""
+        return (
+            self.quarantine.filter(pl.col("reason").is_in(list(FILE_LEVEL_REASONS)))
+            .group_by("source_file", maintain_order=True)
+            .agg(
+                pl.col("reason").first(),
+                pl.len().cast(pl.Int64).alias("rows"),
+                pl.col("detail").first(),
+            )
+        )
 
     def check_counts(self) -> None:
         """Raise ValueError unless rows_read = accepted + quarantined + merged."""

@@ -21,8 +21,10 @@ class DatasetSource(dg.ConfigurableResource):
     """The raw dataset: `demo` (generated on first use), `mind` or `generic`.
 
     A MIND root holds `train/`, `dev/` (and sometimes `test/`) folders with `news.tsv` and
-    `behaviors.tsv`. Generic data is an items file and an interactions file (Parquet or CSV).
-    New behaviors files dropped into `landing_dir` are picked up as new days.
+    `behaviors.tsv`. Generic data is an items file and an interactions file (Parquet or CSV);
+    either name may be a glob pattern (`interactions_*.parquet`) matching several files, read
+    as one table. New behaviors files dropped into `landing_dir` are picked up as new days.
+    A corrupt file next to good ones is quarantined (see `genre_dagster.ingest.unattributable`).
     """
 
     kind: str = Field(default="demo", description="demo | mind | generic")
@@ -30,9 +32,12 @@ class DatasetSource(dg.ConfigurableResource):
     landing_dir: str = Field(default="", description="folder watched for new daily files")
     demo_preset: str = Field(default="small", description="demo size: small | mind_small")
     demo_seed: int = Field(default=7, description="seed of the demo world")
-    items_file: str = Field(default="items.parquet", description="generic: items file name")
+    items_file: str = Field(
+        default="items.parquet", description="generic: items file name or glob pattern"
+    )
     interactions_file: str = Field(
-        default="interactions.parquet", description="generic: interactions file name"
+        default="interactions.parquet",
+        description="generic: interactions file name or glob pattern (interactions_*.parquet)",
     )
     column_map: dict[str, str] = Field(
         default_factory=dict,
@@ -82,29 +87,37 @@ class DatasetSource(dg.ConfigurableResource):
         wanted = item_cols if which == "items" else interaction_cols
         return {k: v for k, v in self.column_map.items() if k in wanted} or None
 
-    def _generic_path(self, name: str) -> Path:
-        path = self.root / name
-        if not path.exists():
+    def _generic_paths(self, name: str) -> list[Path]:
+        """The file `name` under the root, or the files a glob pattern matches, sorted."""
+        if any(c in name for c in "*?["):
+            paths = sorted(p for p in self.root.glob(name) if p.is_file())
+        else:
+            paths = [self.root / name] if (self.root / name).exists() else []
+        if not paths:
             raise FileNotFoundError(
-                f"generic source: {path} not found (set items_file / interactions_file)"
+                f"generic source: {self.root / name} not found (set items_file / interactions_file)"
             )
-        return path
+        return paths
 
     def source_files(self) -> list[Path]:
         """Every input file, for change detection by the sensor."""
         if self.kind == "generic":
-            return [self._generic_path(self.items_file), self._generic_path(self.interactions_file)]
+            return [
+                *self._generic_paths(self.items_file),
+                *self._generic_paths(self.interactions_file),
+            ]
         news, behaviors = self._mind_files()
         return [f.path for f in [*news, *behaviors]]
 
     def days(self) -> dict[date, int]:
-        """Days that have interactions, with their line counts."""
+        """Days that have interactions, with their line counts. Files whose lines have no day
+        (corrupt, wrong format) add none and are logged; ValueError when no file has a day."""
         self.prepare()
         if self.kind == "generic":
             from genre_dagster.ingest import generic_days
 
             return generic_days(
-                self._generic_path(self.interactions_file), self._column_map("interactions")
+                self._generic_paths(self.interactions_file), self._column_map("interactions")
             )
         from genre_dagster.ingest import behavior_days
 
@@ -117,7 +130,7 @@ class DatasetSource(dg.ConfigurableResource):
             from genre_dagster.ingest import parse_generic_items
 
             return parse_generic_items(
-                self._generic_path(self.items_file), self._column_map("items")
+                self._generic_paths(self.items_file), self._column_map("items")
             )
         from genre_dagster.ingest import parse_news
 
@@ -135,7 +148,7 @@ class DatasetSource(dg.ConfigurableResource):
             from genre_dagster.ingest import parse_generic_interactions
 
             return parse_generic_interactions(
-                self._generic_path(self.interactions_file),
+                self._generic_paths(self.interactions_file),
                 known_news_ids,
                 pseudonymize,
                 self._column_map("interactions"),
