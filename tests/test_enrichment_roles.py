@@ -497,3 +497,29 @@ def test_cache_waits_for_another_process_holding_the_file(tmp_path) -> None:
     assert ResponseCache(db).get("summarizer", "v1", "m", ["h1", "h2"])["h1"].parsed == {
         "title": "abc"
     }
+
+
+def test_an_item_whose_input_changed_keeps_its_last_answer_until_a_new_one(tmp_path) -> None:
+    """The input of an item changes (a user clicks more, a text is edited): when the new input
+    gets no valid answer (LLM down, over budget), the last valid answer stays, flagged stale;
+    once answered, the fresh answer replaces it."""
+    from genre_dagster.enrichment.runner import with_earlier_answers
+
+    cache = ResponseCache(tmp_path / "genre.duckdb")
+    good = ScriptedBackend(lambda r: json.dumps({"title": "Calm title"}))
+    run_role("summarizer", [_news("N1"), _news("N2")], good, cache)
+    edited = [_news("N1", "N1 Local team wins again, updated"), _news("N2"), _news("N3")]
+    down = ScriptedBackend(lambda r: "not json", name=good.model_name)  # every answer invalid
+    night = with_earlier_answers(run_role("summarizer", edited, down, cache), cache)
+    by_key = {r.key: r for r in night.rows}
+    assert by_key["N1"].status == "ok" and by_key["N1"].stale  # yesterday's answer, flagged
+    assert by_key["N1"].output == {"title": "Calm title"}
+    assert by_key["N2"].status == "ok" and not by_key["N2"].stale  # same input: a cache hit
+    assert by_key["N3"].status == "failed"  # never answered: nothing to fall back on
+    assert night.stats["stale"] == 1 and night.stats["failed"] == 2
+    fresh = ScriptedBackend(lambda r: json.dumps({"title": "Newer title"}), name=good.model_name)
+    later = with_earlier_answers(run_role("summarizer", edited, fresh, cache), cache)
+    assert {r.key: (r.output["title"], r.stale) for r in later.rows}["N1"] == ("Newer title", False)
+    assert cache.latest_ok("summarizer", "v1", good.model_name, ["N1"])["N1"].parsed == {
+        "title": "Newer title"
+    }

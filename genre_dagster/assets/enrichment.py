@@ -48,13 +48,14 @@ class GeneratorConfig(RoleConfig):
 
 def _run(role: str, inputs: list, config: RoleConfig, llm: LLMResource, database: str, **kw):
     from genre_dagster.enrichment.cache import ResponseCache
-    from genre_dagster.enrichment.runner import run_role
+    from genre_dagster.enrichment.runner import run_role, with_earlier_answers
 
-    return run_role(
+    cache = ResponseCache(database)
+    result = run_role(
         role,
         inputs,
         llm.get_backend(),
-        ResponseCache(database),
+        cache,
         budget=config.budget,
         batch_size=config.batch_size,
         prompt_version=config.prompt_version,
@@ -62,6 +63,9 @@ def _run(role: str, inputs: list, config: RoleConfig, llm: LLMResource, database
         max_new_tokens=config.max_new_tokens or None,
         **kw,
     )
+    # Inputs that got no valid answer tonight keep their last one (flagged `stale`), so an LLM
+    # outage or a small budget never unpublishes earlier enrichment.
+    return with_earlier_answers(result, cache)
 
 
 def _run_metadata(result, started: float) -> dict[str, Any]:
@@ -80,6 +84,7 @@ def _run_metadata(result, started: float) -> dict[str, Any]:
         "cached": int(stats.get("cached", 0)),
         "failed": int(stats.get("failed", 0)),
         "skipped_by_budget": int(stats.get("skipped_by_budget", 0)),
+        "stale": int(stats.get("stale", 0)),
         "prompt_tokens": int(stats.get("prompt_tokens", 0) or 0),
         "completion_tokens": tokens,
         "seconds": round(seconds, 2),
@@ -129,9 +134,11 @@ def news_summaries(
     inputs = [RoleInput(key=r["news_id"], fields=r) for r in items.iter_rows(named=True)]
     started = time.perf_counter()
     result = _run("summarizer", inputs, config, llm, duckdb.database)
-    ok = [(r.key, r.output["title"], r.cached) for r in result.rows if r.status == "ok"]
+    ok = [(r.key, r.output["title"], r.cached, r.stale) for r in result.rows if r.status == "ok"]
     out = pl.DataFrame(
-        ok, schema={"news_id": pl.Utf8, "summary": pl.Utf8, "cached": pl.Boolean}, orient="row"
+        ok,
+        schema={"news_id": pl.Utf8, "summary": pl.Utf8, "cached": pl.Boolean, "stale": pl.Boolean},
+        orient="row",
     ).with_columns(
         pl.lit(result.model).alias("model"), pl.lit(result.prompt_version).alias("prompt_version")
     )
@@ -187,7 +194,7 @@ def user_profiles(
         "profiler", inputs, config, llm, duckdb.database, vocabulary=vocabulary_config(categories)
     )
     rows = [
-        (r.key, r.output["topics"], r.output.get("regions", []), r.cached)
+        (r.key, r.output["topics"], r.output.get("regions", []), r.cached, r.stale)
         for r in result.rows
         if r.status == "ok"
     ]
@@ -198,6 +205,7 @@ def user_profiles(
             "topics": pl.List(pl.Utf8),
             "regions": pl.List(pl.Utf8),
             "cached": pl.Boolean,
+            "stale": pl.Boolean,
         },
         orient="row",
     ).with_columns(
@@ -274,6 +282,7 @@ def synthetic_items(
             r.output["abstract"],
             r.output["category"],
             r.cached,
+            r.stale,
         )
         for r in result.rows
         if r.status == "ok"
@@ -287,6 +296,7 @@ def synthetic_items(
             "abstract": pl.Utf8,
             "category": pl.Utf8,
             "cached": pl.Boolean,
+            "stale": pl.Boolean,
         },
         orient="row",
     ).with_columns(

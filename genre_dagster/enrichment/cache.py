@@ -149,6 +149,26 @@ class ResponseCache:
             )
             con.execute("COMMIT")
 
+    def latest_ok(
+        self, role: str, prompt_version: str, model: str, item_keys: list[str]
+    ) -> dict[str, CachedResponse]:
+        """The newest valid answer per item key, whatever input it answered (item key -> row).
+
+        An item's input changes when a user clicks more or an item's text is edited; until
+        the new input is answered, the answer to the earlier one is the best there is."""
+        if not item_keys:
+            return {}
+        with self._connect() as con:
+            rows = con.execute(
+                f"""SELECT {", ".join(_COLUMNS)} FROM {self.table}
+                    WHERE role = ? AND prompt_version = ? AND model = ? AND status = 'ok'
+                      AND item_key IN (SELECT unnest(?::VARCHAR[]))
+                    QUALIFY row_number() OVER (
+                        PARTITION BY item_key ORDER BY created_at DESC, input_hash) = 1""",
+                [role, prompt_version, model, sorted(set(item_keys))],
+            ).fetchall()
+        return {row[4]: _from_row(row) for row in rows}
+
     def all(self, role: str | None = None) -> list[CachedResponse]:
         """Every stored row (optionally of one role), oldest first."""
         where, params = ("WHERE role = ?", [role]) if role else ("", [])

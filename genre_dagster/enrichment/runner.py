@@ -132,3 +132,37 @@ def run_role(
 
 def _title(entry: Any) -> Any:
     return entry.get("title") if isinstance(entry, dict) else entry
+
+
+def with_earlier_answers(result: RoleRunResult, cache: ResponseCache | None) -> RoleRunResult:
+    """`result` where every input without a valid answer tonight (failed, or skipped by the
+    budget) takes the newest valid answer cached for the same item, marked `stale`.
+
+    A user's history grows every night, so the profiler's input (and its hash) changes; without
+    this, a failing LLM or a small budget would unpublish yesterday's profiles. Counted in
+    `stats["stale"]`; the failure or skip itself stays counted as before.
+    """
+    missing = [row.key for row in result.rows if row.status != "ok"]
+    earlier = (
+        cache.latest_ok(result.role, result.prompt_version, result.model, missing)
+        if cache is not None and missing
+        else {}
+    )
+    rows = [
+        RoleRow(
+            row.key,
+            "ok",
+            earlier[row.key].parsed,
+            None,
+            True,
+            input_hash=earlier[row.key].input_hash,
+            stale=True,
+        )  # fmt: skip
+        if row.key in earlier
+        else row
+        for row in result.rows
+    ]
+    stats = {**result.stats, "stale": len(earlier)}
+    return RoleRunResult(
+        result.role, result.prompt_version, result.model, rows, stats, result.stage_stats
+    )

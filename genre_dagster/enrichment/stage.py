@@ -30,7 +30,10 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class RoleRow:
-    """The outcome for one input: status "ok", "failed" or "skipped" (over budget)."""
+    """The outcome for one input: status "ok", "failed" or "skipped" (over budget).
+
+    `stale`: an ok row that answers an earlier input of the same item (see
+    `runner.with_earlier_answers`), kept because tonight's input got no valid answer."""
 
     key: str
     status: str
@@ -43,6 +46,7 @@ class RoleRow:
     seconds: float = 0.0
     attempts: int = 0
     notes: list[str] = field(default_factory=list)
+    stale: bool = False
 
 
 @dataclass
