@@ -22,11 +22,33 @@ from genre_dagster.automation import (
     nightly_refresh_schedule,
 )
 from genre_dagster.resources import build_resources
-from genre_dagster.settings import Settings
+from genre_dagster.settings import Settings, load_settings
+
+
+def build_executor(settings: Settings) -> dg.ExecutorDefinition | None:
+    """`multiprocess`: Dagster's default (one process per step, in-process selectable per run).
+    `k8s` (prod default): one pod per step, configured by `deploy/k8s/gpu_executor.yaml` so that
+    only the torch steps land on GPU nodes."""
+    if settings.executor != "k8s":
+        return None
+    import yaml
+
+    try:
+        from dagster_k8s import k8s_job_executor
+    except ImportError as exc:
+        raise ImportError(
+            "GENRE_EXECUTOR=k8s (the default for GENRE_ENV=prod) needs dagster-k8s: install the "
+            "prod extra (pip install 'genre-dagster[prod]') or set GENRE_EXECUTOR=multiprocess"
+        ) from exc
+    path = settings.k8s_executor_config
+    if not path.is_file():
+        raise FileNotFoundError(f"k8s executor config {path} not found (GENRE_K8S_EXECUTOR_CONFIG)")
+    return k8s_job_executor.configured(yaml.safe_load(path.read_text()), name="k8s_gpu_executor")
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """All definitions with the resource set of `settings` (default: from the environment)."""
+    settings = settings or load_settings()
     return dg.Definitions(
         assets=dg.load_assets_from_modules(
             [raw, features, enrichment, embeddings, scoring, evaluation, serving, monitoring]
@@ -36,6 +58,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         schedules=[nightly_refresh_schedule],
         sensors=[landing_files_sensor],
         resources=build_resources(settings),
+        executor=build_executor(settings),
     )
 
 

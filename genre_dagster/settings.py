@@ -14,6 +14,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 ENVIRONMENTS = ("local", "prod")
+EXECUTORS = ("multiprocess", "k8s")
+K8S_EXECUTOR_CONFIG = PROJECT_ROOT / "deploy" / "k8s" / "gpu_executor.yaml"
 SOURCE_KINDS = ("demo", "mind", "generic")
 
 
@@ -35,6 +37,9 @@ class Settings:
     llm_model: str = ""
     llm_precomputed: tuple[str, ...] = ()
     reports_url: str = "http://127.0.0.1:8001"
+    retrain_every_days: int = 0
+    executor: str = "multiprocess"
+    k8s_executor_config: Path = K8S_EXECUTOR_CONFIG
 
     @property
     def duckdb_path(self) -> Path:
@@ -69,6 +74,15 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     column_map = json.loads(environ.get("GENRE_COLUMN_MAP") or "{}")
     if not isinstance(column_map, dict):
         raise ValueError('GENRE_COLUMN_MAP must be a JSON object, e.g. {"item_id": "book_id"}')
+    retrain = environ.get("GENRE_RETRAIN_EVERY_DAYS", "0").strip()
+    if not retrain.isdigit():
+        raise ValueError(
+            f"GENRE_RETRAIN_EVERY_DAYS={retrain!r} must be a whole number of days >= 0 "
+            "(0 = train on every run)"
+        )
+    executor = environ.get("GENRE_EXECUTOR") or ("k8s" if env == "prod" else "multiprocess")
+    if executor not in EXECUTORS:
+        raise ValueError(f"GENRE_EXECUTOR={executor!r} is not one of {', '.join(EXECUTORS)}")
     return Settings(
         env=env,
         data_dir=data_dir,
@@ -84,4 +98,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         llm_model=environ.get("GENRE_LLM_MODEL", ""),
         llm_precomputed=tuple(p for p in environ.get("GENRE_LLM_PRECOMPUTED", "").split(",") if p),
         reports_url=environ.get("GENRE_REPORTS_URL", "http://127.0.0.1:8001"),
+        retrain_every_days=int(retrain),
+        executor=executor,
+        k8s_executor_config=Path(
+            environ.get("GENRE_K8S_EXECUTOR_CONFIG") or K8S_EXECUTOR_CONFIG
+        ).resolve(),
     )

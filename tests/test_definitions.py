@@ -111,6 +111,39 @@ def test_environment_selects_the_resource_set(tmp_path):
     assert prod["privacy"].require_key is True
 
 
+def test_executor_follows_the_environment(tmp_path):
+    """local: Dagster's multiprocess default; prod: the k8s step executor from
+    deploy/k8s/gpu_executor.yaml, with a clear message when the prod extra is missing."""
+    from genre_dagster.definitions import build_executor
+
+    base = {"GENRE_DATA_DIR": str(tmp_path)}
+    local = load_settings(base)
+    assert local.executor == "multiprocess" and build_executor(local) is None
+    with pytest.raises(ValueError, match="GENRE_EXECUTOR"):
+        load_settings({**base, "GENRE_EXECUTOR": "ray"})
+    prod = load_settings({**base, "GENRE_ENV": "prod"})
+    assert prod.executor == "k8s" and prod.k8s_executor_config.is_file()
+    try:
+        import dagster_k8s  # noqa: F401  (the prod extra)
+    except ImportError:
+        with pytest.raises(ImportError, match=r"genre-dagster\[prod\]"):
+            build_executor(prod)
+    else:
+        assert build_executor(prod).name == "k8s_gpu_executor"
+    missing = load_settings(
+        {**base, "GENRE_EXECUTOR": "k8s", "GENRE_K8S_EXECUTOR_CONFIG": "no.yaml"}
+    )
+    assert missing.k8s_executor_config.name == "no.yaml"
+
+
+def test_retrain_cadence_setting_is_validated(tmp_path):
+    base = {"GENRE_DATA_DIR": str(tmp_path)}
+    assert load_settings(base).retrain_every_days == 0
+    assert load_settings({**base, "GENRE_RETRAIN_EVERY_DAYS": "7"}).retrain_every_days == 7
+    with pytest.raises(ValueError, match="GENRE_RETRAIN_EVERY_DAYS"):
+        load_settings({**base, "GENRE_RETRAIN_EVERY_DAYS": "weekly"})
+
+
 def test_encoder_device_and_dtype_follow_the_environment(tmp_path):
     from genre_dagster.embedding.devices import cpu_has_native_bf16
     from genre_dagster.resources import build_resources

@@ -34,6 +34,15 @@ class ScorerConfig(dg.Config):
         ),
     )
     max_history: int = Field(default=50, description="most recent history items per user")
+    retrain_every_days: int | None = Field(
+        default=None,
+        description=(
+            "0 = train on every run; N = reuse the published model until the newest training "
+            "day is N days past it (validation is still recomputed); empty = the model store's "
+            "default (GENRE_RETRAIN_EVERY_DAYS)"
+        ),
+    )
+    force_retrain: bool = Field(default=False, description="train tonight whatever the cadence")
 
 
 def embedding_fields(config: dict) -> list[str]:
@@ -46,7 +55,16 @@ def embedding_fields(config: dict) -> list[str]:
     return sorted(set(fields))
 
 
-def _row(spec: ScorerSpec, scorer, path, val, seconds: float) -> pl.DataFrame:
+def _row(
+    spec: ScorerSpec,
+    scorer,
+    path,
+    val,
+    seconds: float,
+    trained_through,
+    trained_at: datetime | None = None,
+    retrained: bool = True,
+) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "name": [spec.name],
@@ -61,14 +79,38 @@ def _row(spec: ScorerSpec, scorer, path, val, seconds: float) -> pl.DataFrame:
             "val_auc": [float(val["auc"])],
             "val_impressions": [int(val["n_impressions"])],
             "train_seconds": [round(seconds, 2)],
-            "trained_at": [datetime.now(UTC).replace(tzinfo=None)],
-        }
+            "trained_at": [trained_at or datetime.now(UTC).replace(tzinfo=None)],
+            "trained_through": [trained_through],
+            "retrained": [retrained],
+        },
+        schema_overrides={"trained_through": pl.Date},
     )
 
 
-def _fit_and_validate(spec: ScorerSpec, scorer, inputs) -> tuple[dict, dict]:
-    from genre_dagster.evaluation.metrics import evaluate_impressions
+def _previous_model(conn, name: str):
+    """The model the scorer's table published last and its row, or (None, None)."""
+    from genre_dagster.scoring.cadence import PreviousModel
+    from genre_dagster.scoring.loading import query_frame, table_exists
 
+    if not table_exists(conn, GROUP, name):
+        return None, None
+    frame = query_frame(conn, f'select * from {GROUP}."{name}"')
+    if frame.is_empty():
+        return None, None
+    row = frame.row(0, named=True)
+    return PreviousModel(row["scorer_id"], row["config_hash"], row.get("trained_through")), row
+
+
+def _train_through(conn):
+    (day,) = conn.execute(
+        "select max(day) from main.impression_splits where split = 'train'"
+    ).fetchone()
+    if day is None:
+        raise RuntimeError("the train split is empty: check the split boundaries")
+    return day
+
+
+def _fit_and_validate(spec: ScorerSpec, scorer, inputs) -> tuple[dict, dict]:
     train, valid = inputs.splits["train"], inputs.splits["validation"]
     if train.n_impressions == 0:
         raise RuntimeError("the train split is empty: check the split boundaries")
@@ -76,9 +118,16 @@ def _fit_and_validate(spec: ScorerSpec, scorer, inputs) -> tuple[dict, dict]:
     if spec.profile:
         extra = {"profiles": inputs.profiles, "valid_profiles": inputs.profiles}
     log = scorer.fit(train, inputs.items, valid if valid.n_impressions else None, **extra)
+    return log or {}, _validate(spec, scorer, inputs)
+
+
+def _validate(spec: ScorerSpec, scorer, inputs) -> dict:
+    """Metrics of a fitted scorer on the validation split."""
+    from genre_dagster.evaluation.metrics import evaluate_impressions
+
+    valid = inputs.splits["validation"]
     score_kw = {"profiles": inputs.profiles} if spec.profile else {}
-    scores = scorer.score(valid, inputs.items, **score_kw)
-    return log or {}, evaluate_impressions(valid, scores)
+    return evaluate_impressions(valid, scorer.score(valid, inputs.items, **score_kw))
 
 
 def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
@@ -104,12 +153,20 @@ def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
         duckdb: DuckDBResource,
         model_store: ModelStore,
     ) -> pl.DataFrame:
+        from genre_dagster.scoring.cadence import retrain_reason
         from genre_dagster.scoring.inputs import load_scorer_inputs
         from genre_dagster.scoring.registry import create_scorer
 
         scorer_config = {**spec.config, **json.loads(config.overrides_json or "{}")}
         scorer = create_scorer(spec.kind, scorer_config)
+        every_days = (
+            model_store.retrain_every_days
+            if config.retrain_every_days is None
+            else config.retrain_every_days
+        )
         with duckdb.get_connection() as conn:
+            previous, previous_row = _previous_model(conn, spec.name)
+            train_through = _train_through(conn)
             inputs = load_scorer_inputs(
                 conn,
                 ("train", "validation"),
@@ -118,12 +175,38 @@ def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
                 generated_history=spec.generated_history,
                 max_history=config.max_history,
             )
+        reason = retrain_reason(
+            previous,
+            scorer.config_hash,
+            train_through,
+            every_days,
+            previous is not None and model_store.path_of(previous.scorer_id).exists(),
+            config.force_retrain,
+        )
         started = time.perf_counter()
-        log, val = _fit_and_validate(spec, scorer, inputs)
-        seconds = time.perf_counter() - started
-        path = model_store.save(scorer)
-        context.log.info(f"{scorer.scorer_id}: validation AUC {val['auc']:.4f} in {seconds:.1f} s")
-        extra_meta = {}
+        if reason is None:  # within the cadence: last model, validated on tonight's data
+            scorer = model_store.load(previous.scorer_id)
+            log, val = {}, _validate(spec, scorer, inputs)
+            path = model_store.path_of(scorer.scorer_id)
+            seconds = float(previous_row["train_seconds"])
+            context.log.info(
+                f"{scorer.scorer_id}: reused (trained through {previous.trained_through}, "
+                f"retrain every {every_days} day(s)); validation AUC {val['auc']:.4f}"
+            )
+            row = _row(
+                spec, scorer, path, val, seconds, previous.trained_through,
+                previous_row["trained_at"], retrained=False,
+            )  # fmt: skip
+        else:
+            log, val = _fit_and_validate(spec, scorer, inputs)
+            seconds = time.perf_counter() - started
+            path = model_store.save(scorer)
+            context.log.info(
+                f"{scorer.scorer_id}: trained ({reason}); validation AUC {val['auc']:.4f} in "
+                f"{seconds:.1f} s"
+            )
+            row = _row(spec, scorer, path, val, seconds, train_through)
+        extra_meta = {"retrained": reason is not None, "retrain_reason": reason or "within cadence"}
         if spec.profile:
             from genre_dagster.scoring.inputs import profile_coverage
 
@@ -133,7 +216,6 @@ def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
             )
         if spec.generated_history:
             extra_meta["users_with_generated_items"] = len(inputs.extra_history or {})
-        row = _row(spec, scorer, path, val, seconds)
         context.add_output_metadata(
             {
                 "scorer_id": scorer.scorer_id,
@@ -142,6 +224,7 @@ def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
                 "validation_mrr": float(val["mrr"]),
                 "train_impressions": inputs.splits["train"].n_impressions,
                 "train_seconds": round(seconds, 2),
+                "trained_through": str(row["trained_through"][0]),
                 "artifact": dg.MetadataValue.path(str(path)),
                 "config": dg.MetadataValue.json(json.loads(row["config_json"][0])),
                 "training_log": dg.MetadataValue.json(json.loads(json.dumps(log, default=str))),
@@ -178,6 +261,7 @@ def ensemble(
     fields = sorted({f for m in fitted for f in embedding_fields(m.config)})
     with duckdb.get_connection() as conn:
         inputs = load_scorer_inputs(conn, ("train", "validation"), fields)
+        train_through = _train_through(conn)
     scorer = EnsembleScorer(members=fitted)
     spec = ScorerSpec("ensemble", "ensemble", variant="ensemble")
     started = time.perf_counter()
@@ -193,4 +277,4 @@ def ensemble(
             "artifact": dg.MetadataValue.path(str(path)),
         }
     )
-    return _row(spec, scorer, path, val, seconds)
+    return _row(spec, scorer, path, val, seconds, train_through)

@@ -74,7 +74,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
         "privacy": privacy,
         "encoder": encoder,
         "llm": llm,
-        "model_store": ModelStore(root=str(settings.models_dir)),
+        "model_store": ModelStore(
+            root=str(settings.models_dir), retrain_every_days=settings.retrain_every_days
+        ),
         "reports": ReportStore(root=str(settings.reports_dir), base_url=settings.reports_url),
     }
 

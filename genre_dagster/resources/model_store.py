@@ -22,6 +22,14 @@ class ModelStore(dg.ConfigurableResource):
     """
 
     root: str = Field(description="folder holding one sub-folder per scorer id")
+    retrain_every_days: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "default training cadence of the scorers: 0 = train on every run; N = reuse the "
+            "published model until the newest training day is N days past it"
+        ),
+    )
 
     def path_of(self, scorer_id: str) -> Path:
         if not scorer_id or "/" in scorer_id or scorer_id.startswith("."):
