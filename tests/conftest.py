@@ -26,6 +26,9 @@ import pytest  # noqa: E402
 
 # A small generated MIND-format world: fast enough for CI, big enough for every stage.
 TINY = dict(n_news=500, n_users=300, n_days=4, impressions_per_day=120, seed=11)
+# The LLM key of the session's runs: set in the environment only, as in production, so the
+# security test can look for it everywhere the runs leave traces.
+LLM_API_KEY = "sk-genre-test-" + os.urandom(12).hex()
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +42,7 @@ def news_world(tmp_path_factory):
     from genre_dagster.pipeline import refresh
     from genre_dagster.settings import Settings
 
+    os.environ["GENRE_LLM_API_KEY"] = LLM_API_KEY
     root = tmp_path_factory.mktemp("genre")
     config = DemoWorldConfig(**TINY)
     summary = generate_world(config, root / "mind")
@@ -66,4 +70,5 @@ def news_world(tmp_path_factory):
             "defs": defs,
             "instance": instance,
             "report": report,
+            "llm_server": server,
         }
