@@ -6,7 +6,7 @@ durations from the Dagster instance. Optionally adds one extra day to the landin
 measures the incremental nightly run the same way.
 
     python benchmarks/end_to_end.py --preset small --out benchmarks/results/end_to_end_small.json
-    python benchmarks/end_to_end.py --preset mind_small --llm none --nightly
+    python benchmarks/end_to_end.py --preset mind_small --nightly --nightly-retrain-every-days 7
 
 Writes JSON; `benchmarks/report.py` turns the results folder into docs/benchmarks.md.
 """
@@ -66,11 +66,47 @@ def _step_seconds(dagster_home: Path, since: float = 0.0) -> dict[str, float]:
     return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 
 
+# Assets whose own metadata says how fast the model stages ran (LLM tokens/s, texts/s).
+MODEL_STAGES = [
+    "enrichment/news_summaries",
+    "enrichment/user_profiles",
+    "enrichment/synthetic_items",
+    "embeddings/news_embeddings",
+    "embeddings/user_profile_embeddings",
+]
+
+
+def _stage_metadata(dagster_home: Path, since: float = 0.0) -> dict[str, dict]:
+    """Numeric metadata of the newest materialization of each model stage after `since`."""
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    import dagster as dg
+
+    out: dict[str, dict] = {}
+    with dg.DagsterInstance.get() as instance:
+        for key in MODEL_STAGES:
+            event = instance.get_latest_materialization_event(dg.AssetKey(key.split("/")))
+            if event is None or event.timestamp < since:
+                continue
+            metadata = event.asset_materialization.metadata
+            out[key] = {
+                name: value.value
+                for name, value in metadata.items()
+                if isinstance(value.value, int | float | str) and len(str(value.value)) < 80
+            }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="small", choices=["small", "mind_small"])
     parser.add_argument("--llm", default="local", help="GENRE_LLM_BACKEND for the run")
     parser.add_argument("--nightly", action="store_true", help="also measure one new day")
+    parser.add_argument(
+        "--nightly-retrain-every-days",
+        type=int,
+        default=None,
+        help="GENRE_RETRAIN_EVERY_DAYS for the nightly run (default: train every run)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -102,14 +138,20 @@ def main() -> None:
     genre = str(BIN / "genre-dagster")
     result["full_refresh"] = _timed([genre, "run"], env)
     result["full_refresh"]["step_seconds"] = _step_seconds(home)
+    result["full_refresh"]["model_stages"] = _stage_metadata(home)
     if args.nightly:
         from genre_dagster.demo import DemoWorldConfig, generate_extra_days
 
         config = DemoWorldConfig.preset(args.preset)
         generate_extra_days(config, work / "data" / "demo", work / "data" / "landing", 1)
         since = time.time()
-        nightly = _timed([genre, "run"], env)
+        nightly_env = dict(env)
+        if args.nightly_retrain_every_days is not None:
+            nightly_env["GENRE_RETRAIN_EVERY_DAYS"] = str(args.nightly_retrain_every_days)
+            result["nightly_retrain_every_days"] = args.nightly_retrain_every_days
+        nightly = _timed([genre, "run"], nightly_env)
         nightly["step_seconds"] = _step_seconds(home, since)
+        nightly["model_stages"] = _stage_metadata(home, since)
         result["nightly_increment"] = nightly
     result["machine"]["load_average_1m_at_end"] = os.getloadavg()[0]
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"end_to_end_{args.preset}.json")

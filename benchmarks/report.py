@@ -136,6 +136,41 @@ def _goal_rows() -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
+def _time_breakdown(name: str, data: dict, top: int = 12) -> list[str]:
+    """Where an end-to-end run spends its time (per Dagster step), and the model stages' rates."""
+    full = _get(data, "full_refresh.step_seconds") or {}
+    nightly = _get(data, "nightly_increment.step_seconds") or {}
+    if not full:
+        return []
+    steps = sorted(set(full) | set(nightly), key=lambda k: -full.get(k, 0.0))[:top]
+    lines = [
+        f"### Where the time goes: {name}",
+        "",
+        f"Step seconds summed over the runs (top {top} of {len(full)} steps of the full refresh).",
+        "",
+        "| step | full refresh s | nightly +1 day s |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {k} | {_fmt(full.get(k))} | {_fmt(nightly.get(k))} |" for k in steps]
+    stages = _get(data, "full_refresh.model_stages") or {}
+    if stages:
+        lines += [
+            "",
+            "| model stage (full refresh) | answered / encoded | cached / reused | failed | "
+            "completion tokens/s | texts/s |",
+            "|---|---|---|---|---|---|",
+        ]
+        for key, meta in stages.items():
+            lines.append(
+                f"| {key} | {_fmt(meta.get('answered', meta.get('texts_encoded')))} | "
+                f"{_fmt(meta.get('cached', meta.get('texts_reused')))} | "
+                f"{_fmt(meta.get('failed'))} | "
+                f"{_fmt(meta.get('completion_tokens_per_second'))} | "
+                f"{_fmt(meta.get('texts_per_second'))} |"
+            )
+    return [*lines, ""]
+
+
 def _details(name: str, data: dict) -> list[str]:
     lines = [f"### {name}", ""]
     for key in ("command", "when"):
@@ -162,6 +197,10 @@ def main() -> None:
     ]
     for row in _goal_rows():
         lines.append("| " + " | ".join(row) + " |")
+    for preset in ("small", "mind_small"):
+        e2e = _load(f"end_to_end_{preset}")
+        if e2e:
+            lines += ["", *_time_breakdown(f"end to end, {preset}", e2e)]
     lines += ["", "## Raw results", ""]
     for path in sorted(RESULTS.glob("*.json")):
         lines += _details(path.stem, json.loads(path.read_text()))

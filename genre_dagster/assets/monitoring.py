@@ -23,6 +23,14 @@ class ReportConfig(dg.Config):
     reference_days: int = Field(default=7, description="reference window: days before the newest")
     warn: float = Field(default=0.25, description="WARN when the drift measure reaches this")
     error: float = Field(default=0.5, description="ERROR when the drift measure reaches this")
+    max_impressions: int = Field(
+        default=20_000,
+        ge=0,
+        description=(
+            "reports that score impressions use at most this many per window (a seeded random "
+            "sample; 0 = all): Evidently's ranking metrics hold every candidate row in pandas"
+        ),
+    )
 
 
 class PredictionDriftConfig(ReportConfig):
@@ -305,8 +313,16 @@ class _Thresholds:
         self.warn, self.error = warn, error
 
 
-def _challenger_scores(conn, model_store, newest, start):
-    """Scores of the challenger on the newest day and on the reference window."""
+def _sample_impressions(frame: pl.DataFrame, most: int) -> pl.DataFrame:
+    """At most `most` impressions (0 = all), a seeded random sample in the original order."""
+    if not most or frame.height <= most:
+        return frame
+    return frame.with_row_index("_row").sample(most, seed=0).sort("_row").drop("_row")
+
+
+def _challenger_scores(conn, model_store, newest, start, max_impressions: int = 0):
+    """Scores of the challenger on the newest day and on the reference window (each sampled
+    down to `max_impressions`, see ReportConfig)."""
     from genre_dagster.assets.scoring import embedding_fields
     from genre_dagster.scoring.inputs import load_scorer_inputs
     from genre_dagster.scoring.loading import build_impressions, load_behaviors_between
@@ -324,7 +340,7 @@ def _challenger_scores(conn, model_store, newest, start):
         "current": (newest, newest),
         "reference": (start, newest - timedelta(days=1)),
     }.items():
-        frame = load_behaviors_between(conn, a, b)
+        frame = _sample_impressions(load_behaviors_between(conn, a, b), max_impressions)
         data = build_impressions(
             frame, inputs.items, extra_history=inputs.extra_history, day_zero=inputs.day_zero
         )
@@ -384,7 +400,9 @@ def prediction_drift(
 
     with duckdb.get_connection() as conn:
         newest, start = _newest_window(conn, config.reference_days)
-        scorer_id, inputs, scored = _challenger_scores(conn, model_store, newest, start)
+        scorer_id, inputs, scored = _challenger_scores(
+            conn, model_store, newest, start, config.max_impressions
+        )
         (_, cur_data, cur_scores), (_, ref_data, ref_scores) = (
             scored["current"],
             scored["reference"],
@@ -441,7 +459,7 @@ def recommendation_quality(
 
     with duckdb.get_connection() as conn:
         newest, start = _newest_window(conn, config.reference_days)
-        _, _, scored = _challenger_scores(conn, model_store, newest, start)
+        _, _, scored = _challenger_scores(conn, model_store, newest, start, config.max_impressions)
         news = query_frame(conn, "select * from main.stg_news")
         current = _scored_frame(*scored["current"])
         reference = (
