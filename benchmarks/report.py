@@ -89,7 +89,12 @@ def _goal_rows() -> list[tuple[str, str, str, str, str]]:
                 f"End to end, `genre-dagster run` on the {preset} world "
                 f"(LLM backend: {e2e.get('llm_backend')})",
                 goal,
-                f"{_fmt(wall)} s, peak {_fmt(peak)} MB; nightly +1 day {_fmt(nightly)} s",
+                f"{_fmt(wall)} s, peak {_fmt(peak)} MB; nightly +1 day {_fmt(nightly)} s"
+                + (
+                    f" (nightly with GENRE_RETRAIN_EVERY_DAYS={e2e['nightly_retrain_every_days']})"
+                    if "nightly_retrain_every_days" in e2e
+                    else " (nightly retrains every scorer)"
+                ),
                 ok,
                 "benchmarks/end_to_end.py",
             )
@@ -161,12 +166,15 @@ def _time_breakdown(name: str, data: dict, top: int = 12) -> list[str]:
             "|---|---|---|---|---|---|",
         ]
         for key, meta in stages.items():
+            cells = [
+                meta.get("answered", meta.get("texts_encoded")),
+                meta.get("cached", meta.get("texts_reused")),
+                meta.get("failed"),
+                meta.get("completion_tokens_per_second"),
+                meta.get("texts_per_second"),
+            ]
             lines.append(
-                f"| {key} | {_fmt(meta.get('answered', meta.get('texts_encoded')))} | "
-                f"{_fmt(meta.get('cached', meta.get('texts_reused')))} | "
-                f"{_fmt(meta.get('failed'))} | "
-                f"{_fmt(meta.get('completion_tokens_per_second'))} | "
-                f"{_fmt(meta.get('texts_per_second'))} |"
+                f"| {key} | " + " | ".join("-" if c is None else _fmt(c) for c in cells) + " |"
             )
     return [*lines, ""]
 
