@@ -337,3 +337,13 @@ def test_negative_sampler_draws_from_the_impression_first():
 def test_importing_the_scorers_does_not_import_torch():
     code = "import sys, genre_dagster.scoring.neural; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_default_scorer_variant_saves_under_its_own_artifact_id():
+    """The model store names an artifact by kind + config hash: two variants that trained on
+    different inputs must not share it (one would overwrite the other's model)."""
+    from genre_dagster.scoring.registry import create_scorer
+    from genre_dagster.scoring.variants import DEFAULT_SCORERS
+
+    ids = {spec.name: create_scorer(spec.kind, spec.config).scorer_id for spec in DEFAULT_SCORERS}
+    assert len(set(ids.values())) == len(ids), ids

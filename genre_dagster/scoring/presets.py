@@ -24,6 +24,9 @@ DEFAULTS: MappingProxyType[str, Any] = MappingProxyType(
         "max_history": 50,  # most recent clicks kept
         "heads": 4,  # mhsa
         "profile": False,  # GENRE user-profile plug-in
+        # GENRE generated history: trained on histories that include synthetic items. Changes
+        # no layer; it is part of the config so the artifact's id names what it learned from.
+        "generated_history": False,
         # predictor
         "predictor": "dot",  # dot | mlp
         "mlp_dim": 128,

@@ -76,7 +76,7 @@ DEFAULT_SCORERS: tuple[ScorerSpec, ...] = (
     ScorerSpec(
         "nrms_generated",
         "nrms",
-        {"fields": ["title"]},
+        {"fields": ["title"], "generated_history": True},
         variant="+ generated history",
         generated_history=True,
         description="NRMS where cold users' histories include GENRE's synthetic items.",
