@@ -451,7 +451,13 @@ def test_materialize_from_the_ui_and_read_its_metadata(dagster_ui, world, page):
     """Click Materialize on `raw/news` (one step with `raw/news_quarantine`: the UI asks to
     confirm both), follow the run to success, then check the asset page shows the row count
     that is really in DuckDB and the ingestion metadata."""
-    _materialize_from_asset_page(dagster_ui, page, "raw/news", "04")
+    run_id = _materialize_from_asset_page(dagster_ui, page, "raw/news", "04")
+    # A run launched from the UI uses the local environment's multiprocess executor.
+    log = dagster_ui.log_path.read_text(errors="replace")
+    assert any(
+        run_id in line and "Executing steps using multiprocess executor" in line
+        for line in log.splitlines()
+    ), dagster_ui.log_tail()
     with duckdb.connect(str(world["data"] / "genre.duckdb"), read_only=True) as conn:
         rows = conn.sql("select count(*) from raw.news").fetchone()[0]
     assert rows > 0
