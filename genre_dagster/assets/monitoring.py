@@ -13,7 +13,7 @@ from pydantic import Field
 
 from genre_dagster.resources.model_store import ModelStore
 from genre_dagster.resources.reports import ReportStore
-from genre_dagster.scoring.loading import query_frame
+from genre_dagster.scoring.loading import query_frame, table_exists
 
 GROUP = "monitoring"
 CHALLENGER = dg.AssetKey(["serving", "challenger"])
@@ -108,8 +108,6 @@ def _skip_check(name: str, asset_key, reason: str) -> dg.AssetCheckResult:
 
 
 def _history(conn, table: str, row: pl.DataFrame) -> pl.DataFrame:
-    from genre_dagster.scoring.loading import table_exists
-
     if not table_exists(conn, "monitoring", table):
         return row
     old = query_frame(conn, f'select * from monitoring."{table}"')  # table: a constant name below

@@ -193,11 +193,11 @@ def raw_behaviors(
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """Parse, validate and pseudonymize the impressions of the partition's day. Impressions that
     reference unknown news, bad tokens or unparsable times go to the quarantine."""
-    import polars as pl
+    from genre_dagster.scoring.loading import query_frame
 
     day = date.fromisoformat(context.partition_key)
     with duckdb.get_connection() as conn:
-        known = pl.from_arrow(conn.sql("select news_id from raw.news").to_arrow_table())
+        known = query_frame(conn, "select news_id from raw.news")
     result = source.read_interactions(day, known.to_series(), privacy.pseudonymize)
     metadata = _counts_metadata(result)
     _warn_quarantined_files(context, result)

@@ -14,6 +14,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from genre_dagster.resources.model_store import ModelStore
+from genre_dagster.scoring.loading import query_frame, table_exists
 from genre_dagster.scoring.variants import DEFAULT_SCORERS, ENSEMBLE_MEMBERS, ScorerSpec
 
 GROUP = "scoring"
@@ -90,7 +91,6 @@ def _row(
 def _previous_model(conn, name: str):
     """The model the scorer's table published last and its row, or (None, None)."""
     from genre_dagster.scoring.cadence import PreviousModel
-    from genre_dagster.scoring.loading import query_frame, table_exists
 
     if not table_exists(conn, GROUP, name):
         return None, None
@@ -183,7 +183,6 @@ def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
             previous is not None and model_store.path_of(previous.scorer_id).exists(),
             config.force_retrain,
         )
-        started = time.perf_counter()
         if reason is None:  # within the cadence: last model, validated on tonight's data
             scorer = model_store.load(previous.scorer_id)
             log, val = {}, _validate(spec, scorer, inputs)
@@ -198,6 +197,7 @@ def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
                 previous_row["trained_at"], retrained=False,
             )  # fmt: skip
         else:
+            started = time.perf_counter()
             log, val = _fit_and_validate(spec, scorer, inputs)
             seconds = time.perf_counter() - started
             path = model_store.save(scorer)

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from genre_dagster.resources.llm import LLMResource
 from genre_dagster.resources.model_store import ModelStore
+from genre_dagster.scoring.loading import query_frame, table_exists
 from genre_dagster.serving.promotion import PromotionDecision, decide_promotion
 
 GROUP = "serving"
@@ -29,8 +30,6 @@ IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")  # names that reach SQL as table 
 
 def _current_serving(duckdb: DuckDBResource) -> tuple[str | None, float | None, str | None]:
     """(scorer_id, validation AUC, name) of the scorer serving now, from the serving history."""
-    from genre_dagster.scoring.loading import table_exists
-
     with duckdb.get_connection() as conn:
         if not table_exists(conn, "serving", "serving_scorer"):
             return None, None, None
@@ -137,11 +136,9 @@ def serving_scorer(
             "reason": [decision.reason],
         }
     )
-    from genre_dagster.scoring.loading import table_exists
-
     with duckdb.get_connection() as conn:
         history = (
-            pl.from_arrow(conn.sql("select * from serving.serving_scorer").to_arrow_table())
+            query_frame(conn, "select * from serving.serving_scorer")
             if table_exists(conn, "serving", "serving_scorer")
             else entry.clear()
         )
