@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -64,6 +66,16 @@ def _books_dataset(folder, seed: int = 3) -> tuple[int, int]:
     return len(books), len(rows)
 
 
+def _plain_artifact(models: Path, kind: str) -> Path:
+    """The artifact of `kind` that uses no GENRE profile or generated history (transferable)."""
+    for folder in sorted(models.glob(f"{kind}-*")):
+        config = json.loads((folder / "scorer.json").read_text())["config"]
+        if not config.get("profile") and not config.get("generated_history"):
+            if config.get("fields", ["title"]) == ["title"]:
+                return folder
+    raise AssertionError(f"no plain {kind} artifact in {models}")
+
+
 @pytest.fixture(scope="module")
 def books_world(tmp_path_factory, news_world):
     root = tmp_path_factory.mktemp("books")
@@ -94,9 +106,7 @@ def books_world(tmp_path_factory, news_world):
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         # transfer: news scorers that share the encoder, evaluated on books beside in-domain ones
         news_models = news_world["settings"].models_dir
-        transfer = [
-            str(next(news_models.glob(f"{kind}-*"))) for kind in ("nrms", "content_similarity")
-        ]
+        transfer = [str(_plain_artifact(news_models, k)) for k in ("nrms", "content_similarity")]
         report = refresh(
             build_definitions(settings),
             instance,

@@ -66,8 +66,13 @@ def encode_batch_users(
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """Encode only the items this batch touches (history + `extra_items`) and the batch's users.
 
-    Returns (user vectors [B, H], item vectors [n_unique, H], the sorted unique item indices).
+    Rows with the same history (and profile) are encoded once and shared: in MIND-format data
+    every impression of a user in a split carries the same history, and history-grouped batches
+    put them together. Returns (user vectors [B, H], item vectors [n_unique, H], the sorted
+    unique item indices).
     """
+    rows, inverse = _distinct_rows(history, profile)
+    history = history[rows]
     hist_mask = history != PAD
     unique = np.unique(np.concatenate([history[hist_mask], extra_items.ravel()]))
     views, cats = items.take(torch.from_numpy(unique))
@@ -76,9 +81,26 @@ def encode_batch_users(
     table = torch.cat([item_vecs, item_vecs.new_zeros(1, item_vecs.shape[1])])
     hist_pos = np.where(hist_mask, np.searchsorted(unique, history), len(unique))
     hist_vecs = take_rows(table, hist_pos)
-    prof, has = (None, None) if profile is None else map(torch.from_numpy, profile)
+    prof = has = None
+    if profile is not None:
+        prof, has = (torch.from_numpy(np.ascontiguousarray(a[rows])) for a in profile)
     users = model.encode_users(hist_vecs, torch.from_numpy(hist_mask), prof, has)
+    if len(rows) < len(inverse):
+        users = users.index_select(0, torch.from_numpy(inverse))
     return users, item_vecs, unique
+
+
+def _distinct_rows(
+    history: np.ndarray, profile: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(first row of each distinct user input, row -> its distinct index)."""
+    key = history
+    if profile is not None:
+        vectors, has = profile
+        bits = np.ascontiguousarray(vectors, dtype=np.float32).view(np.int32)
+        key = np.concatenate([history, has[:, None].astype(np.int64), bits], axis=1)
+    _, rows, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    return rows, inverse.reshape(-1)
 
 
 class NegativeSampler:
@@ -132,22 +154,40 @@ BUCKET_BATCHES = 32  # batches per length-sorting window
 
 
 def length_bucketed_batches(
-    lengths: np.ndarray, batch_size: int, rng: np.random.Generator
+    lengths: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator,
+    groups: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Shuffled mini-batches of sample indices whose history lengths are similar.
 
     Samples are shuffled, sorted by history length within windows of BUCKET_BATCHES batches,
     cut into batches, and the batches shuffled: a batch pads to its own longest history, so
     this cuts padded attention/GRU work (about 2x for uniform lengths) while keeping batches
-    random.
+    random. With `groups` (one id per sample), the groups are shuffled instead and the samples
+    of a group stay adjacent, so they share a batch unless a batch or window boundary cuts the
+    group.
     """
-    order = rng.permutation(len(lengths))
+    if groups is None:
+        order = rng.permutation(len(lengths))
+        tie = np.zeros(len(lengths), dtype=np.int64)
+    else:
+        groups = np.asarray(groups, dtype=np.int64)
+        rank = rng.permutation(int(groups.max()) + 1 if len(groups) else 0)[groups]
+        order = np.lexsort((rng.random(len(lengths)), rank))
+        tie = rank
     window = batch_size * BUCKET_BATCHES
     for s in range(0, len(order), window):
         part = order[s : s + window]
-        order[s : s + window] = part[np.argsort(lengths[part], kind="stable")]
+        order[s : s + window] = part[np.lexsort((tie[part], lengths[part]))]
     batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def history_groups(history: np.ndarray) -> np.ndarray:
+    """Group id per row: rows with identical histories share one (for `by_history` batches)."""
+    _, inverse = np.unique(history, axis=0, return_inverse=True)
+    return inverse.reshape(-1).astype(np.int64)
 
 
 def train_model(
@@ -163,8 +203,9 @@ def train_model(
 
     `validate(model)` returns validation metrics (a dict with "auc"), logged per epoch.
 
-    Call under a seeded RNG (the scorer does): dropout and init use torch's global generator,
-    negatives and shuffling a numpy generator seeded from config["seed"].
+    Call under a seeded RNG (the scorer does): init and the seeds of the dropout masks use
+    torch's global generator, negatives and shuffling a numpy generator seeded from
+    config["seed"].
     """
     sampler = NegativeSampler(train, config["negatives"], random_pool)
     if sampler.n_samples == 0:
@@ -176,12 +217,15 @@ def train_model(
     )
     n_impressions = len(np.unique(sampler.sample_impression))
     sample_lengths = (history != PAD).sum(axis=1)[sampler.sample_impression]
+    groups = None
+    if config["batching"] == "by_history":
+        groups = history_groups(history)[sampler.sample_impression]
     epochs: list[dict[str, Any]] = []
     best_auc, best_epoch, best_state, stale = -np.inf, 0, None, 0
     for epoch in range(1, config["epochs"] + 1):
         model.train()
         start, total_loss = time.perf_counter(), 0.0
-        for samples in length_bucketed_batches(sample_lengths, config["batch_size"], rng):
+        for samples in length_bucketed_batches(sample_lengths, config["batch_size"], rng, groups):
             cands = sampler.candidates(samples, rng)
             imps = sampler.sample_impression[samples]
             rows = None if profile is None else (profile.vectors[imps], profile.has[imps])
