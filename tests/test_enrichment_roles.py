@@ -13,7 +13,7 @@ import pytest
 from genre_dagster.enrichment.backends import ChatRequest, LLMBackend, LLMResult
 from genre_dagster.enrichment.cache import ResponseCache
 from genre_dagster.enrichment.fake_server import FakeChatServer
-from genre_dagster.enrichment.json_repair import parse_json_object
+from genre_dagster.enrichment.json_repair import object_end, parse_json_object
 from genre_dagster.enrichment.openai_http import OpenAICompatibleBackend
 from genre_dagster.enrichment.precomputed import PrecomputedBackend
 from genre_dagster.enrichment.prompts import input_hash, load_template, parse_template
@@ -225,6 +225,29 @@ def test_json_repair(text: str, expected: dict, note: str | None) -> None:
 def test_json_repair_failures_have_reasons(text: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         parse_json_object(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'Sure! {"title": "braces {inside} a string", "n": {"a": [1]}} and then more prose',
+        "{'title': 'Trump's plan'} {\"second\": 1}",
+        '{"title": "an escaped \\" quote and a }"}\n\nNote: ...',
+    ],
+)
+def test_object_end_is_decided_by_the_prefix_the_parser_reads(text: str) -> None:
+    # Generation stops at object_end: every shorter prefix must still be open, and every longer
+    # text must end the object at the same place and parse to the same value.
+    end = object_end(text)
+    assert end is not None
+    assert all(object_end(text[:i]) is None for i in range(end))
+    assert all(object_end(text[:i]) == end for i in range(end, len(text) + 1))
+    assert parse_json_object(text[:end])[0] == parse_json_object(text)[0]
+
+
+def test_object_end_without_an_object() -> None:
+    assert object_end("no braces here") is None
+    assert object_end('{"title": "still open') is None
 
 
 def test_schema_limits() -> None:

@@ -354,6 +354,39 @@ def test_transformers_batched_equals_unbatched_greedy(tiny_llama) -> None:
     assert many[1].text.startswith(short[0].text)
 
 
+def test_transformers_stops_a_row_once_its_json_object_is_closed(tiny_llama) -> None:
+    from genre_dagster.enrichment.local_transformers import TransformersBackend
+
+    model, tokenizer = tiny_llama
+    backend = TransformersBackend(model=model, tokenizer=tokenizer, batch_size=8)
+    base = _request(PROMPTS[1], max_new_tokens=10)
+    closed = ChatRequest(
+        key="closed",
+        messages=base.messages,
+        max_new_tokens=10,
+        response_prefix='{"t": "x"}',
+        json_object=True,
+    )
+    still_open = ChatRequest(
+        key="open",
+        messages=base.messages,
+        max_new_tokens=10,
+        response_prefix='{"t": "',
+        json_object=True,
+    )
+    # The random model never closes the open object: that row runs to max_new_tokens while the
+    # closed row stops after one token and is padded; the open row's answer is unchanged.
+    stopped, running = backend.generate([closed, still_open])
+    alone = backend.generate([still_open])[0]
+    assert stopped.completion_tokens == 1 and stopped.text.startswith('{"t": "x"}')
+    assert running.text == alone.text and running.completion_tokens == 10
+    # Without json_object nothing stops early.
+    free = ChatRequest(key="free", messages=base.messages, max_new_tokens=10,
+                       response_prefix='{"t": "x"}')  # fmt: skip
+    (unstopped,) = backend.generate([free])
+    assert unstopped.completion_tokens == 10
+
+
 def test_transformers_loads_lazily_from_a_folder(tiny_llama, tmp_path) -> None:
     from genre_dagster.enrichment.local_transformers import TransformersBackend
 
@@ -393,6 +426,20 @@ def test_transformers_batch_failure_becomes_per_item_errors(tiny_llama) -> None:
     assert results[1].error == "generation failed: RuntimeError: simulated out of memory"
 
 
+@pytest.mark.parametrize(("native_bf16", "expected"), [(True, "bfloat16"), (False, "float32")])
+def test_transformers_auto_dtype_follows_the_cpu(monkeypatch, tmp_path, native_bf16, expected):
+    from genre_dagster.embedding import devices
+    from genre_dagster.enrichment.local_transformers import TransformersBackend
+
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: native_bf16)
+    backend = TransformersBackend(model_dir=tmp_path, dtype="auto")  # nothing loads yet
+    assert backend.dtype == expected
+    # Answers of another dtype may differ: they are cached under another model name.
+    assert backend.model_name.endswith("@bfloat16") == (expected == "bfloat16")
+    with pytest.raises(ValueError, match="unsupported dtype"):
+        TransformersBackend(model_dir=tmp_path, dtype="int4")
+
+
 def test_transformers_needs_a_chat_template(tiny_llama) -> None:
     from genre_dagster.enrichment.local_transformers import TransformersBackend
 
@@ -403,7 +450,7 @@ def test_transformers_needs_a_chat_template(tiny_llama) -> None:
 
 
 @pytest.mark.slow
-def test_real_smollm2_generates_a_few_tokens() -> None:
+def test_real_smollm2_generates_and_is_converted_once(tmp_path) -> None:
     from genre_dagster.enrichment.local_transformers import (
         TransformersBackend,
         default_smollm2_path,
@@ -411,7 +458,7 @@ def test_real_smollm2_generates_a_few_tokens() -> None:
 
     folder, name = default_smollm2_path()
     assert (folder / name).is_file()
-    backend = TransformersBackend(num_threads=2, batch_size=2)
+    backend = TransformersBackend(num_threads=2, batch_size=2, convert_cache=tmp_path)
     assert backend.model_name == f"transformers:{folder.name}/{name}"
     request = ChatRequest(
         key="k",
@@ -424,6 +471,15 @@ def test_real_smollm2_generates_a_few_tokens() -> None:
     (result,) = backend.generate([request])
     assert result.ok and result.text.strip()
     assert 0 < result.completion_tokens <= 8 and result.prompt_tokens > 10
+    assert backend.loaded_from.endswith(name)
+    # The first load kept a regular model folder; the next process loads that instead of the
+    # GGUF file, under the same cache name, and answers exactly the same.
+    (converted,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert (converted / "config.json").is_file() and not list(tmp_path.glob("*.partial-*"))
+    again = TransformersBackend(num_threads=2, batch_size=2, convert_cache=tmp_path)
+    (second,) = again.generate([request])
+    assert again.loaded_from == str(converted) and again.model_name == backend.model_name
+    assert second.text == result.text
 
 
 # --- pre-computed JSONL -----------------------------------------------------------------------

@@ -19,6 +19,8 @@ class ChatRequest:
     lets a pre-computed backend match outputs released per item. `response_prefix` is the start
     of the answer (e.g. `{"title": "`): backends that can prefill the assistant turn continue
     from it and return prefix + continuation; others let the model write the whole answer.
+    `json_object` says the caller reads only the first JSON object of the answer: a backend may
+    stop generating once that object is closed (nothing after it would be read).
     """
 
     key: str
@@ -27,6 +29,7 @@ class ChatRequest:
     temperature: float = 0.0
     item_id: str | None = None
     response_prefix: str = ""
+    json_object: bool = False
 
     def __post_init__(self) -> None:
         if not self.messages:

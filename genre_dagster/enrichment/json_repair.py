@@ -51,6 +51,23 @@ def parse_json_object(text: str | None) -> tuple[dict, list[str]]:
 
 def _balanced(text: str, start: int) -> str:
     """Text from `start` ('{') to its matching '}', skipping braces inside string literals."""
+    end = object_end(text, start)
+    if end is None:
+        raise ValueError(f"unterminated JSON object (answer cut off?): {_preview(text[start:])}")
+    return text[start:end]
+
+
+def object_end(text: str, start: int | None = None) -> int | None:
+    """Index just past the '}' closing the JSON object that opens at `start` (default: the
+    first '{'), or None while it is still open (or there is none).
+
+    Decided by the characters up to that '}' only, so a longer text with the same beginning
+    gives the same answer: generation can stop there without changing what is parsed.
+    """
+    if start is None:
+        start = text.find("{")
+        if start < 0:
+            return None
     depth = 0
     quote: str | None = None
     escaped = False
@@ -71,8 +88,8 @@ def _balanced(text: str, start: int) -> str:
         elif ch == "}":
             depth -= 1
             if depth == 0:
-                return text[start : i + 1]
-    raise ValueError(f"unterminated JSON object (answer cut off?): {_preview(text[start:])}")
+                return i + 1
+    return None
 
 
 def _repair(candidate: str) -> tuple[str, list[str]]:

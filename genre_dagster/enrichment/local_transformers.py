@@ -7,9 +7,11 @@ fails (e.g. out of memory), its items are retried one by one so each gets its ow
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,10 @@ class TransformersBackend(LLMBackend):
         model_dir: a model folder (HF layout, or the folder holding `gguf_file`); default SmolLM2.
         gguf_file: GGUF file name inside `model_dir`, or None for a regular HF folder.
         device: torch device string.
-        dtype: "float32", "bfloat16" or "float16" (GGUF weights are de-quantized to it).
+        dtype: "float32", "bfloat16", "float16" or "auto" (GGUF weights are de-quantized to it).
+            "auto": bfloat16 on a CPU that computes it natively (AMX / AVX512-BF16: 1.7-2.2x
+            faster than float32 for SmolLM2 here, with the same share of valid answers),
+            float16 on CUDA, float32 elsewhere.
         num_threads: torch intra-op threads (None leaves torch's setting alone).
         batch_size: prompts generated together.
         model, tokenizer: already built objects (tests); skip loading from disk.
@@ -54,6 +59,9 @@ class TransformersBackend(LLMBackend):
         chat_template: overrides the tokenizer's chat template.
         generation_kwargs: more `generate` arguments, e.g. `{"repetition_penalty": 1.2}`
             (small models loop without it).
+        convert_cache: folder where a GGUF model is kept after its first load as a regular
+            model folder (safetensors + tokenizer files): later loads skip parsing the GGUF
+            file, ~40 s of the ~45 s SmolLM2 takes on 2 cores. None converts on every load.
     """
 
     def __init__(
@@ -69,11 +77,14 @@ class TransformersBackend(LLMBackend):
         name: str | None = None,
         chat_template: str | None = None,
         generation_kwargs: dict[str, Any] | None = None,
+        convert_cache: str | Path | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"TransformersBackend: batch_size must be >= 1, got {batch_size}")
-        if dtype not in ("float32", "bfloat16", "float16"):
+        if dtype not in ("float32", "bfloat16", "float16", "auto"):
             raise ValueError(f"TransformersBackend: unsupported dtype {dtype!r}")
+        if dtype == "auto":
+            dtype = _auto_dtype(device)
         if (model is None) != (tokenizer is None):
             raise ValueError("TransformersBackend: pass both model and tokenizer, or neither")
         if model_dir is None and model is None:
@@ -86,6 +97,8 @@ class TransformersBackend(LLMBackend):
         self.batch_size = batch_size
         self.chat_template = chat_template
         self.generation_kwargs = dict(generation_kwargs or {})
+        self.convert_cache = Path(convert_cache) if convert_cache else None
+        self.loaded_from: str | None = None  # the folder (or GGUF file) the weights came from
         self._model = model
         self._tokenizer = tokenizer
         if tokenizer is not None:
@@ -112,15 +125,39 @@ class TransformersBackend(LLMBackend):
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         start = time.perf_counter()
-        kwargs: dict[str, Any] = {"gguf_file": self.gguf_file} if self.gguf_file else {}
-        tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(self.model_dir), dtype=getattr(torch, self.dtype), **kwargs
+        converted = self._converted_folder()
+        source, kwargs = (
+            str(self.model_dir),
+            {"gguf_file": self.gguf_file} if self.gguf_file else {},
         )
+        if converted is not None and (converted / "config.json").is_file():
+            source, kwargs = str(converted), {}
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=getattr(torch, self.dtype), **kwargs
+        )
+        if converted is not None and kwargs:
+            _keep_converted(model, tokenizer, converted)
         model.to(self.device).eval()
         self._prepare_tokenizer(tokenizer)
         self._model, self._tokenizer = model, tokenizer
-        logger.info("loaded %s in %.1fs", self._name, time.perf_counter() - start)
+        self.loaded_from = f"{source}/{kwargs['gguf_file']}" if kwargs else source
+        logger.info("loaded %s from %s in %.1fs", self._name, source, time.perf_counter() - start)
+
+    def _converted_folder(self) -> Path | None:
+        """Where the converted GGUF model lives: named by the file's identity, the dtype and
+        the transformers version, so a changed file or library converts again."""
+        if self.convert_cache is None or not self.gguf_file or self.model_dir is None:
+            return None
+        import transformers
+
+        gguf = (self.model_dir / self.gguf_file).resolve()
+        stat = gguf.stat()
+        identity = (
+            f"{gguf}|{stat.st_size}|{stat.st_mtime_ns}|{self.dtype}|{transformers.__version__}"
+        )
+        digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+        return self.convert_cache / f"{Path(self.gguf_file).stem}-{digest}"
 
     def _prepare_tokenizer(self, tokenizer: Any) -> None:
         tokenizer.padding_side = "left"  # decoder-only batching needs left padding
@@ -204,26 +241,27 @@ class TransformersBackend(LLMBackend):
         )
         if not sampling:
             sampling = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        prompt_len = enc["input_ids"].shape[1]
+        stop = None
+        if all(requests[i].json_object for i in idx):
+            prefixes = [requests[i].response_prefix for i in idx]
+            stop = [_json_object_closed(tok, prefixes, prompt_len)]
         with torch.inference_mode():
             out = model.generate(
                 **enc,
                 max_new_tokens=max_new,
                 pad_token_id=tok.pad_token_id,
                 eos_token_id=tok.eos_token_id,
+                stopping_criteria=stop,
                 **sampling,
                 **self.generation_kwargs,
             )
         seconds = (time.perf_counter() - start) / len(idx)
-        prompt_len = enc["input_ids"].shape[1]
         results: dict[int, LLMResult] = {}
         for row, i in enumerate(idx):
             # Greedy decoding is prefix-stable, so cutting at this item's own limit equals
             # generating with that limit.
-            new = out[row, prompt_len:].tolist()[: requests[i].max_new_tokens]
-            if tok.eos_token_id in new:
-                new = new[: new.index(tok.eos_token_id)]
-            while new and new[-1] == tok.pad_token_id:
-                new.pop()
+            new = _answer_tokens(out[row, prompt_len:].tolist()[: requests[i].max_new_tokens], tok)
             results[i] = LLMResult(
                 key=requests[i].key,
                 text=requests[i].response_prefix + tok.decode(new, skip_special_tokens=True),
@@ -233,3 +271,76 @@ class TransformersBackend(LLMBackend):
                 attempts=1,
             )
         return results
+
+
+def _answer_tokens(new: list[int], tok: Any) -> list[int]:
+    """Generated ids up to the first eos, without the padding of rows that finished early."""
+    if tok.eos_token_id in new:
+        new = new[: new.index(tok.eos_token_id)]
+    while new and new[-1] == tok.pad_token_id:
+        new.pop()
+    return new
+
+
+def _json_object_closed(tokenizer: Any, prefixes: list[str], prompt_len: int) -> Any:
+    """A stopping criterion: a row is done once prefix + its new text closes a JSON object.
+
+    The caller parses only that object (`json_repair.object_end` decides it the same way), so
+    the tokens a small model rambles on with after the closing brace are never generated; a
+    batch ends when its last row closes (or at max_new_tokens).
+    """
+    import torch
+    from transformers import StoppingCriteria
+
+    from genre_dagster.enrichment.json_repair import object_end
+
+    class JsonObjectClosed(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            done = [
+                object_end(
+                    prefix
+                    + tokenizer.decode(
+                        _answer_tokens(input_ids[row, prompt_len:].tolist(), tokenizer),
+                        skip_special_tokens=True,
+                    )
+                )
+                is not None
+                for row, prefix in enumerate(prefixes)
+            ]
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return JsonObjectClosed()
+
+
+def _keep_converted(model: Any, tokenizer: Any, folder: Path) -> None:
+    """Save a model converted from GGUF as a regular folder, atomically: a concurrent process
+    that converts too, or a crash mid-write, never leaves a half-written folder in its place."""
+    from safetensors.torch import save_model
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    # transformers refuses save_pretrained on a model loaded from GGUF, although its weights
+    # are de-quantized to `dtype` by then: write the weights (tied ones once) and a config
+    # without the GGUF quantization entry, which then loads as a plain model folder.
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    type(model.config).from_dict(config).save_pretrained(partial)
+    model.generation_config.save_pretrained(partial)
+    save_model(model, str(partial / "model.safetensors"))
+    tokenizer.save_pretrained(partial)
+    try:
+        partial.rename(folder)
+    except OSError:  # another process finished first: its copy is the same conversion
+        shutil.rmtree(partial, ignore_errors=True)
+    else:
+        logger.info("kept the converted model in %s", folder)
+
+
+def _auto_dtype(device: str) -> str:
+    """The dtype "auto" stands for on `device` (the encoders' rule, in torch's names)."""
+    from genre_dagster.embedding.devices import resolve_dtype_name
+
+    names = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+    return names[resolve_dtype_name("auto", device)]

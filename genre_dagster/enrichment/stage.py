@@ -113,6 +113,7 @@ class Stage:
                 temperature=self.temperature,
                 item_id=item.key,
                 response_prefix=prefix,
+                json_object=True,
             )
             hashed.append((item, request))
         cached = (
@@ -219,6 +220,7 @@ def _stricter(request: ChatRequest, answered: tuple[LLMResult, Validated]) -> Ch
         temperature=request.temperature,
         item_id=request.item_id,
         response_prefix=request.response_prefix,
+        json_object=request.json_object,
     )
 
 

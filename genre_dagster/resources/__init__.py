@@ -56,6 +56,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
         base_url=settings.llm_base_url,
         model=settings.llm_model,
         precomputed_paths=list(settings.llm_precomputed),
+        convert_cache_dir=str(settings.models_dir / "llm"),
     )
     if settings.env == "prod":
         privacy = PrivacyResource(pseudonym_key=dg.EnvVar("GENRE_PSEUDONYM_KEY"), require_key=True)

@@ -87,6 +87,7 @@ def instruction_to_params(
         max_new_tokens=max_new_tokens,
         item_id="instruction",
         response_prefix=prefix,
+        json_object=True,
     )
     if cache is not None:
         hit = cache.get(ROLE, prompt_version, backend.model_name, [request.key]).get(request.key)
@@ -150,6 +151,7 @@ def _stricter(request: ChatRequest, answer: str, reason: str) -> ChatRequest:
         temperature=request.temperature,
         item_id=request.item_id,
         response_prefix=request.response_prefix,
+        json_object=request.json_object,
     )
 
 
