@@ -108,3 +108,65 @@ def test_no_valid_profile_yet_means_every_user_is_without_profile():
     assert profile_coverage(profiles, np.array(["u_a"], dtype=object)) == 0.0
     conn.execute("insert into embeddings.user_profile_embeddings values ('u_a', [1, 0, 0])")
     assert profile_coverage(load_profiles(conn), np.array(["u_a", "u_b"], dtype=object)) == 0.5
+
+
+def _feature_db(with_synthetic: bool):
+    """An in-memory DuckDB with the feature tables `load_scorer_inputs` reads."""
+    import duckdb
+
+    conn = duckdb.connect()
+    conn.execute("create schema embeddings")
+    conn.execute("create schema enrichment")
+    conn.execute(
+        "create table main.stg_news as select * from (values "
+        "('N1', 'sports', 'a', ''), ('N2', 'news', 'b', ''), ('N3', 'sports', 'c', '')) "
+        "t(news_id, category, title, abstract)"
+    )
+    conn.execute(
+        "create table main.item_daily_stats as select * from (values "
+        "('N1', date '2024-03-04'), ('N2', date '2024-03-05')) t(news_id, day)"
+    )
+    conn.execute(
+        """create table main.stg_behaviors as select * from (values
+        ('i1', 1, 'train', 'u_cold', timestamp '2024-03-05 10:00', date '2024-03-05',
+         ['N1'], ['N2', 'N3'], [1, 0]::tinyint[], 1, true),
+        ('i2', 2, 'train', 'u_warm', timestamp '2024-03-05 11:00', date '2024-03-05',
+         ['N1', 'N2', 'N3'], ['N3', 'N1'], [0, 1]::tinyint[], 3, true))
+        t(impression_id, mind_impression_id, source_split, user_id, time, day, history,
+          candidate_ids, candidate_labels, history_length, is_labeled)"""
+    )
+    conn.execute(
+        "create table main.impression_splits as select * from (values "
+        "('i1', 'test'), ('i2', 'test')) t(impression_id, split)"
+    )
+    conn.execute(
+        "create table embeddings.news_embeddings as select news_id, 'title' as field, "
+        "[n, 1.0, 0.5]::float[] as vector from (values ('N1', 0.1), ('N2', 0.2), ('N3', 0.3), "
+        "('S1', 0.4)) t(news_id, n)"
+    )
+    if with_synthetic:
+        conn.execute(
+            "create table enrichment.synthetic_items as select 'S1' as news_id, "
+            "'u_cold' as user_id, 'sports' as category, 'gen' as title, 'x' as abstract"
+        )
+    return conn
+
+
+@pytest.mark.parametrize("with_synthetic", [True, False])
+def test_generated_history_from_loaded_inputs_equals_a_fresh_load(with_synthetic):
+    from genre_dagster.scoring.inputs import load_scorer_inputs, with_generated_history
+
+    conn = _feature_db(with_synthetic)
+    base = load_scorer_inputs(conn, ("test",), ["title"])
+    derived = with_generated_history(conn, base)
+    fresh = load_scorer_inputs(conn, ("test",), ["title"], generated_history=True)
+    got, want = derived.splits["test"], fresh.splits["test"]
+    assert np.array_equal(got.history, want.history)
+    assert np.array_equal(got.cand_items, want.cand_items)
+    assert np.array_equal(got.labels, want.labels)
+    assert derived.extra_history == (fresh.extra_history or {})
+    if with_synthetic:
+        synthetic = int(np.flatnonzero(base.items.item_ids == "S1")[0])
+        assert synthetic in got.history[0] and synthetic not in base.splits["test"].history[0]
+    else:
+        assert derived.splits["test"] is base.splits["test"]  # nothing to rebuild

@@ -108,18 +108,14 @@ def leaderboard(
     protocol), for all, warm and cold users, per scorer and GENRE variant; random and oracle
     rows for reference. Writes official MIND prediction files per scorer."""
     from genre_dagster.evaluation.prediction_file import write_mind_prediction_file
-    from genre_dagster.scoring.inputs import load_scorer_inputs
+    from genre_dagster.scoring.inputs import load_scorer_inputs, with_generated_history
 
     table = pl.concat(list(scorers.values()), how="vertical_relaxed")
     fields = sorted({f for c in table["config_json"] for f in embedding_fields(json.loads(c))})
     need_profile = bool(table["profile"].any())
     with duckdb.get_connection() as conn:
         base = load_scorer_inputs(conn, (config.split,), fields, profile=need_profile)
-        augmented = (
-            load_scorer_inputs(conn, (config.split,), fields, generated_history=True)
-            if table["generated_history"].any()
-            else None
-        )
+        augmented = with_generated_history(conn, base) if table["generated_history"].any() else None
     data = base.splits[config.split]
     behaviors = base.behaviors[config.split]
     if data.n_impressions == 0:

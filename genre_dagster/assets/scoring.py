@@ -167,22 +167,23 @@ def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
         with duckdb.get_connection() as conn:
             previous, previous_row = _previous_model(conn, spec.name)
             train_through = _train_through(conn)
+            reason = retrain_reason(
+                previous,
+                scorer.config_hash,
+                train_through,
+                every_days,
+                previous is not None and model_store.path_of(previous.scorer_id).exists(),
+                config.force_retrain,
+            )
+            # A reused model is only re-validated: the train split is not needed.
             inputs = load_scorer_inputs(
                 conn,
-                ("train", "validation"),
+                ("train", "validation") if reason else ("validation",),
                 embedding_fields(scorer.config),
                 profile=spec.profile,
                 generated_history=spec.generated_history,
                 max_history=config.max_history,
             )
-        reason = retrain_reason(
-            previous,
-            scorer.config_hash,
-            train_through,
-            every_days,
-            previous is not None and model_store.path_of(previous.scorer_id).exists(),
-            config.force_retrain,
-        )
         if reason is None:  # within the cadence: last model, validated on tonight's data
             scorer = model_store.load(previous.scorer_id)
             log, val = {}, _validate(spec, scorer, inputs)
@@ -207,13 +208,14 @@ def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
             )
             row = _row(spec, scorer, path, val, seconds, train_through)
         extra_meta = {"retrained": reason is not None, "retrain_reason": reason or "within cadence"}
+        if reason:
+            extra_meta["train_impressions"] = inputs.splits["train"].n_impressions
         if spec.profile:
             from genre_dagster.scoring.inputs import profile_coverage
 
-            train_users = inputs.splits["train"].user_ids
-            extra_meta["profile_coverage"] = round(
-                profile_coverage(inputs.profiles, train_users), 4
-            )
+            # coverage of the users it learned from; of tonight's validation users when reused
+            users = inputs.splits["train" if reason else "validation"].user_ids
+            extra_meta["profile_coverage"] = round(profile_coverage(inputs.profiles, users), 4)
         if spec.generated_history:
             extra_meta["users_with_generated_items"] = len(inputs.extra_history or {})
         context.add_output_metadata(
@@ -222,7 +224,6 @@ def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
                 "config_hash": scorer.config_hash,
                 "validation_auc": float(val["auc"]),
                 "validation_mrr": float(val["mrr"]),
-                "train_impressions": inputs.splits["train"].n_impressions,
                 "train_seconds": round(seconds, 2),
                 "trained_through": str(row["trained_through"][0]),
                 "artifact": dg.MetadataValue.path(str(path)),

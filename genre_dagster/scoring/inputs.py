@@ -6,7 +6,7 @@ histories (including GENRE's synthetic items for the generated-history variant) 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 import numpy as np
@@ -125,3 +125,21 @@ def load_scorer_inputs(
     if profile and profiles is None:
         raise RuntimeError("the profile variant needs embeddings.user_profile_embeddings rows")
     return ScorerInputs(items, item_table, data, frames, day_zero, extra, profiles)
+
+
+def with_generated_history(conn, inputs: ScorerInputs, max_history: int = 50) -> ScorerInputs:
+    """`inputs` with GENRE's synthetic items appended to cold users' histories.
+
+    Rebuilds only the impression arrays from the frames already loaded (items, embeddings and
+    impressions are not read again); with no synthetic item the splits are shared as they are.
+    """
+    extra = load_generated_history(conn)
+    if not extra:
+        return replace(inputs, extra_history={})
+    splits = {
+        name: build_impressions(
+            inputs.behaviors[name], inputs.items, max_history, extra, inputs.day_zero
+        )
+        for name in inputs.splits
+    }
+    return replace(inputs, splits=splits, extra_history=extra)
