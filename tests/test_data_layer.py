@@ -191,7 +191,7 @@ def test_embeddings_cover_every_item_and_field(world):
         "select (select count(*) from main.stg_news) "
         "+ (select count(*) from enrichment.synthetic_items)",
     )[0]
-    assert set(rows) == {"title", "abstract", "title_abstract", "summary"}
+    assert set(rows) == {"title", "abstract", "summary"}  # what the default scorers read
     assert all(n == items for n in rows.values())
     (dims,) = _query(
         world, "select list_distinct(list(len(vector))) from embeddings.news_embeddings"

@@ -199,6 +199,34 @@ def test_content_similarity_prefers_same_category(world) -> None:
     assert np.all(scores[1] == 0.0)  # empty history: equal scores
 
 
+def test_fused_field_averages_the_unit_vectors_of_its_parts(world) -> None:
+    from genre_dagster.assets.scoring import embedding_fields
+    from genre_dagster.scoring.content import embedding_field
+
+    items, _, _ = world
+    rng = np.random.default_rng(5)
+    other = (rng.normal(size=items.embeddings["title"].shape) * 7).astype(np.float32)
+    two = ItemFeatures(
+        item_ids=items.item_ids,
+        embeddings={"title": items.embeddings["title"], "abstract": other},
+        categories=items.categories,
+        category_names=items.category_names,
+    )
+    unit = lambda m: m / np.linalg.norm(m, axis=1, keepdims=True)  # noqa: E731
+    fused = embedding_field(two, "title+abstract")
+    np.testing.assert_allclose(fused, (unit(two.embeddings["title"]) + unit(other)) / 2, atol=1e-6)
+    history = np.full((1, MAX_HISTORY), PAD)
+    history[0, -3:] = [0, 1, 2]
+    scores = ContentSimilarityScorer({"field": "title+abstract"}).score_pool(
+        history, np.arange(items.n_items), two
+    )
+    profile = unit(unit(fused[[0, 1, 2]]).mean(axis=0, keepdims=True))
+    np.testing.assert_allclose(scores[0], (unit(fused) @ profile.T)[:, 0], atol=1e-5)
+    with pytest.raises(ValueError, match="'title\\+summary' not in item features"):
+        embedding_field(two, "title+summary")
+    assert embedding_fields({"field": "title+abstract"}) == ["abstract", "title"]
+
+
 @pytest.mark.parametrize("kind", list(MIN_TEST_AUC))
 def test_score_and_score_pool_agree(world, fitted, kind) -> None:
     items, split, _ = world

@@ -347,3 +347,49 @@ def test_every_default_scorer_variant_saves_under_its_own_artifact_id():
 
     ids = {spec.name: create_scorer(spec.kind, spec.config).scorer_id for spec in DEFAULT_SCORERS}
     assert len(set(ids.values())) == len(ids), ids
+
+
+def test_scores_do_not_depend_on_which_impressions_share_a_user(world, nrms):
+    # score() encodes each distinct history once; scoring impressions one at a time (nothing
+    # to share) must give the same numbers.
+    test, items = world["test"], world["items"]
+    users, counts = np.unique(test.user_ids, return_counts=True)
+    shared = set(users[counts >= 2][:4])
+    picked = [j for j in range(test.n_impressions) if test.user_ids[j] in shared]
+    assert len(picked) >= 8  # four users, each with two or more impressions
+    parts = [_subset_at(test, j) for j in picked]
+    together = ImpressionData(
+        impression_ids=np.concatenate([p.impression_ids for p in parts]),
+        user_ids=np.concatenate([p.user_ids for p in parts]),
+        history=np.concatenate([p.history for p in parts]),
+        cand_offsets=np.concatenate([[0], np.cumsum([len(p.cand_items) for p in parts])]),
+        cand_items=np.concatenate([p.cand_items for p in parts]),
+        labels=np.concatenate([p.labels for p in parts]),
+    )
+    alone = np.concatenate([nrms.score(p, items) for p in parts])
+    np.testing.assert_allclose(nrms.score(together, items), alone, rtol=1e-5, atol=1e-6)
+
+
+def _subset_at(data: ImpressionData, j: int) -> ImpressionData:
+    lo, hi = data.cand_offsets[j], data.cand_offsets[j + 1]
+    return ImpressionData(
+        impression_ids=data.impression_ids[j : j + 1],
+        user_ids=data.user_ids[j : j + 1],
+        history=data.history[j : j + 1],
+        cand_offsets=np.array([0, hi - lo], dtype=np.int64),
+        cand_items=data.cand_items[lo:hi],
+        labels=data.labels[lo:hi],
+    )
+
+
+def test_best_epoch_metrics_equal_scoring_the_validation_split_again(world, nrms):
+    # The scorer asset reports these instead of scoring the validation split once more.
+    from genre_dagster.assets.scoring import _best_epoch_metrics
+    from genre_dagster.evaluation.metrics import evaluate_impressions
+
+    kept = _best_epoch_metrics(nrms.training_log)
+    again = evaluate_impressions(world["valid"], nrms.score(world["valid"], world["items"]))
+    assert kept is not None and set(kept) == set(again)
+    for name, value in again.items():
+        assert kept[name] == pytest.approx(value, rel=1e-6), name
+    assert _best_epoch_metrics({"epochs": []}) is None  # scorers that do not validate

@@ -78,6 +78,30 @@ def test_explanations_name_the_signal_that_drove_the_recommendation():
     assert kinds[2] == "popularity" and "recent clicks" in texts[2]
 
 
+def test_closest_history_item_matches_a_per_recommendation_search():
+    from genre_dagster.serving.topk import TopK, _closest_history_items
+
+    rng = np.random.default_rng(4)
+    unit = rng.normal(size=(60, 8)).astype(np.float32)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    history = rng.integers(0, 60, size=(30, 6))
+    history[rng.random(history.shape) < 0.4] = PAD
+    history[3] = PAD  # an empty history
+    # unsorted user rows, uneven list lengths: nothing may depend on the order of `result`
+    user_rows = rng.permutation(np.repeat(np.arange(30), rng.integers(1, 5, 30)))
+    result = TopK(user_rows, np.ones_like(user_rows), rng.integers(0, 60, len(user_rows)),
+                  np.zeros(len(user_rows), np.float32))  # fmt: skip
+    sims, best = _closest_history_items(result, history, unit, chunk_users=7)
+    for r, (user, item) in enumerate(zip(user_rows, result.items, strict=True)):
+        hist = history[user][history[user] != PAD]
+        if len(hist) == 0:
+            assert sims[r] == -1.0 and best[r] == -1
+            continue
+        expected = unit[hist] @ unit[item]
+        assert sims[r] == pytest.approx(expected.max(), abs=1e-5)
+        assert expected[list(hist).index(best[r])] == pytest.approx(expected.max(), abs=1e-5)
+
+
 @pytest.mark.parametrize(
     ("challenger_auc", "serving_auc", "promote"),
     [(0.70, 0.70, True), (0.698, 0.70, True), (0.69, 0.70, False), (0.75, 0.70, True)],

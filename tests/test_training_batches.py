@@ -112,3 +112,16 @@ def test_history_groups_match_identical_rows() -> None:
 def test_unknown_batching_is_rejected_with_the_choices() -> None:
     with pytest.raises(ValueError, match="'batching' must be one of"):
         preset("nrms", batching="by_user")
+
+
+def test_distinct_rows_matches_numpy_unique() -> None:
+    from genre_dagster.scoring.user_profile import distinct_rows
+
+    rng = np.random.default_rng(0)
+    matrix = rng.integers(-1, 4, size=(300, 5))  # small alphabet: many repeated rows
+    first, inverse = distinct_rows(matrix)
+    assert np.array_equal(matrix[first][inverse], matrix)
+    assert len(first) == len(np.unique(matrix, axis=0))
+    assert distinct_rows(np.zeros((0, 3), dtype=np.int64))[1].shape == (0,)
+    first, inverse = distinct_rows(np.zeros((4, 0), dtype=np.int64))
+    assert list(first) == [0] and list(inverse) == [0, 0, 0, 0]

@@ -12,7 +12,9 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from genre_dagster.assets.scoring import embedding_fields
 from genre_dagster.resources.encoder import EncoderResource
+from genre_dagster.scoring.variants import DEFAULT_SCORERS
 
 GROUP = "embeddings"
 SUMMARIES = dg.AssetKey(["enrichment", "news_summaries"])
@@ -20,13 +22,20 @@ PROFILES = dg.AssetKey(["enrichment", "user_profiles"])
 SYNTHETIC = dg.AssetKey(["enrichment", "synthetic_items"])
 
 
+# What the default scorers read, plus the title (explanations and embedding drift use it).
+DEFAULT_FIELDS = sorted(
+    {"title"} | {f for spec in DEFAULT_SCORERS for f in embedding_fields(spec.config)}
+)
+
+
 class EmbeddingConfig(dg.Config):
     fields: list[str] = Field(
-        default=["title", "abstract", "title_abstract", "summary"],
+        default=DEFAULT_FIELDS,
         description=(
-            "text fields to embed: title, abstract, title_abstract, summary (falls back to the "
-            "title), summary_replace (summary + abstract), summary_append (title + abstract + "
-            "category + summary)"
+            "text fields to embed: title, abstract (falls back to the title), title_abstract "
+            "(one text; scorers can average title and abstract vectors instead, as 'title+"
+            "abstract'), summary (falls back to the title), summary_replace (summary + "
+            "abstract), summary_append (title + abstract + category + summary)"
         ),
     )
 

@@ -47,10 +47,10 @@ class ScorerConfig(dg.Config):
 
 
 def embedding_fields(config: dict) -> list[str]:
-    """Text fields a scorer config reads from the item embeddings."""
+    """Text fields a scorer config reads from the item embeddings ("a+b" reads a and b)."""
     fields = list(config.get("fields") or [])
     if config.get("field"):
-        fields.append(config["field"])
+        fields += config["field"].split("+")
     for member in config.get("members") or []:  # ensembles read their members' fields
         fields += embedding_fields(member.get("config") or {})
     return sorted(set(fields))
@@ -118,7 +118,16 @@ def _fit_and_validate(spec: ScorerSpec, scorer, inputs) -> tuple[dict, dict]:
     if spec.profile:
         extra = {"profiles": inputs.profiles, "valid_profiles": inputs.profiles}
     log = scorer.fit(train, inputs.items, valid if valid.n_impressions else None, **extra)
-    return log or {}, _validate(spec, scorer, inputs)
+    best = _best_epoch_metrics(log or {})
+    return log or {}, best if best is not None else _validate(spec, scorer, inputs)
+
+
+def _best_epoch_metrics(log: dict) -> dict | None:
+    """Validation metrics of the kept epoch, when training validated on the same split after
+    every epoch (neural scorers): scoring the split once more would give the same numbers."""
+    epochs = {e.get("epoch"): e for e in log.get("epochs") or []}
+    best = epochs.get(log.get("best_epoch"))
+    return best.get("val_metrics") if best else None
 
 
 def _validate(spec: ScorerSpec, scorer, inputs) -> dict:
@@ -260,13 +269,19 @@ def ensemble(
 
     fitted = [model_store.load(members[name]["scorer_id"][0]) for name in ENSEMBLE_MEMBERS]
     fields = sorted({f for m in fitted for f in embedding_fields(m.config)})
-    with duckdb.get_connection() as conn:
-        inputs = load_scorer_inputs(conn, ("train", "validation"), fields)
-        train_through = _train_through(conn)
     scorer = EnsembleScorer(members=fitted)
+    # Weights are fit on the validation split; the train split only if members are refit.
+    splits = ("train", "validation") if scorer.config["fit_members"] else ("validation",)
+    with duckdb.get_connection() as conn:
+        inputs = load_scorer_inputs(conn, splits, fields)
+        train_through = _train_through(conn)
     spec = ScorerSpec("ensemble", "ensemble", variant="ensemble")
     started = time.perf_counter()
-    log, val = _fit_and_validate(spec, scorer, inputs)
+    valid = inputs.splits["validation"]
+    if valid.n_impressions == 0:
+        raise RuntimeError("the validation split is empty: the ensemble weights need it")
+    scorer.fit(inputs.splits.get("train"), inputs.items, valid)
+    val = _validate(spec, scorer, inputs)
     seconds = time.perf_counter() - started
     path = model_store.save(scorer)
     weights = dict(zip(ENSEMBLE_MEMBERS, [float(w) for w in scorer.weights], strict=True))

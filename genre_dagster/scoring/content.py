@@ -29,7 +29,7 @@ from genre_dagster.scoring.user_profile import (
 )
 
 DEFAULTS: dict[str, Any] = {
-    "field": "title",  # key of ItemFeatures.embeddings
+    "field": "title",  # key of ItemFeatures.embeddings, or "a+b" (late fusion)
     "user": "mean",  # "mean" | "recency"
     "decay": 0.9,  # recency: weight of a click relative to the one after it
 }
@@ -38,12 +38,22 @@ _CHUNK = 16_384  # candidates per block: gathered [chunk, dim] blocks stay in ca
 
 
 def embedding_field(items: ItemFeatures, field: str) -> np.ndarray:
-    """The embedding matrix `field` of `items`; ValueError naming the available fields."""
-    if field not in items.embeddings:
+    """The embedding matrix `field` of `items`; ValueError naming the available fields.
+
+    "a+b" is the late fusion of fields a and b: the mean of their unit-norm vectors. It costs
+    no encoding when the parts are embedded anyway (NRMS and NAML embed title and abstract),
+    where the one text "title_abstract" is a third encoding of the same words
+    (benchmarks/field_fusion.py compares the two).
+    """
+    parts = field.split("+")
+    missing = [p for p in parts if p not in items.embeddings]
+    if missing or not all(parts):
         raise ValueError(
             f"embedding field {field!r} not in item features (have {sorted(items.embeddings)})"
         )
-    return items.embeddings[field]
+    if len(parts) == 1:
+        return items.embeddings[field]
+    return np.mean([unit_rows(items.embeddings[p]) for p in parts], axis=0, dtype=np.float32)
 
 
 def candidate_cosine(

@@ -290,12 +290,24 @@ class NeuralScorer(Scorer):
         inputs: ItemInputs,
         rows: ProfileRows | None,
     ) -> torch.Tensor:
-        """User vectors [n_rows, H]: history items encoded once, users in chunks."""
+        """User vectors [n_rows, H]: history items encoded once, each distinct user input (a
+        user's impressions share one history) encoded once, users in chunks."""
         import torch
 
-        from genre_dagster.scoring.training import take_rows, trim_history
+        from genre_dagster.scoring.training import (
+            ProfileRows,
+            take_rows,
+            trim_history,
+            user_input_key,
+        )
+        from genre_dagster.scoring.user_profile import distinct_rows
 
         history = trim_history(np.asarray(history, dtype=np.int64), self.config["max_history"])
+        profile = None if rows is None else (rows.vectors, rows.has)
+        first, inverse = distinct_rows(user_input_key(history, profile))
+        history = history[first]
+        if rows is not None:
+            rows = ProfileRows(rows.vectors[first], rows.has[first])
         unique = np.unique(history[history != PAD])
         table = self._item_vectors(model, inputs, unique)
         table = torch.cat([table, table.new_zeros(1, table.shape[1])])  # last row = padding
@@ -314,7 +326,7 @@ class NeuralScorer(Scorer):
             )
         if not chunks:
             return torch.zeros(0, self.config["hidden_dim"])
-        return torch.cat(chunks)
+        return torch.cat(chunks).index_select(0, torch.from_numpy(inverse))
 
     # ------------------------------------------------------------ inputs
 

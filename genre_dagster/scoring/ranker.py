@@ -61,8 +61,9 @@ DEFAULTS: dict[str, Any] = {
     "l2_regularization": 0.0,
     "C": 1.0,  # logistic regression inverse regularization
     "seed": 0,
-    # OpenMP threads for fit/predict (None: scikit-learn's default). On a busy 2-core machine
+    # OpenMP threads for fit (None: scikit-learn's default). On a busy 2-core machine
     # HistGradientBoosting's threads can spin against other processes: 1 is often faster.
+    # Prediction uses every thread (745k validation rows: 3.2 s with 2 vs 5.0 s with 1).
     "n_threads": None,
 }
 
@@ -228,9 +229,9 @@ class SklearnRankerScorer(Scorer):
         return self.model_scores(self._features(data, items))
 
     def model_scores(self, features: np.ndarray) -> np.ndarray:
-        """Click probability for a feature matrix, float32."""
-        with self._threads():
-            return self.model.predict_proba(features)[:, 1].astype(np.float32)
+        """Click probability for a feature matrix, float32. `n_threads` bounds training only:
+        each row's prediction is computed on its own, the same with any number of threads."""
+        return self.model.predict_proba(features)[:, 1].astype(np.float32)
 
     def score_pool(self, history: np.ndarray, pool: np.ndarray, items: ItemFeatures) -> np.ndarray:
         data = _pool_as_impressions(history, pool)

@@ -18,20 +18,31 @@ def distinct_histories(history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     history = np.asarray(history)
     if history.ndim != 2:
         raise ValueError(f"history must be 2-d [n_users, max_history], got shape {history.shape}")
-    if history.shape[1] == 0:
-        return history[:1], np.zeros(len(history), dtype=np.int64)
-    # Fast path: group rows by a 64-bit hash (a 1-d sort instead of np.unique's row sort, ~5x
-    # faster), then verify every row equals its group's representative; on any hash collision
-    # fall back to the exact row-wise unique.
-    multipliers = np.random.default_rng(12345).integers(1, 2**62, history.shape[1], dtype=np.int64)
+    first, inverse = distinct_rows(history)
+    return history[first], inverse
+
+
+def distinct_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of one row per distinct row, index of each row among the distinct ones).
+
+    Exact, and much faster than np.unique(axis=0): rows are grouped by a 64-bit hash (a 1-d
+    sort instead of a row sort, ~5x faster), then every row is checked against its group's
+    representative; on any hash collision the exact row-wise unique decides.
+    """
+    matrix = np.asarray(matrix)
+    if matrix.ndim != 2:
+        raise ValueError(f"distinct_rows needs a 2-d array, got shape {matrix.shape}")
+    if matrix.shape[1] == 0 or len(matrix) == 0:
+        return np.zeros(min(len(matrix), 1), dtype=np.int64), np.zeros(len(matrix), np.int64)
+    multipliers = np.random.default_rng(12345).integers(1, 2**62, matrix.shape[1], dtype=np.int64)
     with np.errstate(over="ignore"):
-        hashes = (history.astype(np.int64) * multipliers).sum(axis=1)  # wraps mod 2**64
+        hashes = (matrix.astype(np.int64) * multipliers).sum(axis=1)  # wraps mod 2**64
     _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
-    rows = history[first]
-    if np.array_equal(rows[inverse], history):
-        return rows, inverse.reshape(-1)
-    rows, inverse = np.unique(history, axis=0, return_inverse=True)
-    return rows, inverse.reshape(-1)
+    inverse = inverse.reshape(-1)
+    if np.array_equal(matrix[first][inverse], matrix):
+        return first, inverse
+    _, first, inverse = np.unique(matrix, axis=0, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
 
 
 def history_weights(history: np.ndarray, mode: str = "mean", decay: float = 0.9) -> np.ndarray:

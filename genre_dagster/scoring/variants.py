@@ -33,9 +33,10 @@ DEFAULT_SCORERS: tuple[ScorerSpec, ...] = (
     ScorerSpec(
         "content_similarity",
         "content_similarity",
-        {"field": "title_abstract", "user": "recency"},
+        {"field": "title+abstract", "user": "recency"},
         variant="title+abstract",
-        description="Cosine between a recency-weighted history vector and each candidate.",
+        description="Cosine between a recency-weighted history vector and each candidate "
+        "(title and abstract vectors averaged).",
     ),
     ScorerSpec(
         "matrix_factorization",
@@ -47,7 +48,7 @@ DEFAULT_SCORERS: tuple[ScorerSpec, ...] = (
     ScorerSpec(
         "sklearn_ranker",
         "sklearn_ranker",
-        {"field": "title_abstract", "n_threads": 1},
+        {"field": "title+abstract", "n_threads": 1},
         variant="title+abstract",
         description="Gradient-boosted ranker over similarity, popularity, CTR, category match, "
         "recency and history-length features.",

@@ -99,17 +99,14 @@ def explain(
     are the GENRE profile topics per user row (or None)."""
     vectors = items.embeddings[field]
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    unit = vectors / np.where(norms == 0, 1, norms)
+    unit = (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
+    best_sims, best_items = _closest_history_items(result, history, unit)
     kinds: list[str] = []
     texts: list[str] = []
     cats = items.category_names
-    for user, item in zip(result.user_rows, result.items, strict=True):
-        hist = history[user][history[user] != PAD]
-        best_sim, best_item = -1.0, -1
-        if len(hist):
-            sims = unit[hist] @ unit[item]
-            j = int(np.argmax(sims))
-            best_sim, best_item = float(sims[j]), int(hist[j])
+    for user, item, best_sim, best_item in zip(
+        result.user_rows, result.items, best_sims.tolist(), best_items.tolist(), strict=True
+    ):
         category = cats[items.categories[item]]
         topics = profile_topics[user] if profile_topics is not None else None
         if best_sim >= SIMILAR_THRESHOLD:
@@ -125,3 +122,37 @@ def explain(
             kinds.append("freshness")
             texts.append(f"New in {category}")
     return kinds, texts
+
+
+def _closest_history_items(
+    result: TopK, history: np.ndarray, unit: np.ndarray, chunk_users: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per recommendation, the cosine of the most similar item in its user's history and that
+    item (-1.0 and -1 for an empty history). A user's history vectors are gathered once for
+    all of their recommendations, in one batched product per chunk of users."""
+    n = len(result.items)
+    best_sims = np.full(n, -1.0, dtype=np.float32)
+    best_items = np.full(n, -1, dtype=np.int64)
+    if n == 0:
+        return best_sims, best_items
+    order = np.argsort(result.user_rows, kind="stable")  # recommendations grouped by user
+    users, first, counts = np.unique(result.user_rows[order], return_index=True, return_counts=True)
+    width = int(counts.max())
+    slot = np.arange(n) - np.repeat(first, counts)
+    recs = np.full((len(users), width), -1, dtype=np.int64)  # row of `order` per (user, slot)
+    recs[np.repeat(np.arange(len(users)), counts), slot] = np.arange(n)
+    for s in range(0, len(users), chunk_users):
+        hist = history[users[s : s + chunk_users]]
+        seen = hist != PAD
+        rows = recs[s : s + chunk_users]
+        picked = rows >= 0
+        targets = result.items[order[np.maximum(rows, 0)]]
+        sims = np.matmul(unit[np.where(seen, hist, 0)], unit[targets].transpose(0, 2, 1))
+        sims[~seen] = -np.inf  # [users, history, recommendations]
+        where = sims.argmax(axis=1)
+        best = np.take_along_axis(sims, where[:, None, :], axis=1)[:, 0, :]
+        found = picked & np.isfinite(best)
+        flat = order[rows[found]]
+        best_sims[flat] = best[found]
+        best_items[flat] = np.take_along_axis(hist, where, axis=1)[found]
+    return best_sims, best_items
