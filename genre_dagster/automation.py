@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from genre_dagster.memory import release_memory
 from genre_dagster.partitions import behavior_days
 from genre_dagster.resources import DatasetSource
 
@@ -14,11 +15,27 @@ from genre_dagster.resources import DatasetSource
 # a step that fails three times fails the run, visible and re-executable from failure in the UI.
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=20, backoff=dg.Backoff.EXPONENTIAL)
 
+
+@dg.success_hook(name="release_memory_after_success")
+def release_memory_after_success(context: dg.HookContext) -> None:
+    """Return the heap the step freed to the OS (steps share a process in-process)."""
+    release_memory()
+
+
+@dg.failure_hook(name="release_memory_after_failure")
+def release_memory_after_failure(context: dg.HookContext) -> None:
+    """The same after a failed step, so a retry or the next step starts lean."""
+    release_memory()
+
+
+RELEASE_MEMORY = {release_memory_after_success, release_memory_after_failure}
+
 ingest_day_job = dg.define_asset_job(
     name="ingest_day",
     selection=dg.AssetSelection.groups("raw"),
     description="Ingest one day of impressions (and refresh the item table).",
     op_retry_policy=TRANSIENT_RETRY,
+    hooks=RELEASE_MEMORY,
 )
 
 nightly_refresh_job = dg.define_asset_job(
@@ -26,6 +43,7 @@ nightly_refresh_job = dg.define_asset_job(
     selection=dg.AssetSelection.all(),
     description="Ingest a new day, then rebuild everything downstream of it.",
     op_retry_policy=TRANSIENT_RETRY,
+    hooks=RELEASE_MEMORY,
 )
 
 

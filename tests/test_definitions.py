@@ -164,3 +164,43 @@ def test_encoder_device_and_dtype_follow_the_environment(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="(?i)cuda"):
             prod.get_encoder()  # no silent fallback to CPU
+
+
+def test_every_step_returns_freed_memory_after_it_ends():
+    import platform
+
+    from genre_dagster.definitions import defs
+    from genre_dagster.memory import release_memory
+
+    for name in ("ingest_day", "nightly_refresh"):
+        hooks = {h.name for h in defs.resolve_job_def(name).hook_defs}
+        assert {"release_memory_after_success", "release_memory_after_failure"} <= hooks
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert release_memory() is True  # glibc: malloc_trim exists and ran
+
+
+def test_dbt_fingerprint_follows_project_files_and_database_not_build_output(tmp_path):
+    from genre_dagster.cli import dbt_fingerprint
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "target").mkdir()
+    model = tmp_path / "models" / "a.sql"
+    model.write_text("select 1")
+    first = dbt_fingerprint(tmp_path, "/data/genre.duckdb")
+    (tmp_path / "target" / "manifest.json").write_text("{}")  # build output: ignored
+    assert dbt_fingerprint(tmp_path, "/data/genre.duckdb") == first
+    assert dbt_fingerprint(tmp_path, "/other/genre.duckdb") != first
+    model.write_text("select 2")
+    assert dbt_fingerprint(tmp_path, "/data/genre.duckdb") != first
+
+
+def test_dbt_launchpad_defaults_equal_the_project_vars():
+    # dbt_features passes only the vars that differ from these defaults, so that dbt keeps the
+    # partial parse it was prepared with; the two sets of defaults must agree.
+    import yaml
+
+    from genre_dagster.assets.features import FeaturesConfig
+    from genre_dagster.settings import DBT_PROJECT_DIR
+
+    project_vars = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
+    assert FeaturesConfig().model_dump() == project_vars

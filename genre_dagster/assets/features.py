@@ -63,7 +63,12 @@ def dbt_features(
     # dbt's profile reads the database path from the environment of this step's process.
     os.environ["GENRE_DUCKDB_PATH"] = duckdb.database
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-    dbt_vars = json.dumps(config.model_dump())
+    # Defaults equal dbt_project.yml's vars: passing them anyway would make dbt drop the
+    # partial parse prepared with the manifest ("config vars changed") and re-parse each build.
+    changed = {
+        k: v for k, v in config.model_dump().items() if v != FeaturesConfig().model_dump()[k]
+    }
+    args = ["build", *(["--vars", json.dumps(changed)] if changed else [])]
     from genre_dagster.duckdb_lock import exclusive
 
     # dbt opens the file from its own process: hold the project's writer lock for the whole
@@ -71,4 +76,4 @@ def dbt_features(
     with exclusive(duckdb.database, "dbt build") as waited:
         if waited > 1:
             context.log.info(f"waited {waited:.1f}s for the DuckDB file")
-        yield from dbt.cli(["build", "--vars", dbt_vars], context=context).stream()
+        yield from dbt.cli(args, context=context).stream()
