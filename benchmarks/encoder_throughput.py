@@ -19,7 +19,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -56,18 +55,10 @@ def machine() -> dict:
     import sentence_transformers
     import torch
     import transformers
+    from machine import describe
 
-    cpu = platform.processor()
-    with open("/proc/cpuinfo", encoding="utf-8") as handle:
-        for line in handle:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
+        **describe(),
         "cpu_native_bf16": cpu_has_native_bf16(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -190,6 +181,7 @@ def variants(path: str, texts: list[str], args: argparse.Namespace, st) -> list[
         {"dtype": "bf16", "attn_implementation": "sdpa", "batch_size": 32},
         {"dtype": "bf16", "attn_implementation": "sdpa", "batch_size": 64},
         {"dtype": "bf16", "attn_implementation": "sdpa", "batch_size": 128},
+        {"dtype": "bf16", "attn_implementation": "sdpa", "batch_size": 256},
     ]
     runners = {
         "sentence_transformers_fp32": lambda t: st.encode(

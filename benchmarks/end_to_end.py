@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -25,6 +24,8 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -128,12 +129,7 @@ def main() -> None:
         "preset": args.preset,
         "llm_backend": args.llm,
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_1m_at_start": os.getloadavg()[0],
-        },
+        "machine": {**describe(), "load_average_1m_at_start": os.getloadavg()[0]},
     }
     genre = str(BIN / "genre-dagster")
     result["full_refresh"] = _timed([genre, "run"], env)

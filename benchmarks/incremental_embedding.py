@@ -18,6 +18,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from machine import describe
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "huffpost_news_category_v3_first10000.jsonl"
 
@@ -58,7 +60,7 @@ def main() -> None:
         "benchmark": "incremental_embedding",
         "command": f"python benchmarks/incremental_embedding.py --limit {args.limit}",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "load_average_1m_at_end": os.getloadavg()[0]},
+        "machine": describe(),
         "encoder": {"model_id": model.model_id, "device": model.device, "dtype": model.dtype},
         "texts": len(texts),
         "new_texts": n_new,

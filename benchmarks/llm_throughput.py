@@ -3,8 +3,9 @@
 Run: `.venv/bin/python benchmarks/llm_throughput.py [--threads 1,2]` (about 1 minute per thread
 setting on this 2-core CPU; 2 threads become much slower when other jobs compete for the cores,
 see `load_average_before_after`).
-Writes `benchmarks/results/llm_throughput.json`. Prompts are real summarizer prompts built from
-synthetic news items (written here, not MIND data).
+Also times loading the model from its GGUF file (a first run) and from the folder the first load
+converted it to (every later run). Writes `benchmarks/results/llm_throughput.json`. Prompts
+are real summarizer prompts built from synthetic news items (written here, not MIND data).
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+from machine import describe
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -118,43 +121,57 @@ def main() -> None:
         help="comma-separated torch thread counts; 2 threads on a busy 2-core machine is "
         "several times slower than 1 (threads spin waiting for each other)",
     )
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument(
+        "--dtypes", default="float32,bfloat16", help="comma-separated dtypes, measured in turn"
+    )
     parser.add_argument("--batch-sizes", default="8,16")
     args = parser.parse_args()
 
     import torch
 
     load_before = os.getloadavg()[0]
-    backend = TransformersBackend(dtype=args.dtype)
-    start = time.perf_counter()
-    backend.load()
-    load_seconds = time.perf_counter() - start
     requests = build_requests(args.prompts, args.max_new_tokens)
-    runs = []
-    for threads in (int(t) for t in args.threads.split(",")):
-        backend.num_threads = threads
-        runs += run_threads(backend, requests, args)
+    per_dtype = {}
+    for dtype in args.dtypes.split(","):
+        # Load from the GGUF file (what a first run does), then from the folder it was
+        # converted to (every later run), each into a fresh backend.
+        with tempfile.TemporaryDirectory() as cache:
+            start = time.perf_counter()
+            TransformersBackend(dtype=dtype, convert_cache=cache).load()
+            load_seconds = time.perf_counter() - start
+            backend = TransformersBackend(dtype=dtype, convert_cache=cache)
+            start = time.perf_counter()
+            backend.load()
+            converted_load_seconds = time.perf_counter() - start
+        runs = []
+        for threads in (int(t) for t in args.threads.split(",")):
+            backend.num_threads = threads
+            runs += run_threads(backend, requests, args)
+        per_dtype[dtype] = {
+            "model": backend.model_name,
+            "load_seconds": round(load_seconds, 1),
+            "converted_load_seconds": round(converted_load_seconds, 1),
+            "runs": runs,
+        }
+        for run in runs:
+            print(
+                f"{dtype} threads {run['threads']} batch {run['batch_size']:>2}: "
+                f"{run['tokens_per_second']:6.2f} tokens/s, {run['items_per_second']:.3f} "
+                f"items/s ({run['prompts']} prompts, {run['seconds']} s, "
+                f"x{run['speedup_vs_unbatched']})"
+            )
 
     report = {
-        "model": backend.model_name,
-        "dtype": args.dtype,
         "max_new_tokens": args.max_new_tokens,
-        "load_seconds": round(load_seconds, 1),
         "torch": torch.__version__,
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+        "machine": describe(),
         # Other jobs on a shared machine slow every run; the 1-minute load average says how busy.
         "load_average_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "runs": runs,
+        "dtypes": per_dtype,
         "command": "python benchmarks/llm_throughput.py " + " ".join(sys.argv[1:]),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    for run in runs:
-        print(
-            f"threads {run['threads']} batch {run['batch_size']:>2}: "
-            f"{run['tokens_per_second']:6.2f} tokens/s, {run['items_per_second']:.3f} items/s "
-            f"({run['prompts']} prompts, {run['seconds']} s, x{run['speedup_vs_unbatched']})"
-        )
     print(f"wrote {RESULTS}")
 
 

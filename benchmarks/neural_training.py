@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import describe
 
 from genre_dagster.scoring.data import PAD, ImpressionData, ItemFeatures
 
@@ -176,11 +175,9 @@ def main() -> None:
         + (f" --threads {args.threads}" if args.threads else ""),
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "machine": {
+            **describe(),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average_1m_at_end": os.getloadavg()[0],
         },
         "data": {
             "items": N_ITEMS,

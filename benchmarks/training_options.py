@@ -6,7 +6,7 @@ split, with the same seed and threads, and is validated on the same validation s
 every epoch, one variant after the other in one process:
 
     python benchmarks/training_options.py /tmp/genre-e2e-mind_small-XXXX \
-        --variant '{}' --variant '{"batching": "by_history"}'
+        --variant '{}' --variant '{"batching": "shuffled"}'
 
 Writes benchmarks/results/training_options_<preset>.json (or --out).
 """
