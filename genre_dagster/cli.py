@@ -34,7 +34,7 @@ def _quiet_environment() -> None:
 def prepare_dbt() -> Path:
     """Parse the dbt project so `@dbt_assets` can load (what `dagster dev` does by itself).
 
-    `dbt parse` takes ~13 s; it is skipped when the manifest was written for the same project
+    `dbt parse` takes seconds; it is skipped when the manifest was written for the same project
     files, dbt version and DuckDB path (a fingerprint kept next to the manifest)."""
     _quiet_environment()
     from dagster_dbt import DbtProject

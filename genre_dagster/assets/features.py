@@ -65,9 +65,8 @@ def dbt_features(
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     # Defaults equal dbt_project.yml's vars: passing them anyway would make dbt drop the
     # partial parse prepared with the manifest ("config vars changed") and re-parse each build.
-    changed = {
-        k: v for k, v in config.model_dump().items() if v != FeaturesConfig().model_dump()[k]
-    }
+    defaults = FeaturesConfig().model_dump()
+    changed = {k: v for k, v in config.model_dump().items() if v != defaults[k]}
     args = ["build", *(["--vars", json.dumps(changed)] if changed else [])]
     from genre_dagster.duckdb_lock import exclusive
 

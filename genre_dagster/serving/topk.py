@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from genre_dagster.scoring.data import PAD, ItemFeatures
+from genre_dagster.scoring.user_profile import unit_rows
 
 SIMILAR_THRESHOLD = 0.5  # cosine above which "you read something like this" is the explanation
 
@@ -98,8 +99,7 @@ def explain(
     `item_clicks` are recent clicks per item (for the popularity explanation); `profile_topics`
     are the GENRE profile topics per user row (or None)."""
     vectors = items.embeddings[field]
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    unit = (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
+    unit = unit_rows(vectors)
     best_sims, best_items = _closest_history_items(result, history, unit)
     kinds: list[str] = []
     texts: list[str] = []
