@@ -127,15 +127,23 @@ def leaderboard(
     for stale in predictions_dir.glob(f"*/{config.split}_*.txt"):
         stale.unlink()
     started = time.perf_counter()
+    # Variants whose GENRE plug-in was off publish their base scorer's model: score it once.
+    scored: dict[tuple, np.ndarray] = {}
+    written: set[str] = set()  # prediction files are per model: the first row that scores it
     for record in table.iter_rows(named=True):
-        scorer = model_store.load(record["scorer_id"])
-        split_data = augmented.splits[config.split] if record["generated_history"] else data
-        kwargs = {"profiles": base.profiles} if record["profile"] else {}
-        scores = scorer.score(split_data, base.items, **kwargs)
+        use_generated = bool(record["generated_history"] and augmented.extra_history)
+        key = (record["scorer_id"], use_generated, record["profile"])
+        if key not in scored:
+            scorer = model_store.load(record["scorer_id"])
+            split_data = augmented.splits[config.split] if use_generated else data
+            kwargs = {"profiles": base.profiles} if record["profile"] else {}
+            scored[key] = scorer.score(split_data, base.items, **kwargs)
+        scores = scored[key]
         rows += _segment_rows(
             record["name"], record["variant"], data, scores, cold, record["val_auc"]
         )
-        if config.write_prediction_files:
+        if config.write_prediction_files and record["scorer_id"] not in written:
+            written.add(record["scorer_id"])
             for source_split in behaviors["source_split"].unique().to_list():
                 mask = (behaviors["source_split"] == source_split).to_numpy()
                 cand_mask = np.repeat(mask, np.diff(data.cand_offsets))

@@ -65,7 +65,12 @@ def _row(
     trained_through,
     trained_at: datetime | None = None,
     retrained: bool = True,
+    requested_config_hash: str | None = None,
+    inactive: dict[str, str] | None = None,
 ) -> pl.DataFrame:
+    """The scorer's one-row table. `config_hash` names the published model; the cadence compares
+    `requested_config_hash`, the configuration asked for (they differ when a GENRE plug-in had
+    no input and the base configuration was trained instead: `inactive_plugins` says why)."""
     return pl.DataFrame(
         {
             "name": [spec.name],
@@ -73,10 +78,13 @@ def _row(
             "kind": [scorer.kind],
             "scorer_id": [scorer.scorer_id],
             "config_hash": [scorer.config_hash],
+            "requested_config_hash": [requested_config_hash or scorer.config_hash],
             "config_json": [json.dumps(scorer.config, sort_keys=True, default=str)],
             "artifact_path": [str(path)],
-            "profile": [spec.profile],
+            # whether the published model reads profiles (False when the plug-in was inactive)
+            "profile": [bool(scorer.config.get("profile", False))],
             "generated_history": [spec.generated_history],
+            "inactive_plugins": [json.dumps(inactive or {}, sort_keys=True)],
             "val_auc": [float(val["auc"])],
             "val_impressions": [int(val["n_impressions"])],
             "train_seconds": [round(seconds, 2)],
@@ -98,7 +106,8 @@ def _previous_model(conn, name: str):
     if frame.is_empty():
         return None, None
     row = frame.row(0, named=True)
-    return PreviousModel(row["scorer_id"], row["config_hash"], row.get("trained_through")), row
+    requested = row.get("requested_config_hash") or row["config_hash"]
+    return PreviousModel(row["scorer_id"], requested, row.get("trained_through")), row
 
 
 def _train_through(conn):
@@ -110,16 +119,32 @@ def _train_through(conn):
     return day
 
 
-def _fit_and_validate(spec: ScorerSpec, scorer, inputs) -> tuple[dict, dict]:
+PLUGIN_TABLES = {
+    "profile": ("embeddings", "user_profile_embeddings"),
+    "generated_history": ("enrichment", "synthetic_items"),
+}
+
+
+def _plugin_inputs_exist(conn, plugins) -> bool:
+    """Whether the table feeding any of the GENRE `plugins` holds a row."""
+    for key in plugins:
+        schema, table = PLUGIN_TABLES[key]
+        if table_exists(conn, schema, table):
+            if conn.execute(f"select count(*) > 0 from {schema}.{table}").fetchone()[0]:
+                return True
+    return False
+
+
+def _fit_and_validate(scorer, inputs) -> tuple[dict, dict]:
     train, valid = inputs.splits["train"], inputs.splits["validation"]
     if train.n_impressions == 0:
         raise RuntimeError("the train split is empty: check the split boundaries")
     extra = {}
-    if spec.profile:
+    if scorer.config.get("profile"):
         extra = {"profiles": inputs.profiles, "valid_profiles": inputs.profiles}
     log = scorer.fit(train, inputs.items, valid if valid.n_impressions else None, **extra)
     best = _best_epoch_metrics(log or {})
-    return log or {}, best if best is not None else _validate(spec, scorer, inputs)
+    return log or {}, best if best is not None else _validate(scorer, inputs)
 
 
 def _best_epoch_metrics(log: dict) -> dict | None:
@@ -130,13 +155,80 @@ def _best_epoch_metrics(log: dict) -> dict | None:
     return best.get("val_metrics") if best else None
 
 
-def _validate(spec: ScorerSpec, scorer, inputs) -> dict:
+def _validate(scorer, inputs) -> dict:
     """Metrics of a fitted scorer on the validation split."""
     from genre_dagster.evaluation.metrics import evaluate_impressions
 
     valid = inputs.splits["validation"]
-    score_kw = {"profiles": inputs.profiles} if spec.profile else {}
+    score_kw = {"profiles": inputs.profiles} if scorer.config.get("profile") else {}
     return evaluate_impressions(valid, scorer.score(valid, inputs.items, **score_kw))
+
+
+def _validate_once(scorer, inputs, model_store: ModelStore) -> dict:
+    """`_validate`, unless tonight's validation of this very model on the same data is saved
+    (variants whose plug-in was off publish their base scorer's model)."""
+    from genre_dagster.scoring.plugins import training_fingerprint
+
+    profiles = bool(scorer.config.get("profile"))
+    fingerprint = training_fingerprint(inputs, ("validation",), profiles=profiles)
+    known = model_store.recall_validation(scorer.scorer_id, fingerprint)
+    if known is not None:
+        return known
+    val = _plain_metrics(_validate(scorer, inputs))
+    model_store.remember_validation(scorer.scorer_id, fingerprint, val)
+    return val
+
+
+def _plain_metrics(val: dict) -> dict:
+    """Metrics as JSON-safe numbers (they are saved with the artifact)."""
+    return {k: int(v) if k.startswith("n_") else float(v) for k, v in val.items()}
+
+
+def _train_or_reuse(context, spec, scorer_config, inputs, model_store, force, train_through):
+    """Train the scorer `scorer_config` describes, or load the artifact of an identical training.
+
+    A GENRE plug-in with no input among the training users is switched off first (the base
+    configuration is trained, see scoring/plugins.py). An artifact of the same scorer id whose
+    training fingerprint (items, embeddings, train and validation impressions, profiles) equals
+    tonight's is that training already done, e.g. by the base scorer's asset: it is loaded.
+    Returns (scorer, log, validation metrics, train seconds, inactive plug-ins, how).
+    """
+    from genre_dagster.scoring.plugins import inactive_plugins, training_fingerprint, without
+    from genre_dagster.scoring.registry import create_scorer
+
+    requested = create_scorer(spec.kind, scorer_config)
+    inactive = inactive_plugins(requested.config, inputs, ("train",))
+    scorer = create_scorer(spec.kind, without(scorer_config, inactive)) if inactive else requested
+    for key, why in inactive.items():
+        context.log.warning(f"{spec.name}: GENRE plug-in {key!r} is off tonight: {why}")
+    fingerprint = training_fingerprint(
+        inputs, ("train", "validation"), profiles=bool(scorer.config.get("profile"))
+    )
+    record = None if force else model_store.training_record(scorer.scorer_id)
+    if record is not None and record.get("fingerprint") == fingerprint:
+        how = f"same configuration and data as the training by {record.get('trained_by')}"
+        return (
+            model_store.load(scorer.scorer_id),
+            {},
+            record["val_metrics"],
+            float(record["train_seconds"]),
+            inactive,
+            how,
+        )
+    started = time.perf_counter()
+    log, val = _fit_and_validate(scorer, inputs)
+    seconds = time.perf_counter() - started
+    model_store.save(
+        scorer,
+        {
+            "fingerprint": fingerprint,
+            "trained_by": spec.name,
+            "trained_through": str(train_through),
+            "train_seconds": round(seconds, 2),
+            "val_metrics": _plain_metrics(val),
+        },
+    )
+    return scorer, log, val, seconds, inactive, None
 
 
 def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
@@ -167,7 +259,7 @@ def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
         from genre_dagster.scoring.registry import create_scorer
 
         scorer_config = {**spec.config, **json.loads(config.overrides_json or "{}")}
-        scorer = create_scorer(spec.kind, scorer_config)
+        requested = create_scorer(spec.kind, scorer_config)
         every_days = (
             model_store.retrain_every_days
             if config.retrain_every_days is None
@@ -178,24 +270,36 @@ def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
             train_through = _train_through(conn)
             reason = retrain_reason(
                 previous,
-                scorer.config_hash,
+                requested.config_hash,
                 train_through,
                 every_days,
                 previous is not None and model_store.path_of(previous.scorer_id).exists(),
                 config.force_retrain,
             )
-            # A reused model is only re-validated: the train split is not needed.
+            was_inactive = json.loads((previous_row or {}).get("inactive_plugins") or "{}")
+            # A reused model is only re-validated: the train split is not needed, unless the
+            # model was trained with a plug-in off and the plug-in's input table has rows now
+            # (do any of them belong to training users?).
+            recheck = reason is None and _plugin_inputs_exist(conn, was_inactive)
             inputs = load_scorer_inputs(
                 conn,
-                ("train", "validation") if reason else ("validation",),
-                embedding_fields(scorer.config),
+                ("train", "validation") if reason or recheck else ("validation",),
+                embedding_fields(requested.config),
                 profile=spec.profile,
                 generated_history=spec.generated_history,
                 max_history=config.max_history,
             )
+        if recheck:
+            from genre_dagster.scoring.plugins import inactive_plugins
+
+            now_inactive = inactive_plugins(requested.config, inputs, ("train",))
+            appeared = sorted(set(was_inactive) - set(now_inactive))
+            if appeared:
+                reason = f"input of the GENRE plug-in(s) {appeared} appeared since the last model"
+        inactive = was_inactive
         if reason is None:  # within the cadence: last model, validated on tonight's data
             scorer = model_store.load(previous.scorer_id)
-            log, val = {}, _validate(spec, scorer, inputs)
+            log, val = {}, _validate_once(scorer, inputs, model_store)
             path = model_store.path_of(scorer.scorer_id)
             seconds = float(previous_row["train_seconds"])
             context.log.info(
@@ -205,25 +309,34 @@ def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
             row = _row(
                 spec, scorer, path, val, seconds, previous.trained_through,
                 previous_row["trained_at"], retrained=False,
+                requested_config_hash=requested.config_hash, inactive=inactive,
             )  # fmt: skip
         else:
-            started = time.perf_counter()
-            log, val = _fit_and_validate(spec, scorer, inputs)
-            seconds = time.perf_counter() - started
-            path = model_store.save(scorer)
+            scorer, log, val, seconds, inactive, shared = _train_or_reuse(
+                context, spec, scorer_config, inputs, model_store, config.force_retrain,
+                train_through,
+            )  # fmt: skip
+            path = model_store.path_of(scorer.scorer_id)
+            done = f"loaded ({shared})" if shared else f"trained in {seconds:.1f} s"
             context.log.info(
-                f"{scorer.scorer_id}: trained ({reason}); validation AUC {val['auc']:.4f} in "
-                f"{seconds:.1f} s"
+                f"{scorer.scorer_id}: {done} ({reason}); validation AUC {val['auc']:.4f}"
             )
-            row = _row(spec, scorer, path, val, seconds, train_through)
+            row = _row(
+                spec, scorer, path, val, seconds, train_through,
+                requested_config_hash=requested.config_hash, inactive=inactive,
+            )  # fmt: skip
+            if shared:
+                reason = f"{reason}; {shared}"
         extra_meta = {"retrained": reason is not None, "retrain_reason": reason or "within cadence"}
+        if inactive:
+            extra_meta["inactive_plugins"] = dg.MetadataValue.json(inactive)
         if reason:
             extra_meta["train_impressions"] = inputs.splits["train"].n_impressions
         if spec.profile:
             from genre_dagster.scoring.inputs import profile_coverage
 
             # coverage of the users it learned from; of tonight's validation users when reused
-            users = inputs.splits["train" if reason else "validation"].user_ids
+            users = inputs.splits["train" if "train" in inputs.splits else "validation"].user_ids
             extra_meta["profile_coverage"] = round(profile_coverage(inputs.profiles, users), 4)
         if spec.generated_history:
             extra_meta["users_with_generated_items"] = len(inputs.extra_history or {})
@@ -280,8 +393,8 @@ def ensemble(
     valid = inputs.splits["validation"]
     if valid.n_impressions == 0:
         raise RuntimeError("the validation split is empty: the ensemble weights need it")
-    scorer.fit(inputs.splits.get("train"), inputs.items, valid)
-    val = _validate(spec, scorer, inputs)
+    log = scorer.fit(inputs.splits.get("train"), inputs.items, valid)
+    val = log["val_metrics"]  # the members were scored on validation once, by the fit
     seconds = time.perf_counter() - started
     path = model_store.save(scorer)
     weights = dict(zip(ENSEMBLE_MEMBERS, [float(w) for w in scorer.weights], strict=True))

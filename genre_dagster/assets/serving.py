@@ -215,8 +215,9 @@ def recommendations(
     scorer = model_store.load(current["serving_id"])
     spec_row = _scorer_row(duckdb, current["serving_name"])
     fields = sorted(set(embedding_fields(scorer.config)) | {config.explain_field})
+    reads_profiles = bool(scorer.config.get("profile"))  # off when the plug-in had no input
     with duckdb.get_connection() as conn:
-        inputs = load_scorer_inputs(conn, (), fields, profile=spec_row["profile"])
+        inputs = load_scorer_inputs(conn, (), fields, profile=reads_profiles)
         users = query_frame(
             conn,
             """
@@ -250,7 +251,7 @@ def recommendations(
     data = build_impressions(frame, items, max_history=50, extra_history=extra)
     pool = items.index_of(pool_ids["news_id"].to_list())
     user_ids = users["user_id"].to_numpy().astype(object)
-    kwargs = {"profiles": inputs.profiles} if spec_row["profile"] else {}
+    kwargs = {"profiles": inputs.profiles} if reads_profiles else {}
 
     def score_pool(rows: slice, candidates: np.ndarray) -> np.ndarray:
         if kwargs:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import Field
 
 if TYPE_CHECKING:
     from genre_dagster.scoring.base import Scorer
+
+TRAINING_JSON = "training.json"
+VALIDATION_JSON = "validation.json"
 
 
 class ModelStore(dg.ConfigurableResource):
@@ -36,12 +41,17 @@ class ModelStore(dg.ConfigurableResource):
             raise ValueError(f"invalid scorer id {scorer_id!r}")
         return Path(self.root) / scorer_id
 
-    def save(self, scorer: Scorer) -> Path:
+    def save(self, scorer: Scorer, training: dict[str, Any] | None = None) -> Path:
+        """Write the artifact; `training` (what it learned from: the training fingerprint,
+        validation metrics) goes beside it as `training.json`, read by `training_record`."""
         target = self.path_of(scorer.scorer_id)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{scorer.scorer_id}-", dir=target.parent))
         try:
             scorer.save(staging)
+            if training is not None:
+                text = json.dumps(training, indent=2, sort_keys=True, default=str)
+                (staging / TRAINING_JSON).write_text(text + "\n", encoding="utf-8")
             if target.exists():
                 shutil.rmtree(target)
             staging.rename(target)
@@ -49,6 +59,33 @@ class ModelStore(dg.ConfigurableResource):
             if staging.exists():
                 shutil.rmtree(staging)
         return target
+
+    def training_record(self, scorer_id: str) -> dict[str, Any] | None:
+        """The `training` dict saved with the artifact, or None (no artifact, or saved without
+        one)."""
+        path = self.path_of(scorer_id) / TRAINING_JSON
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def remember_validation(self, scorer_id: str, fingerprint: str, metrics: dict) -> None:
+        """Keep the metrics of the artifact on the validation data `fingerprint` names: another
+        scorer asset publishing the same model on the same night reads them back."""
+        folder = self.path_of(scorer_id)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no saved scorer {scorer_id!r} under {self.root}")
+        payload = json.dumps({"fingerprint": fingerprint, "metrics": metrics}, sort_keys=True)
+        staging = folder / f".{VALIDATION_JSON}.{os.getpid()}"
+        staging.write_text(payload + "\n", encoding="utf-8")
+        staging.replace(folder / VALIDATION_JSON)  # atomic: readers see old or new, whole
+
+    def recall_validation(self, scorer_id: str, fingerprint: str) -> dict | None:
+        """Metrics saved by `remember_validation` for this exact validation data, or None."""
+        path = self.path_of(scorer_id) / VALIDATION_JSON
+        if not path.is_file():
+            return None
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        return payload["metrics"] if payload.get("fingerprint") == fingerprint else None
 
     def load(self, scorer_id: str) -> Scorer:
         from genre_dagster.scoring.registry import load_scorer

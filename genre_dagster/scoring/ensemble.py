@@ -140,6 +140,7 @@ class EnsembleScorer(Scorer):
             raise ValueError("ensemble: no validation impression has both clicks and non-clicks")
         best = max(aucs, key=lambda name: (aucs[name], -list(aucs).index(name)))
         self.weights = candidates[best]
+        log["val_metrics"] = self._validation_metrics(valid, z)
         log.update(
             weights=self.weights.tolist(),
             chosen=best,
@@ -147,6 +148,17 @@ class EnsembleScorer(Scorer):
             member_valid_auc={m.scorer_id: aucs[f"only:{m.scorer_id}"] for m in members},
         )
         return log
+
+    def _validation_metrics(self, valid: ImpressionData, z: np.ndarray) -> dict[str, Any]:
+        """MIND metrics of the fitted weights on `valid`, from the member scores `fit` already
+        computed (summed as `score` sums them, so the numbers are the ones it would give)."""
+        from genre_dagster.evaluation.metrics import evaluate_impressions
+
+        total = np.zeros(len(z), dtype=np.float64)
+        for j, w in enumerate(self.weights):
+            if w > 0:
+                total += w * z[:, j]
+        return evaluate_impressions(valid, total.astype(np.float32))
 
     def _require_fitted(self) -> tuple[list[Scorer], np.ndarray]:
         if self.weights is None or self.members is None:
