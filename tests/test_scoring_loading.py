@@ -88,7 +88,7 @@ def test_unknown_ids_fail_loudly():
 
 
 def test_no_valid_profile_yet_means_every_user_is_without_profile():
-    """A weak local LLM may produce no valid profile at all: the profile variant still trains."""
+    """A weak local LLM may produce no valid profile at all: every user is without profile."""
     import duckdb
 
     from genre_dagster.scoring.inputs import load_profiles, profile_coverage

@@ -62,8 +62,9 @@ def load_profiles(conn):
     """GENRE user-profile vectors as UserProfiles, or None when the table does not exist.
 
     When no user has a valid profile yet (e.g. a small local LLM whose answers all failed
-    validation), every user is "without profile": the plug-in then sees zero vectors and a
-    missing flag, and the scorer still trains; `profile_coverage` reports it."""
+    validation), every user is "without profile": the plug-in would see only zero vectors and
+    a missing flag, so the scorer asset trains the base configuration instead
+    (scoring/plugins.py); `profile_coverage` reports it."""
     from genre_dagster.scoring.neural import UserProfiles
 
     if not table_exists(conn, "embeddings", "user_profile_embeddings"):
