@@ -119,14 +119,10 @@ def _train_through(conn):
     return day
 
 
-PLUGIN_TABLES = {
-    "profile": ("embeddings", "user_profile_embeddings"),
-    "generated_history": ("enrichment", "synthetic_items"),
-}
-
-
 def _plugin_inputs_exist(conn, plugins) -> bool:
     """Whether the table feeding any of the GENRE `plugins` holds a row."""
+    from genre_dagster.scoring.plugins import PLUGIN_TABLES
+
     for key in plugins:
         schema, table = PLUGIN_TABLES[key]
         if table_exists(conn, schema, table):
@@ -184,8 +180,8 @@ def _plain_metrics(val: dict) -> dict:
     return {k: int(v) if k.startswith("n_") else float(v) for k, v in val.items()}
 
 
-def _train_or_reuse(context, spec, scorer_config, inputs, model_store, force, train_through):
-    """Train the scorer `scorer_config` describes, or load the artifact of an identical training.
+def _train_or_reuse(context, spec, requested, inputs, model_store, force, train_through):
+    """Train the `requested` scorer, or load the artifact of an identical training.
 
     A GENRE plug-in with no input among the training users is switched off first (the base
     configuration is trained, see scoring/plugins.py). An artifact of the same scorer id whose
@@ -196,9 +192,10 @@ def _train_or_reuse(context, spec, scorer_config, inputs, model_store, force, tr
     from genre_dagster.scoring.plugins import inactive_plugins, training_fingerprint, without
     from genre_dagster.scoring.registry import create_scorer
 
-    requested = create_scorer(spec.kind, scorer_config)
     inactive = inactive_plugins(requested.config, inputs, ("train",))
-    scorer = create_scorer(spec.kind, without(scorer_config, inactive)) if inactive else requested
+    scorer = requested
+    if inactive:  # the base configuration: the same config with the plug-in switched off
+        scorer = create_scorer(spec.kind, without(requested.config, inactive))
     for key, why in inactive.items():
         context.log.warning(f"{spec.name}: GENRE plug-in {key!r} is off tonight: {why}")
     fingerprint = training_fingerprint(
@@ -313,7 +310,7 @@ def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
             )  # fmt: skip
         else:
             scorer, log, val, seconds, inactive, shared = _train_or_reuse(
-                context, spec, scorer_config, inputs, model_store, config.force_retrain,
+                context, spec, requested, inputs, model_store, config.force_retrain,
                 train_through,
             )  # fmt: skip
             path = model_store.path_of(scorer.scorer_id)

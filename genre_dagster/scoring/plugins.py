@@ -17,7 +17,11 @@ import numpy as np
 
 from genre_dagster.scoring.data import PAD, ImpressionData
 
-PLUGIN_KEYS = ("profile", "generated_history")
+# The table that holds each plug-in's LLM output (schema, table).
+PLUGIN_TABLES = {
+    "profile": ("embeddings", "user_profile_embeddings"),
+    "generated_history": ("enrichment", "synthetic_items"),
+}
 
 
 def inactive_plugins(config: dict[str, Any], inputs, splits: tuple[str, ...]) -> dict[str, str]:
