@@ -109,13 +109,43 @@ def main() -> None:
         help="GENRE_RETRAIN_EVERY_DAYS for the nightly run (default: train every run)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--work",
+        default=None,
+        help="work in this folder instead of a temporary one (kept); with --save-cold a copy of "
+        "the state after the full refresh goes to WORK.cold",
+    )
+    parser.add_argument("--save-cold", action="store_true", help="keep WORK.cold (needs --work)")
+    parser.add_argument(
+        "--nightly-only",
+        action="store_true",
+        help="restore WORK from WORK.cold and measure only the nightly run (needs --work)",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    if (args.save_cold or args.nightly_only) and not args.work:
+        parser.error("--save-cold and --nightly-only need --work")
+    if args.nightly_only and not args.out:
+        parser.error("--nightly-only needs --out (it measures no full refresh to report)")
 
-    work = Path(tempfile.mkdtemp(prefix=f"genre-e2e-{args.preset}-"))
+    if args.work:
+        work = Path(args.work).resolve()
+        cold = work.with_name(work.name + ".cold")
+        if work.exists():
+            shutil.rmtree(work)
+        if args.nightly_only:
+            if not cold.is_dir():
+                parser.error(f"--nightly-only: no saved cold state at {cold} (run --save-cold)")
+            shutil.copytree(cold, work, symlinks=True)
+        else:
+            work.mkdir(parents=True)
+        args.keep = True
+    else:
+        work = Path(tempfile.mkdtemp(prefix=f"genre-e2e-{args.preset}-"))
     home = work / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "dagster_home" / "dagster.yaml").read_text())
+    if not args.nightly_only:
+        home.mkdir()
+        (home / "dagster.yaml").write_text((ROOT / "dagster_home" / "dagster.yaml").read_text())
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -132,10 +162,14 @@ def main() -> None:
         "machine": {**describe(), "load_average_1m_at_start": os.getloadavg()[0]},
     }
     genre = str(BIN / "genre-dagster")
-    result["full_refresh"] = _timed([genre, "run"], env)
-    result["full_refresh"]["step_seconds"] = _step_seconds(home)
-    result["full_refresh"]["model_stages"] = _stage_metadata(home)
-    if args.nightly:
+    if not args.nightly_only:
+        result["full_refresh"] = _timed([genre, "run"], env)
+        result["full_refresh"]["step_seconds"] = _step_seconds(home)
+        result["full_refresh"]["model_stages"] = _stage_metadata(home)
+        if args.save_cold:
+            shutil.rmtree(cold, ignore_errors=True)
+            shutil.copytree(work, cold, symlinks=True)
+    if args.nightly or args.nightly_only:
         from genre_dagster.demo import DemoWorldConfig, generate_extra_days
 
         config = DemoWorldConfig.preset(args.preset)
