@@ -480,3 +480,89 @@ def test_cache_store_lookup_and_errors(tmp_path):
     bad = pl.DataFrame({"text": ["a"], "text_hash": [text_hash("b")]})
     with pytest.raises(ValueError, match="not sha256"):
         embed_with_cache(bad, object(), cache, model_id="m")  # type: ignore[arg-type]
+
+
+def _materialize_news_embeddings(tiny_bert, database, news, **encoder_kw):
+    """Run the news_embeddings asset on `news` (written as main.stg_news) and return its
+    metadata and the stored table."""
+    import dagster as dg
+    import duckdb
+    from dagster_duckdb import DuckDBResource
+
+    from genre_dagster.assets.embeddings import EmbeddingConfig, news_embeddings
+    from genre_dagster.resources.encoder import EncoderResource
+
+    stg = news.select("news_id", "title", "abstract", "category")  # noqa: F841 (SQL below)
+    with duckdb.connect(str(database)) as conn:
+        conn.execute("create schema if not exists main")
+        conn.execute("create or replace table main.stg_news as select * from stg")
+    result = news_embeddings(
+        context=dg.build_asset_context(),
+        config=EmbeddingConfig(fields=["title", "title_abstract"]),
+        summaries=pl.DataFrame(schema={"news_id": pl.Utf8, "summary": pl.Utf8}),
+        synthetic=pl.DataFrame(schema={c: pl.Utf8 for c in stg.columns}),
+        encoder=EncoderResource(model_path=tiny_bert, batch_size=4, **encoder_kw),
+        duckdb=DuckDBResource(database=str(database)),
+    )
+    with duckdb.connect(str(database)) as conn:
+        table = pl.from_arrow(
+            conn.sql(
+                "select field, news_id, text_hash, model_id, vector "
+                "from embeddings.news_embeddings order by field, news_id"
+            ).to_arrow_table()
+        )
+    return {k: getattr(v, "value", v) for k, v in result.metadata.items()}, table
+
+
+def test_news_embeddings_table_is_updated_in_place(tiny_bert, tmp_path):
+    import duckdb
+
+    database = tmp_path / "genre.duckdb"
+    # a table in the layout before text_hash/model_id existed is replaced, not patched
+    with duckdb.connect(str(database)) as conn:
+        conn.execute("create schema embeddings")
+        conn.execute(
+            "create table embeddings.news_embeddings as "
+            "select 'N9' as news_id, 'title' as field, [1.0, 2.0]::float[] as vector"
+        )
+    news = _news()
+    meta, first = _materialize_news_embeddings(tiny_bert, database, news)
+    assert (meta["dagster/row_count"], meta["rows_written"], meta["rows_deleted"]) == (8, 8, 0)
+    assert set(first["news_id"]) == {"N1", "N2", "N3", "N4"}
+
+    # N2 retitled, N3 gone, N5 new: only their rows change; N2's and N5's title_abstract is
+    # their title (empty abstract), so those texts come from the cache
+    changed = news.filter(pl.col("news_id") != "N3").with_columns(
+        pl.when(pl.col("news_id") == "N2").then(pl.lit("Stocks rally")).otherwise("title")
+        .alias("title")
+    )  # fmt: skip
+    extra = pl.DataFrame(
+        {"news_id": ["N5"], "title": ["Snow again"], "abstract": [""], "category": ["weather"],
+         "summary": [None]},
+        schema=changed.schema,
+    )  # fmt: skip
+    meta, second = _materialize_news_embeddings(tiny_bert, database, pl.concat([changed, extra]))
+    assert (meta["dagster/row_count"], meta["rows_written"], meta["rows_deleted"]) == (8, 4, 4)
+    assert (meta["texts_encoded"], meta["texts_reused"]) == (2, 6)
+    assert set(second["news_id"]) == {"N1", "N2", "N4", "N5"}
+    kept = second.filter(pl.col("news_id").is_in(["N1", "N4"]))
+    assert kept.equals(first.filter(pl.col("news_id").is_in(["N1", "N4"])))
+    # every stored vector is the encoding of the item's current text
+    encoder = _bert(tiny_bert, batch_size=4)
+    texts = pl.concat(
+        [
+            build_item_texts(pl.concat([changed, extra]), f).with_columns(field=pl.lit(f))
+            for f in ("title", "title_abstract")
+        ]
+    ).sort("field", "news_id")
+    assert second["text_hash"].to_list() == texts["text_hash"].to_list()
+    np.testing.assert_allclose(
+        np.array(second["vector"].to_list()), encoder.encode(texts["text"].to_list()), atol=1e-5
+    )
+
+    # another encoder configuration: every row is rewritten under the new model id
+    meta, third = _materialize_news_embeddings(
+        tiny_bert, database, pl.concat([changed, extra]), normalize=False
+    )
+    assert (meta["dagster/row_count"], meta["rows_written"]) == (8, 8)
+    assert third["model_id"].n_unique() == 1 and third["model_id"][0] != second["model_id"][0]

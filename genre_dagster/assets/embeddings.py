@@ -44,6 +44,81 @@ def _encoder_metadata(encoder) -> dict:
     return {"model_id": encoder.model_id, "device": encoder.device, "dtype": encoder.dtype}
 
 
+NEWS_TABLE = "embeddings.news_embeddings"
+
+
+def _stored_texts(conn, model_id: str) -> pl.DataFrame | None:
+    """(field, news_id, text_hash) already stored for `model_id`; None when there is nothing to
+    update in place (no table yet, a table written before these columns, another encoder)."""
+    from genre_dagster.scoring.loading import query_frame
+
+    columns = {
+        name
+        for (name,) in conn.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = 'embeddings' and table_name = 'news_embeddings'"
+        ).fetchall()
+    }
+    if not {"field", "news_id", "text_hash", "model_id", "vector"} <= columns:
+        return None
+    stored = query_frame(
+        conn, f"select field, news_id, text_hash from {NEWS_TABLE} where model_id = ?", [model_id]
+    )
+    return stored if stored.height else None
+
+
+def _vector_rows(texts: pl.DataFrame, field: str, model_id: str, matrix: np.ndarray):
+    """Arrow rows (news_id, field, text_hash, model_id, vector FLOAT[]) of one field."""
+    import pyarrow as pa
+
+    n, dim = len(texts), (matrix.shape[1] if matrix.ndim == 2 else 0)
+    offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32) if dim else [0] * (n + 1))
+    values = pa.array(np.ascontiguousarray(matrix, dtype=np.float32).reshape(-1))
+    return pa.table(
+        {
+            "news_id": pa.array(texts["news_id"].to_list(), pa.string()),
+            "field": pa.array([field] * n, pa.string()),
+            "text_hash": pa.array(texts["text_hash"].to_list(), pa.string()),
+            "model_id": pa.array([model_id] * n, pa.string()),
+            "vector": pa.ListArray.from_arrays(offsets, values, type=pa.list_(pa.float32())),
+        }
+    )
+
+
+def _write_news_vectors(conn, fresh, wanted, model_id: str, update_in_place: bool) -> int:
+    """Make the table hold exactly `wanted` (field, news_id, text_hash) rows: in place, only
+    rows whose text changed or went away are deleted and `fresh` rows inserted; otherwise the
+    table is replaced by `fresh` (which then holds every row). One transaction: a run killed
+    here leaves yesterday's table. Returns the rows deleted."""
+    conn.register("_fresh_vectors", fresh)
+    conn.register("_wanted_texts", wanted)
+    try:
+        conn.execute("begin transaction")
+        conn.execute("create schema if not exists embeddings")
+        deleted = 0
+        if update_in_place:
+            (deleted,) = conn.execute(
+                f"""delete from {NEWS_TABLE} where rowid in (
+                    select t.rowid from {NEWS_TABLE} t
+                    anti join _wanted_texts w using (field, news_id, text_hash)
+                    union all
+                    select rowid from {NEWS_TABLE} where model_id <> ?
+                )""",
+                [model_id],
+            ).fetchone()
+            conn.execute(f"insert into {NEWS_TABLE} by name select * from _fresh_vectors")
+        else:
+            conn.execute(f"create or replace table {NEWS_TABLE} as select * from _fresh_vectors")
+        conn.execute("commit")
+        return int(deleted)
+    except Exception:
+        conn.execute("rollback")
+        raise
+    finally:
+        conn.unregister("_fresh_vectors")
+        conn.unregister("_wanted_texts")
+
+
 @dg.asset(
     key=[GROUP, "news_embeddings"],
     ins={
@@ -62,54 +137,84 @@ def news_embeddings(
     synthetic: pl.DataFrame,
     encoder: EncoderResource,
     duckdb: DuckDBResource,
-) -> pl.DataFrame:
-    """One vector per (item, text field), real and synthetic items alike. LLM summaries feed the
-    summary fields (items without one fall back to their title)."""
+) -> dg.MaterializeResult:
+    """One vector per (item, text field), real and synthetic items alike, in table
+    `embeddings.news_embeddings` (news_id, field, text_hash, model_id, vector). LLM summaries
+    feed the summary fields (items without one fall back to their title). The table is updated
+    in place: rows whose text and encoder are unchanged stay, so a nightly run writes only the
+    new or changed items' vectors."""
+    import pyarrow as pa
+
     from genre_dagster.embedding import EmbeddingCache, build_item_texts, embed_with_cache
 
+    model = encoder.get_encoder()
     with duckdb.get_connection() as conn:
         news = pl.from_arrow(
             conn.sql(
                 "select news_id, title, abstract, category from main.stg_news order by news_id"
             ).to_arrow_table()
         )
+        stored = _stored_texts(conn, model.model_id)
     if synthetic.height:
         news = pl.concat([news, synthetic.select(news.columns)], how="vertical_relaxed")
     news = news.join(summaries.select("news_id", "summary"), on="news_id", how="left")
-    model = encoder.get_encoder()
     cache = EmbeddingCache(duckdb.database)
-    frames, totals = [], {"texts": 0, "encoded": 0, "reused": 0, "seconds": 0.0}
-    per_field = []
+    fresh, wanted, per_field = [], [], []
+    totals = {"texts": 0, "encoded": 0, "reused": 0, "kept": 0, "seconds": 0.0}
     for field in config.fields:
         texts = build_item_texts(news, field)
+        wanted.append(texts.select(pl.lit(field).alias("field"), "news_id", "text_hash"))
+        todo = texts
+        if stored is not None:
+            same = stored.filter(pl.col("field") == field).select("news_id", "text_hash")
+            todo = texts.join(same, on=["news_id", "text_hash"], how="anti")
         started = time.perf_counter()
-        matrix, stats = embed_with_cache(texts, model, cache)
+        if todo.height:
+            matrix, stats = embed_with_cache(todo, model, cache)
+        else:
+            matrix, stats = np.zeros((0, 0), np.float32), {"encoded": 0, "reused": 0}
         seconds = time.perf_counter() - started
-        frames.append(
-            pl.DataFrame(
-                {
-                    "news_id": texts["news_id"],
-                    "field": field,
-                    "vector": pl.Series(matrix.astype(np.float32)).cast(pl.List(pl.Float32)),
-                }
-            )
-        )
+        fresh.append(_vector_rows(todo, field, model.model_id, matrix))
+        kept = texts.height - todo.height
         fallback = int(texts["used_fallback"].sum())
-        per_field.append((field, stats["texts"], stats["encoded"], stats["reused"], fallback))
-        for key in ("texts", "encoded", "reused"):
-            totals[key] += stats[key]
+        per_field.append((field, texts.height, stats["encoded"], stats["reused"], kept, fallback))
+        totals["texts"] += texts.height
+        totals["encoded"] += stats["encoded"]
+        totals["reused"] += stats["reused"] + kept
+        totals["kept"] += kept
         totals["seconds"] += seconds
         context.log.info(
-            f"{field}: {stats['encoded']} encoded, {stats['reused']} reused in {seconds:.1f} s"
+            f"{field}: {stats['encoded']} encoded, {stats['reused']} from the cache, "
+            f"{kept} unchanged in {seconds:.1f} s"
         )
-    out = pl.concat(frames)
-    table = "| field | texts | encoded | reused | fallback to title |\n|---|---|---|---|---|\n"
-    table += "\n".join(f"| {f} | {t} | {e} | {r} | {b} |" for f, t, e, r, b in per_field)
-    context.add_output_metadata(
-        {
-            "dagster/row_count": out.height,
+    fresh_rows = pa.concat_tables(fresh)
+    with duckdb.get_connection() as conn:
+        deleted = _write_news_vectors(
+            conn,
+            fresh_rows,
+            pl.concat(wanted).to_arrow(),
+            model.model_id,
+            update_in_place=stored is not None,
+        )
+        (rows,) = conn.execute(f"select count(*) from {NEWS_TABLE}").fetchone()
+    if rows != totals["texts"]:
+        raise RuntimeError(
+            f"{NEWS_TABLE} holds {rows} rows after the update, expected {totals['texts']} "
+            "(one per item and field)"
+        )
+    table = (
+        "| field | texts | encoded | from cache | unchanged | fallback to title |\n"
+        "|---|---|---|---|---|---|\n"
+    )
+    table += "\n".join("| " + " | ".join(str(v) for v in row) + " |" for row in per_field)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": int(rows),
+            "dagster/table_name": NEWS_TABLE,
             "texts_encoded": totals["encoded"],
             "texts_reused": totals["reused"],
+            "rows_written": fresh_rows.num_rows,
+            "rows_deleted": deleted,
             # Encoder throughput: texts actually encoded per second of this step's embedding
             # work (cache lookups included in the seconds, reused texts not in the count).
             "texts_per_second": round(totals["encoded"] / max(totals["seconds"], 1e-9), 1),
@@ -119,7 +224,6 @@ def news_embeddings(
             **_encoder_metadata(model),
         }
     )
-    return out
 
 
 @dg.asset(
