@@ -40,7 +40,10 @@ def clean_text(text: object, max_chars: int) -> str:
     value = str(text)
     # Control and format characters (Cc, Cf: e.g. NUL, ESC, zero-width, bidi overrides) become
     # spaces; newlines too, so one field stays one line.
-    value = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in value)
+    # (`isprintable` is False for every Cc and Cf character: the common clean text skips the
+    # per-character pass.)
+    if not value.isprintable():
+        value = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in value)
     previous = None
     while previous != value:  # removing one marker may join the pieces of another
         previous = value
