@@ -59,6 +59,32 @@ def test_a_user_who_saw_nearly_everything_gets_a_shorter_list():
     assert result.items.tolist() == [4]
 
 
+def test_top_k_matches_a_full_sort_and_ranks_nan_scores_last():
+    rng = np.random.default_rng(0)
+    n_items = 40
+    items = ItemFeatures(
+        item_ids=np.array([f"N{i}" for i in range(n_items)], dtype=object),
+        embeddings={"title": rng.standard_normal((n_items, 2)).astype(np.float32)},
+        categories=np.zeros(n_items, dtype=np.int64),
+        category_names=["news"],
+        is_synthetic=np.zeros(n_items, dtype=bool),
+    )
+    history = np.array([[PAD, 3], [PAD, PAD], [1, 2]])
+    table = rng.standard_normal((3, n_items)).astype(np.float32)
+    table[1, :35] = np.nan  # a scorer that gives up on most items of one user
+
+    def score_pool(rows, pool):
+        return table[rows][:, pool]
+
+    result = top_k(score_pool, history, np.arange(n_items), k=7, items=items, chunk_users=2)
+    for user in range(3):
+        scores = table[user].copy()
+        scores[history[user][history[user] != PAD]] = np.nan
+        ranked = [int(i) for i in np.argsort(-scores, kind="stable") if np.isfinite(scores[i])]
+        assert result.items[result.user_rows == user].tolist() == ranked[:7]
+    assert (result.user_rows == 1).sum() == 5  # only its five real scores are listed
+
+
 def test_explanations_name_the_signal_that_drove_the_recommendation():
     items = _items()
     history = np.array([[PAD, 0], [PAD, PAD], [PAD, PAD]])

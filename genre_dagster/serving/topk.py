@@ -62,11 +62,7 @@ def top_k(
         seen = position[block[rows, cols]]
         hit = seen >= 0
         scores[rows[hit], seen[hit]] = -np.inf
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        top_scores = np.take_along_axis(scores, top, axis=1)
-        order = np.argsort(-top_scores, axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        top_scores = np.take_along_axis(top_scores, order, axis=1)
+        top, top_scores = _row_top_k(scores, k)
         valid = np.isfinite(top_scores)  # a user who has seen almost the whole pool
         n = len(block)
         user_rows = np.repeat(np.arange(start, start + n), k).reshape(n, k)
@@ -81,6 +77,17 @@ def top_k(
         np.concatenate(out_items),
         np.concatenate(out_scores).astype(np.float32),
     )
+
+
+def _row_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices and values of each row's `k` highest scores, best first; NaN ranks as
+    -inf (last) and is replaced so in `scores` (the caller's own copy). torch.topk selects and
+    sorts in one multithreaded pass, where numpy needs argpartition, then argsort."""
+    import torch
+
+    scores[np.isnan(scores)] = -np.inf
+    top_scores, top = torch.topk(torch.from_numpy(scores), k, dim=1, largest=True, sorted=True)
+    return top.numpy(), top_scores.numpy()
 
 
 def explain(
