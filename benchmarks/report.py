@@ -71,8 +71,18 @@ def _goal_rows() -> list[tuple[str, ...]]:
                 label(inc.get("machine")),
             )
         )
-    for preset, wall_goal, mem_goal in (("small", None, None), ("mind_small", 1200, 6144)):
-        e2e = _load(f"end_to_end_{preset}")
+    # end_to_end_<preset>.json is the latest run; end_to_end_<preset>.<label>.json files keep
+    # earlier runs on other machines (e.g. a CPU without AMX), each a row of its own.
+    runs = [
+        (preset, wall_goal, mem_goal, name)
+        for preset, wall_goal, mem_goal in (("small", None, None), ("mind_small", 1200, 6144))
+        for name in [
+            f"end_to_end_{preset}",
+            *sorted(p.stem for p in RESULTS.glob(f"end_to_end_{preset}.*.json")),
+        ]
+    ]
+    for preset, wall_goal, mem_goal, name in runs:
+        e2e = _load(name)
         if not e2e:
             continue
         wall = _get(e2e, "full_refresh.wall_seconds")
@@ -95,7 +105,8 @@ def _goal_rows() -> list[tuple[str, ...]]:
         rows.append(
             (
                 f"End to end, `genre-dagster run` on the {preset} world "
-                f"(LLM backend: {e2e.get('llm_backend')})",
+                f"(LLM backend: {e2e.get('llm_backend')})"
+                + (f", earlier run `{name}.json`" if "." in name else ""),
                 goal,
                 f"{_fmt(wall)} s, peak {_fmt(peak)} MB; nightly +1 day {_fmt(nightly)} s"
                 + (
