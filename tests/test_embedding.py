@@ -356,6 +356,21 @@ def _news() -> pl.DataFrame:
     )
 
 
+def _next_day_news(news: pl.DataFrame, drop: str | None = None) -> pl.DataFrame:
+    """`news` a day later: N2 retitled, N5 added (empty abstract), `drop` gone."""
+    kept = news if drop is None else news.filter(pl.col("news_id") != drop)
+    changed = kept.with_columns(
+        pl.when(pl.col("news_id") == "N2").then(pl.lit("Stocks rally")).otherwise("title")
+        .alias("title")
+    )  # fmt: skip
+    extra = pl.DataFrame(
+        {"news_id": ["N5"], "title": ["Snow again"], "abstract": [""], "category": ["weather"],
+         "summary": [None]},
+        schema=changed.schema,
+    )  # fmt: skip
+    return pl.concat([changed, extra])
+
+
 def test_item_fields_and_fallbacks():
     news = _news()
     expected = {
@@ -429,16 +444,7 @@ def test_cache_encodes_only_changed_texts(tiny_bert, tmp_path):
     np.testing.assert_allclose(first, enc.encode(first_df["text"].to_list()), atol=1e-6)
     assert cache.count(enc.model_id) == 4
 
-    changed = news.with_columns(
-        pl.when(pl.col("news_id") == "N2").then(pl.lit("Stocks rally")).otherwise("title")
-        .alias("title")
-    )  # fmt: skip
-    extra = pl.DataFrame(
-        {"news_id": ["N5"], "title": ["Snow again"], "abstract": [""], "category": ["weather"],
-         "summary": [None]},
-        schema=changed.schema,
-    )  # fmt: skip
-    second_df = build_item_texts(pl.concat([changed, extra]), "title_abstract")
+    second_df = build_item_texts(_next_day_news(news), "title_abstract")
     second, stats = embed_with_cache(second_df, enc, cache)
     assert (stats["encoded"], stats["reused"], stats["texts"]) == (2, 3, 5)
     assert stats["texts_per_second"] > 0 and stats["seconds"] >= stats["encode_seconds"]
@@ -532,16 +538,8 @@ def test_news_embeddings_table_is_updated_in_place(tiny_bert, tmp_path):
 
     # N2 retitled, N3 gone, N5 new: only their rows change; N2's and N5's title_abstract is
     # their title (empty abstract), so those texts come from the cache
-    changed = news.filter(pl.col("news_id") != "N3").with_columns(
-        pl.when(pl.col("news_id") == "N2").then(pl.lit("Stocks rally")).otherwise("title")
-        .alias("title")
-    )  # fmt: skip
-    extra = pl.DataFrame(
-        {"news_id": ["N5"], "title": ["Snow again"], "abstract": [""], "category": ["weather"],
-         "summary": [None]},
-        schema=changed.schema,
-    )  # fmt: skip
-    meta, second = _materialize_news_embeddings(tiny_bert, database, pl.concat([changed, extra]))
+    later = _next_day_news(news, drop="N3")
+    meta, second = _materialize_news_embeddings(tiny_bert, database, later)
     assert (meta["dagster/row_count"], meta["rows_written"], meta["rows_deleted"]) == (8, 4, 4)
     assert (meta["texts_encoded"], meta["texts_reused"]) == (2, 6)
     assert set(second["news_id"]) == {"N1", "N2", "N4", "N5"}
@@ -551,7 +549,7 @@ def test_news_embeddings_table_is_updated_in_place(tiny_bert, tmp_path):
     encoder = _bert(tiny_bert, batch_size=4)
     texts = pl.concat(
         [
-            build_item_texts(pl.concat([changed, extra]), f).with_columns(field=pl.lit(f))
+            build_item_texts(later, f).with_columns(field=pl.lit(f))
             for f in ("title", "title_abstract")
         ]
     ).sort("field", "news_id")
@@ -561,8 +559,6 @@ def test_news_embeddings_table_is_updated_in_place(tiny_bert, tmp_path):
     )
 
     # another encoder configuration: every row is rewritten under the new model id
-    meta, third = _materialize_news_embeddings(
-        tiny_bert, database, pl.concat([changed, extra]), normalize=False
-    )
+    meta, third = _materialize_news_embeddings(tiny_bert, database, later, normalize=False)
     assert (meta["dagster/row_count"], meta["rows_written"]) == (8, 8)
     assert third["model_id"].n_unique() == 1 and third["model_id"][0] != second["model_id"][0]
