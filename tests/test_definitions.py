@@ -179,6 +179,43 @@ def test_every_step_returns_freed_memory_after_it_ends():
         assert release_memory() is True  # glibc: malloc_trim exists and ran
 
 
+def test_full_collection_follows_the_growth_of_the_process():
+    import gc
+    import weakref
+
+    import numpy as np
+
+    from genre_dagster import memory
+
+    if memory.resident_mb() is None:
+        pytest.skip("resident size is read from /proc (Linux)")
+
+    class Cycle:
+        def __init__(self, megabytes: int) -> None:
+            self.me = self
+            self.buffer = np.ones(megabytes * 2**20 // 8)
+
+    gc.disable()  # only release_memory collects in here
+    try:
+        memory.release_memory(full=True)
+        small = Cycle(16)
+        gc.collect()  # survives a full collection: now in the oldest generation
+        small_ref = weakref.ref(small)
+        del small
+        memory.release_memory()  # 16 MB of growth: young generations only
+        assert small_ref() is not None
+
+        large = Cycle(2 * int(memory.FULL_COLLECTION_GROWTH_MB))
+        large_ref = weakref.ref(large)
+        del large
+        grown = memory.resident_mb()
+        memory.release_memory()  # grown past the threshold: the full collection frees both
+        assert large_ref() is None and small_ref() is None
+        assert grown - memory.resident_mb() > memory.FULL_COLLECTION_GROWTH_MB
+    finally:
+        gc.enable()
+
+
 def test_dbt_fingerprint_follows_project_files_and_database_not_build_output(tmp_path):
     from genre_dagster.cli import dbt_fingerprint
 
