@@ -488,7 +488,9 @@ def test_cache_store_lookup_and_errors(tmp_path):
         embed_with_cache(bad, object(), cache, model_id="m")  # type: ignore[arg-type]
 
 
-def _materialize_news_embeddings(tiny_bert, database, news, **encoder_kw):
+def _materialize_news_embeddings(
+    tiny_bert, database, news, fields=("title", "title_abstract"), **encoder_kw
+):
     """Run the news_embeddings asset on `news` (written as main.stg_news) and return its
     metadata and the stored table."""
     import dagster as dg
@@ -504,7 +506,7 @@ def _materialize_news_embeddings(tiny_bert, database, news, **encoder_kw):
         conn.execute("create or replace table main.stg_news as select * from stg")
     result = news_embeddings(
         context=dg.build_asset_context(),
-        config=EmbeddingConfig(fields=["title", "title_abstract"]),
+        config=EmbeddingConfig(fields=list(fields)),
         summaries=pl.DataFrame(schema={"news_id": pl.Utf8, "summary": pl.Utf8}),
         synthetic=pl.DataFrame(schema={c: pl.Utf8 for c in stg.columns}),
         encoder=EncoderResource(model_path=tiny_bert, batch_size=4, **encoder_kw),
@@ -541,6 +543,7 @@ def test_news_embeddings_table_is_updated_in_place(tiny_bert, tmp_path):
     later = _next_day_news(news, drop="N3")
     meta, second = _materialize_news_embeddings(tiny_bert, database, later)
     assert (meta["dagster/row_count"], meta["rows_written"], meta["rows_deleted"]) == (8, 4, 4)
+    assert meta["rows_unchanged"] == 4
     assert (meta["texts_encoded"], meta["texts_reused"]) == (2, 6)
     assert set(second["news_id"]) == {"N1", "N2", "N4", "N5"}
     kept = second.filter(pl.col("news_id").is_in(["N1", "N4"]))
@@ -562,3 +565,6 @@ def test_news_embeddings_table_is_updated_in_place(tiny_bert, tmp_path):
     meta, third = _materialize_news_embeddings(tiny_bert, database, later, normalize=False)
     assert (meta["dagster/row_count"], meta["rows_written"]) == (8, 8)
     assert third["model_id"].n_unique() == 1 and third["model_id"][0] != second["model_id"][0]
+
+    with pytest.raises(ValueError, match="more than once"):
+        _materialize_news_embeddings(tiny_bert, database, later, fields=("title", "title"))

@@ -88,8 +88,9 @@ def _vector_rows(texts: pl.DataFrame, field: str, model_id: str, matrix: np.ndar
 def _write_news_vectors(conn, fresh, wanted, model_id: str, update_in_place: bool) -> int:
     """Make the table hold exactly `wanted` (field, news_id, text_hash) rows: in place, only
     rows whose text changed or went away are deleted and `fresh` rows inserted; otherwise the
-    table is replaced by `fresh` (which then holds every row). One transaction: a run killed
-    here leaves yesterday's table. Returns the rows deleted."""
+    table is replaced by `fresh` (which then holds every row). One transaction, committed only
+    when the table holds one row per wanted row: a failed or killed run leaves yesterday's
+    table. Returns the rows deleted."""
     conn.register("_fresh_vectors", fresh)
     conn.register("_wanted_texts", wanted)
     try:
@@ -109,6 +110,12 @@ def _write_news_vectors(conn, fresh, wanted, model_id: str, update_in_place: boo
             conn.execute(f"insert into {NEWS_TABLE} by name select * from _fresh_vectors")
         else:
             conn.execute(f"create or replace table {NEWS_TABLE} as select * from _fresh_vectors")
+        (rows,) = conn.execute(f"select count(*) from {NEWS_TABLE}").fetchone()
+        if rows != wanted.num_rows:
+            raise RuntimeError(
+                f"{NEWS_TABLE} would hold {rows} rows after the update, expected "
+                f"{wanted.num_rows} (one per item and field); nothing was changed"
+            )
         conn.execute("commit")
         return int(deleted)
     except Exception:
@@ -147,6 +154,9 @@ def news_embeddings(
 
     from genre_dagster.embedding import EmbeddingCache, build_item_texts, embed_with_cache
 
+    repeated = sorted({f for f in config.fields if config.fields.count(f) > 1})
+    if repeated:
+        raise ValueError(f"news_embeddings: fields are listed more than once: {repeated}")
     model = encoder.get_encoder()
     with duckdb.get_connection() as conn:
         news = pl.from_arrow(
@@ -160,7 +170,7 @@ def news_embeddings(
     news = news.join(summaries.select("news_id", "summary"), on="news_id", how="left")
     cache = EmbeddingCache(duckdb.database)
     fresh, wanted, per_field = [], [], []
-    totals = {"texts": 0, "encoded": 0, "reused": 0, "kept": 0, "seconds": 0.0}
+    totals = {"encoded": 0, "reused": 0, "kept": 0, "seconds": 0.0}
     for field in config.fields:
         texts = build_item_texts(news, field)
         wanted.append(texts.select(pl.lit(field).alias("field"), "news_id", "text_hash"))
@@ -178,7 +188,6 @@ def news_embeddings(
         kept = texts.height - todo.height
         fallback = int(texts["used_fallback"].sum())
         per_field.append((field, texts.height, stats["encoded"], stats["reused"], kept, fallback))
-        totals["texts"] += texts.height
         totals["encoded"] += stats["encoded"]
         totals["reused"] += stats["reused"] + kept
         totals["kept"] += kept
@@ -197,11 +206,6 @@ def news_embeddings(
             update_in_place=stored is not None,
         )
         (rows,) = conn.execute(f"select count(*) from {NEWS_TABLE}").fetchone()
-    if rows != totals["texts"]:
-        raise RuntimeError(
-            f"{NEWS_TABLE} holds {rows} rows after the update, expected {totals['texts']} "
-            "(one per item and field)"
-        )
     table = (
         "| field | texts | encoded | from cache | unchanged | fallback to title |\n"
         "|---|---|---|---|---|---|\n"
@@ -215,6 +219,7 @@ def news_embeddings(
             "texts_reused": totals["reused"],
             "rows_written": fresh_rows.num_rows,
             "rows_deleted": deleted,
+            "rows_unchanged": totals["kept"],
             # Encoder throughput: texts actually encoded per second of this step's embedding
             # work (cache lookups included in the seconds, reused texts not in the count).
             "texts_per_second": round(totals["encoded"] / max(totals["seconds"], 1e-9), 1),
