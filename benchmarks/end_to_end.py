@@ -161,6 +161,10 @@ def main() -> None:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {**describe(), "load_average_1m_at_start": os.getloadavg()[0]},
     }
+    if os.environ.get("ONEDNN_MAX_CPU_ISA"):
+        # oneDNN (torch's bf16 matmuls on CPU) capped below the CPU's ISA, e.g. AVX512_CORE_BF16
+        # on an AMX machine: how the run does on a CPU without AMX tiles
+        result["machine"]["onednn_max_cpu_isa"] = os.environ["ONEDNN_MAX_CPU_ISA"]
     genre = str(BIN / "genre-dagster")
     if not args.nightly_only:
         result["full_refresh"] = _timed([genre, "run"], env)

@@ -44,7 +44,9 @@ def label(machine: dict | None) -> str:
         return "not recorded"
     cpu = machine.get("cpu") or "cpu not recorded"
     extras = [f"{machine.get('cpus') or machine.get('cpu_count') or '?'} cores"]
-    if machine.get("amx_bf16"):
+    if machine.get("onednn_max_cpu_isa"):
+        extras.append(f"oneDNN capped at {machine['onednn_max_cpu_isa']}")
+    elif machine.get("amx_bf16"):
         extras.append("AMX-BF16")
     elif machine.get("avx512_bf16") or machine.get("cpu_native_bf16"):
         extras.append("AVX512-BF16")
