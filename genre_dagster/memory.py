@@ -59,7 +59,7 @@ def release_memory(full: bool | None = None) -> bool:
     baseline = _baseline["rss_mb"]
     if full is None:
         full = rss is None or baseline is None or rss - baseline >= FULL_COLLECTION_GROWTH_MB
-    gc.collect() if full else gc.collect(1)
+    gc.collect(2 if full else 1)
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)  # returns whether pages were released; either way nothing is lost

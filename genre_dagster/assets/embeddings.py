@@ -71,16 +71,16 @@ def _vector_rows(texts: pl.DataFrame, field: str, model_id: str, matrix: np.ndar
     """Arrow rows (news_id, field, text_hash, model_id, vector FLOAT[]) of one field."""
     import pyarrow as pa
 
-    n, dim = len(texts), (matrix.shape[1] if matrix.ndim == 2 else 0)
-    offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32) if dim else [0] * (n + 1))
-    values = pa.array(np.ascontiguousarray(matrix, dtype=np.float32).reshape(-1))
+    from genre_dagster.embedding.cache import vector_list_array
+
+    n = len(texts)
     return pa.table(
         {
             "news_id": pa.array(texts["news_id"].to_list(), pa.string()),
             "field": pa.array([field] * n, pa.string()),
             "text_hash": pa.array(texts["text_hash"].to_list(), pa.string()),
             "model_id": pa.array([model_id] * n, pa.string()),
-            "vector": pa.ListArray.from_arrays(offsets, values, type=pa.list_(pa.float32())),
+            "vector": vector_list_array(matrix),
         }
     )
 
@@ -197,15 +197,11 @@ def news_embeddings(
             f"{kept} unchanged in {seconds:.1f} s"
         )
     fresh_rows = pa.concat_tables(fresh)
+    wanted_rows = pl.concat(wanted).to_arrow()
     with duckdb.get_connection() as conn:
         deleted = _write_news_vectors(
-            conn,
-            fresh_rows,
-            pl.concat(wanted).to_arrow(),
-            model.model_id,
-            update_in_place=stored is not None,
+            conn, fresh_rows, wanted_rows, model.model_id, update_in_place=stored is not None
         )
-        (rows,) = conn.execute(f"select count(*) from {NEWS_TABLE}").fetchone()
     table = (
         "| field | texts | encoded | from cache | unchanged | fallback to title |\n"
         "|---|---|---|---|---|---|\n"
@@ -213,7 +209,7 @@ def news_embeddings(
     table += "\n".join("| " + " | ".join(str(v) for v in row) + " |" for row in per_field)
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": int(rows),
+            "dagster/row_count": wanted_rows.num_rows,  # checked by the write
             "dagster/table_name": NEWS_TABLE,
             "texts_encoded": totals["encoded"],
             "texts_reused": totals["reused"],

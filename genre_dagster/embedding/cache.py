@@ -24,6 +24,21 @@ from genre_dagster.embedding.fields import text_hash
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
+def vector_list_array(matrix: np.ndarray) -> Any:
+    """Rows of a [n, dim] matrix as an Arrow list<float32> array (DuckDB FLOAT[]), without a
+    Python list per row."""
+    import pyarrow as pa
+
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    n, dim = matrix.shape
+    offsets = pa.array(
+        np.arange(0, (n + 1) * dim, dim, dtype=np.int32) if dim else np.zeros(n + 1, np.int32)
+    )
+    return pa.ListArray.from_arrays(
+        offsets, pa.array(matrix.reshape(-1)), type=pa.list_(pa.float32())
+    )
+
+
 class Encoder(Protocol):
     """What embed_with_cache needs from an encoder (TextEncoder and DecoderEncoder fit)."""
 
@@ -137,13 +152,9 @@ class EmbeddingCache:
             raise ValueError("store: matrix has NaN or infinite values; nothing was stored")
         if not hashes:
             return 0
-        n, dim = matrix.shape
-        offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32))
+        dim = matrix.shape[1]
         rows = pa.table(
-            {
-                "text_hash": pa.array(hashes, pa.string()),
-                "vector": pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1))),
-            }
+            {"text_hash": pa.array(hashes, pa.string()), "vector": vector_list_array(matrix)}
         )
         with self._connect() as con:
             self._ensure_table(con)
