@@ -6,8 +6,8 @@ later reuse instead of returning it: the process's resident size grows to the su
 largest steps' leftovers. `malloc_trim` returns free heap pages; it changes no data.
 
 A full garbage collection walks every object the process holds; once torch, transformers and
-Evidently are imported that is about a million, mostly module-level objects, and the walk
-costs a few tenths of a second per step. It matters only when the finished steps left
+Evidently are imported those are mostly long-lived module-level objects, and walking them after
+every step adds up over a run. It matters only when the finished steps left
 reference cycles holding large buffers (Dagster keeps each step's outputs in its step context
 while hooks run, so the previous step's outputs are such a cycle). So the full collection runs
 when the resident size has grown by `FULL_COLLECTION_GROWTH_MB` since the last one (or where
