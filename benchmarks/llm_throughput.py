@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from genre_dagster.enrichment.backends import ChatRequest  # noqa: E402
 from genre_dagster.enrichment.local_transformers import TransformersBackend  # noqa: E402
 from genre_dagster.enrichment.prompts import input_hash, load_template  # noqa: E402
-from genre_dagster.enrichment.roles import prompt_values  # noqa: E402
+from genre_dagster.enrichment.roles import CONTEXT_VALUES, prompt_values  # noqa: E402
 from genre_dagster.enrichment.sanitize import PromptLimits  # noqa: E402
 from genre_dagster.enrichment.schemas import VocabularyConfig  # noqa: E402
 
@@ -52,7 +52,7 @@ def build_requests(n: int, max_new_tokens: int) -> list[ChatRequest]:
         abstract = f"Officials said on day {i + 1} that " + "details remain unclear. " * (1 + i % 4)
         fields = {"title": title, "abstract": abstract, "category": category, "subcategory": sub}
         messages = template.render(
-            prompt_values("summarizer", fields, PromptLimits(), VocabularyConfig())
+            prompt_values("summarizer", fields, PromptLimits(), VocabularyConfig()), CONTEXT_VALUES
         )
         requests.append(
             ChatRequest(

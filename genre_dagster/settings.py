@@ -32,6 +32,9 @@ class Settings:
     items_file: str = "items.parquet"
     interactions_file: str = "interactions.parquet"
     column_map: dict[str, str] = field(default_factory=dict)
+    domain: str = ""
+    profile_topics: str = "auto"
+    profile_regions: str = "auto"
     llm_backend: str = "local"
     llm_base_url: str = ""
     llm_model: str = ""
@@ -93,6 +96,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         items_file=environ.get("GENRE_ITEMS_FILE", "items.parquet"),
         interactions_file=environ.get("GENRE_INTERACTIONS_FILE", "interactions.parquet"),
         column_map={str(k): str(v) for k, v in column_map.items()},
+        domain=environ.get("GENRE_DOMAIN", "").strip(),
+        profile_topics=environ.get("GENRE_PROFILE_TOPICS", "auto").strip() or "auto",
+        profile_regions=environ.get("GENRE_PROFILE_REGIONS", "auto").strip() or "auto",
         llm_backend=environ.get("GENRE_LLM_BACKEND") or ("openai" if env == "prod" else "local"),
         llm_base_url=environ.get("GENRE_LLM_BASE_URL", ""),
         llm_model=environ.get("GENRE_LLM_MODEL", ""),

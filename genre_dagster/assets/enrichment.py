@@ -14,6 +14,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from genre_dagster.resources.llm import LLMResource
+from genre_dagster.resources.source import DatasetSource
 from genre_dagster.scoring.loading import query_frame
 
 GROUP = "enrichment"
@@ -28,25 +29,76 @@ class RoleConfig(dg.Config):
         description="most items sent to the LLM in one run (newest first); cached answers are free",
     )
     batch_size: int = Field(default=16, description="prompts per LLM batch")
-    prompt_version: str = Field(default="v1", description="prompt template version")
+    prompt_version: str = Field(default="v2", description="prompt template version")
     retry_failed: bool = Field(default=True, description="retry items that failed before")
-    max_new_tokens: int = Field(default=0, description="answer length cap; 0 = the role's default")
+    max_new_tokens: int = Field(
+        default=0, description="answer token cap; 0 = what the role's length caps need"
+    )
+    constrained: bool = Field(
+        default=True,
+        description="decode under the role's JSON schema (local model: llguidance; "
+        "OpenAI-compatible servers: response_format)",
+    )
+    max_title_chars: int = Field(default=150, description="length cap of a title in answers")
+    max_text_chars: int = Field(
+        default=300, description="length cap of a description / abstract in answers"
+    )
 
 
 class ProfilerConfig(RoleConfig):
     budget: int = Field(default=8, description="most users sent to the LLM in one run")
-    max_new_tokens: int = Field(
-        default=48, description="a topics/regions answer fits in ~30 tokens; small models ramble"
+    topics: str = Field(
+        default="",
+        description="'' = the source's profile_topics; auto | categories | genre_news | open | "
+        "file:PATH | a comma-separated list",
     )
+    regions: str = Field(
+        default="",
+        description="'' = the source's profile_regions; auto | off | us_states | file:PATH | "
+        "a comma-separated list",
+    )
+    max_topics: int = Field(default=5, description="most topics per user")
+    max_topic_words: int = Field(default=3, description="open topics: most words per topic")
 
 
-class GeneratorConfig(RoleConfig):
+class GeneratorConfig(ProfilerConfig):
     mode: str = Field(default="chain", description="direct | chain (profile first, then generate)")
     cold_max_clicks: int = Field(default=5, description="cold user = at most this many clicks")
     budget: int = Field(default=4, description="most cold users sent to the LLM in one run")
 
 
-def _run(role: str, inputs: list, config: RoleConfig, llm: LLMResource, database: str, **kw):
+def _vocabulary(config: RoleConfig, source: DatasetSource, categories: list[str]):
+    """The roles' vocabularies and length caps from the launchpad config and the source."""
+    from genre_dagster.enrichment.choices import vocabulary_for
+    from genre_dagster.enrichment.schemas import OutputLimits
+
+    limits = OutputLimits(
+        title_chars=config.max_title_chars,
+        summary_chars=config.max_text_chars,
+        abstract_chars=config.max_text_chars,
+        term_words=config.max_topic_words if isinstance(config, ProfilerConfig) else 3,
+    )
+    if not isinstance(config, ProfilerConfig):  # the summarizer lists no topics
+        return vocabulary_for(categories, "open", "off", source.item_domain, limits=limits)
+    return vocabulary_for(
+        categories,
+        topics=config.topics or source.profile_topics,
+        regions=config.regions or source.profile_regions,
+        domain=source.item_domain,
+        max_topics=config.max_topics,
+        limits=limits,
+    )
+
+
+def _run(
+    role: str,
+    inputs: list,
+    config: RoleConfig,
+    llm: LLMResource,
+    database: str,
+    source: DatasetSource,
+    vocabulary: Any,
+):
     from genre_dagster.enrichment.cache import ResponseCache
     from genre_dagster.enrichment.runner import run_role, with_earlier_answers
 
@@ -59,13 +111,31 @@ def _run(role: str, inputs: list, config: RoleConfig, llm: LLMResource, database
         budget=config.budget,
         batch_size=config.batch_size,
         prompt_version=config.prompt_version,
+        profiler_version=config.prompt_version,
         retry_failed=config.retry_failed,
         max_new_tokens=config.max_new_tokens or None,
-        **kw,
+        vocabulary=vocabulary,
+        domain=source.item_domain,
+        constrained=config.constrained,
     )
     # Inputs that got no valid answer tonight keep their last one (flagged `stale`), so an LLM
     # outage or a small budget never unpublishes earlier enrichment.
     return with_earlier_answers(result, cache)
+
+
+def _setup_metadata(
+    config: RoleConfig, llm: LLMResource, source: DatasetSource, vocabulary: Any
+) -> dict[str, Any]:
+    """How the answers were asked for: domain, vocabularies, schema constraint."""
+    backend = llm.get_backend()
+    return {
+        "domain": source.item_domain,
+        "vocabulary": dg.MetadataValue.json(vocabulary.describe()),
+        "constrained": config.constrained,
+        "structured_output": getattr(backend, "structured_mode", "schema-constrained decoding")
+        if config.constrained
+        else "off",
+    }
 
 
 def _run_metadata(result, started: float) -> dict[str, Any]:
@@ -112,13 +182,20 @@ def _sample_md(frame: pl.DataFrame, columns: list[str], n: int = 5) -> dg.Metada
     pool="duckdb",
 )
 def news_summaries(
-    context: dg.AssetExecutionContext, config: RoleConfig, llm: LLMResource, duckdb: DuckDBResource
+    context: dg.AssetExecutionContext,
+    config: RoleConfig,
+    llm: LLMResource,
+    duckdb: DuckDBResource,
+    source: DatasetSource,
 ) -> pl.DataFrame:
-    """GENRE content summarizer: a new, neutral, informative title per item, newest items first.
+    """GENRE content summarizer: a new, neutral title and a short factual description per item,
+    newest items first, with prompts for the source's domain (news, books, ...).
 
+    `summary` (the text the encoder reads) is the new title and the description together.
     Holds every valid answer in the response cache for the current prompt version and model;
     items without one fall back to their title downstream."""
     from genre_dagster.enrichment.roles import RoleInput
+    from genre_dagster.enrichment.schemas import summary_text
 
     with duckdb.get_connection() as conn:
         items = query_frame(
@@ -132,12 +209,25 @@ def news_summaries(
             """,
         )
     inputs = [RoleInput(key=r["news_id"], fields=r) for r in items.iter_rows(named=True)]
+    vocabulary = _vocabulary(config, source, [])
     started = time.perf_counter()
-    result = _run("summarizer", inputs, config, llm, duckdb.database)
-    ok = [(r.key, r.output["title"], r.cached, r.stale) for r in result.rows if r.status == "ok"]
+    result = _run("summarizer", inputs, config, llm, duckdb.database, source, vocabulary)
+    ok = [
+        (r.key, summary_text(r.output), r.output.get("title"), r.output.get("description"))
+        + (r.cached, r.stale)
+        for r in result.rows
+        if r.status == "ok"
+    ]
     out = pl.DataFrame(
         ok,
-        schema={"news_id": pl.Utf8, "summary": pl.Utf8, "cached": pl.Boolean, "stale": pl.Boolean},
+        schema={
+            "news_id": pl.Utf8,
+            "summary": pl.Utf8,
+            "new_title": pl.Utf8,
+            "description": pl.Utf8,
+            "cached": pl.Boolean,
+            "stale": pl.Boolean,
+        },
         orient="row",
     ).with_columns(
         pl.lit(result.model).alias("model"), pl.lit(result.prompt_version).alias("prompt_version")
@@ -148,6 +238,7 @@ def news_summaries(
             "items": items.height,
             "coverage": round(out.height / max(items.height, 1), 4),
             "sample": _sample_md(out.join(items, on="news_id"), ["title", "summary"]),
+            **_setup_metadata(config, llm, source, vocabulary),
             **_run_metadata(result, started),
         }
     )
@@ -166,12 +257,14 @@ def user_profiles(
     config: ProfilerConfig,
     llm: LLMResource,
     duckdb: DuckDBResource,
+    source: DatasetSource,
 ) -> pl.DataFrame:
-    """GENRE user profiler: interest topics chosen from the dataset's categories (plus optional
-    regions) from each user's recent history, most recently active users first. Answers outside
-    the vocabulary are repaired or rejected, never stored."""
+    """GENRE user profiler: interest topics (from the configured vocabulary: the dataset's
+    categories, GENRE's 19 news topics, a list of your own, or free-form) and optional regions,
+    from each user's recent history, most recently active users first. Answers are decoded
+    under the vocabulary's schema; answers from elsewhere are repaired or rejected, never stored
+    outside it."""
     from genre_dagster.enrichment.roles import RoleInput
-    from genre_dagster.enrichment.runner import vocabulary_config
 
     with duckdb.get_connection() as conn:
         categories = [
@@ -189,10 +282,9 @@ def user_profiles(
             """,
         )
     inputs = [RoleInput(key=u, fields={"history": t}) for u, t in users.iter_rows()]
+    vocabulary = _vocabulary(config, source, categories)
     started = time.perf_counter()
-    result = _run(
-        "profiler", inputs, config, llm, duckdb.database, vocabulary=vocabulary_config(categories)
-    )
+    result = _run("profiler", inputs, config, llm, duckdb.database, source, vocabulary)
     rows = [
         (r.key, r.output["topics"], r.output.get("regions", []), r.cached, r.stale)
         for r in result.rows
@@ -215,8 +307,11 @@ def user_profiles(
         {
             "dagster/row_count": out.height,
             "users_with_history": users.height,
-            "vocabulary_size": len(categories),
+            "distinct_topics": out.select(pl.col("topics").explode().n_unique()).item()
+            if out.height
+            else 0,
             "sample": _sample_md(out, ["user_id", "topics", "regions"]),
+            **_setup_metadata(config, llm, source, vocabulary),
             **_run_metadata(result, started),
         }
     )
@@ -241,13 +336,13 @@ def synthetic_items(
     config: GeneratorConfig,
     llm: LLMResource,
     duckdb: DuckDBResource,
+    source: DatasetSource,
 ) -> pl.DataFrame:
     """GENRE personalized generator for cold users (1..N history clicks): one synthetic item
     {title, abstract, category} per user, appended to that user's history by the scorers.
     Chain mode profiles the user first and conditions the generation on the profile.
     Synthetic items are flagged and never become candidates, labels or recommendations."""
     from genre_dagster.enrichment.roles import RoleInput
-    from genre_dagster.enrichment.runner import vocabulary_config
 
     if config.mode not in ("direct", "chain"):
         raise ValueError(f"mode must be 'direct' or 'chain', not {config.mode!r}")
@@ -270,10 +365,9 @@ def synthetic_items(
         )
     role = "chain_generator" if config.mode == "chain" else "generator"
     inputs = [RoleInput(key=u, fields={"history": items}) for u, items in cold.iter_rows()]
+    vocabulary = _vocabulary(config, source, categories)
     started = time.perf_counter()
-    result = _run(
-        role, inputs, config, llm, duckdb.database, vocabulary=vocabulary_config(categories)
-    )
+    result = _run(role, inputs, config, llm, duckdb.database, source, vocabulary)
     rows = [
         (
             synthetic_id(r.key, config.mode, config.prompt_version),
@@ -310,6 +404,7 @@ def synthetic_items(
             "cold_users_with_history": cold.height,
             "mode": config.mode,
             "sample": _sample_md(out, ["user_id", "category", "title"]),
+            **_setup_metadata(config, llm, source, vocabulary),
             **_run_metadata(result, started),
         }
     )

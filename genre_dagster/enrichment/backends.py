@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class ChatRequest:
     from it and return prefix + continuation; others let the model write the whole answer.
     `json_object` says the caller reads only the first JSON object of the answer: a backend may
     stop generating once that object is closed (nothing after it would be read).
+    `json_schema`: the JSON schema the answer must match; backends that can constrain decoding
+    to it do (local: llguidance; OpenAI-compatible: `response_format`), others ignore it and
+    the caller's validation decides.
     """
 
     key: str
@@ -30,6 +34,7 @@ class ChatRequest:
     item_id: str | None = None
     response_prefix: str = ""
     json_object: bool = False
+    json_schema: dict[str, Any] | None = field(default=None, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.messages:

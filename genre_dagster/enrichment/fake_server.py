@@ -7,6 +7,10 @@ regex over the first user message) and follows that item's script, one action pe
 `delay_seconds`), "bad_body" (not JSON). Items without a script follow `default_actions`
 (["ok"] unless given; e.g. ["http503"] is a server that is down). A final assistant message is
 treated as a prefill: the answer continues it, like llama.cpp's server.
+
+`response_formats` lists the `response_format` types the server takes (default: json_schema
+and json_object); a request with another type gets HTTP 400 naming `response_format`, as
+servers without structured output answer. Every request's format is kept in `formats`.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class FakeChatServer:
         item_pattern: str = r"title: (\S+)",
         delay_seconds: float = 1.5,
         default_actions: list[str] | None = None,
+        response_formats: tuple[str, ...] = ("json_schema", "json_object"),
     ) -> None:
         default_actions = ["ok"] if default_actions is None else list(default_actions)
         for actions in [*(script or {}).values(), default_actions]:
@@ -62,6 +67,8 @@ class FakeChatServer:
         self.requests: Counter[str] = Counter()
         self.log: list[tuple[str, str, dict[str, str]]] = []  # (item, action, headers)
         self.roles: list[str] = []  # role of the last message of each request
+        self.response_formats = tuple(response_formats)
+        self.formats: list[str | None] = []  # response_format type of each request
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -128,8 +135,14 @@ class FakeChatServer:
         match = self.item_pattern.search(users[0]) if users else None
         item = match.group(1) if match else "?"
         headers = dict(h.headers.items())
+        fmt = (body.get("response_format") or {}).get("type")
         with self._lock:
             self.roles.append((body.get("messages") or [{}])[-1].get("role", ""))
+            self.formats.append(fmt)
+        if fmt is not None and fmt not in self.response_formats:
+            message = f"response_format type {fmt!r} is not supported"
+            self._send(h, 400, json.dumps({"error": {"message": message}}))
+            return
         action = self._next_action(item, headers)
         auth = headers.get("Authorization", "")
         if action == "http500":

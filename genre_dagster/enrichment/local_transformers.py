@@ -1,8 +1,10 @@
 """A backend running a local causal LM with transformers (default: offline SmolLM2-135M GGUF).
 
 Prompts go through the tokenizer's chat template and are generated in batches with left padding
-(greedy unless a request sets a temperature). The model loads lazily on first use. If a whole batch
-fails (e.g. out of memory), its items are retried one by one so each gets its own result.
+(greedy unless a request sets a temperature). A request with a JSON schema is decoded under it
+(`constrained.SchemaLogitsProcessor`, llguidance): its answer is valid JSON of that schema. The
+model loads lazily on first use. If a whole batch fails (e.g. out of memory), its items are
+retried one by one so each gets its own result.
 """
 
 from __future__ import annotations
@@ -174,12 +176,13 @@ class TransformersBackend(LLMBackend):
 
     def render(self, request: ChatRequest) -> str:
         """The prompt text the model sees: chat template, assistant turn opened, then the
-        request's response prefix (small models follow a format far better when prefilled)."""
+        request's response prefix (small models follow a format far better when prefilled;
+        a request with a schema needs none: the schema forces the answer's start)."""
         self.load()
         prompt = self._tokenizer.apply_chat_template(
             [dict(m) for m in request.messages], tokenize=False, add_generation_prompt=True
         )
-        return prompt + request.response_prefix
+        return prompt + _prefix(request)
 
     def generate(self, requests: list[ChatRequest]) -> list[LLMResult]:
         """Generate in batches of `batch_size` (grouped by temperature, sorted by length)."""
@@ -244,8 +247,21 @@ class TransformersBackend(LLMBackend):
         prompt_len = enc["input_ids"].shape[1]
         stop = None
         if all(requests[i].json_object for i in idx):
-            prefixes = [requests[i].response_prefix for i in idx]
+            prefixes = [_prefix(requests[i]) for i in idx]
             stop = [_json_object_closed(tok, prefixes, prompt_len)]
+        processors = None
+        if any(requests[i].json_schema is not None for i in idx):
+            from transformers import LogitsProcessorList
+
+            from genre_dagster.enrichment.constrained import SchemaLogitsProcessor
+
+            constraint = SchemaLogitsProcessor(
+                tok,
+                int(model.get_output_embeddings().weight.shape[0]),
+                [requests[i].json_schema for i in idx],
+                prompt_len,
+            )
+            processors = LogitsProcessorList([constraint])
         with torch.inference_mode():
             out = model.generate(
                 **enc,
@@ -253,6 +269,7 @@ class TransformersBackend(LLMBackend):
                 pad_token_id=tok.pad_token_id,
                 eos_token_id=tok.eos_token_id,
                 stopping_criteria=stop,
+                logits_processor=processors,
                 **sampling,
                 **self.generation_kwargs,
             )
@@ -264,13 +281,18 @@ class TransformersBackend(LLMBackend):
             new = _answer_tokens(out[row, prompt_len:].tolist()[: requests[i].max_new_tokens], tok)
             results[i] = LLMResult(
                 key=requests[i].key,
-                text=requests[i].response_prefix + tok.decode(new, skip_special_tokens=True),
+                text=_prefix(requests[i]) + tok.decode(new, skip_special_tokens=True),
                 prompt_tokens=int(enc["attention_mask"][row].sum()),
                 completion_tokens=len(new),
                 seconds=seconds,
                 attempts=1,
             )
         return results
+
+
+def _prefix(request: ChatRequest) -> str:
+    """The prefilled start of the answer: none under a schema, which forces the start itself."""
+    return "" if request.json_schema is not None else request.response_prefix
 
 
 def _answer_tokens(new: list[int], tok: Any) -> list[int]:

@@ -42,6 +42,16 @@ class _Final(Exception):
     """A failure that another try would not fix."""
 
 
+class _FormatRejected(Exception):
+    """HTTP 400 about the `response_format` sent: the server does not take that form."""
+
+
+# How a request's JSON schema is sent, strongest first; a server that rejects one form gets
+# the next (remembered for the rest of the backend's life).
+STRUCTURED_MODES = ("json_schema", "json_object", "off")
+_FORMAT_WORDS = ("response_format", "json_schema", "json_object", "structured", "guided")
+
+
 class OpenAICompatibleBackend(LLMBackend):
     """POSTs `{base_url}/chat/completions` for each request.
 
@@ -65,6 +75,11 @@ class OpenAICompatibleBackend(LLMBackend):
         circuit_open_seconds: how long the circuit stays open (across `generate` calls on this
             instance) before one probe try is allowed; its success closes the circuit, its
             transient failure opens it for another period.
+        structured_output: how a request's JSON schema is sent: "json_schema" (`response_format`
+            with the schema, strict, as OpenAI, vLLM, SGLang, llama.cpp's server and Ollama
+            take it), "json_object" (JSON mode, no schema), "off" (prompt only). A server that
+            answers HTTP 400 about the format gets the next form at once, and the backend keeps
+            that form from then on (`structured_mode`, `structured_fallbacks`).
         sleep: backoff wait (a test hook). None: a wait that ends early when the circuit opens.
         clock: monotonic seconds for the breaker (a test hook).
     """
@@ -85,6 +100,7 @@ class OpenAICompatibleBackend(LLMBackend):
         circuit_open_seconds: float = 300.0,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        structured_output: str = "json_schema",
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"OpenAICompatibleBackend: base_url must be http(s), got {base_url!r}")
@@ -112,6 +128,14 @@ class OpenAICompatibleBackend(LLMBackend):
         self.prefill = prefill
         self._sleep = sleep
         self._breaker = _CircuitBreaker(circuit_breaker_failures, circuit_open_seconds, clock)
+        if structured_output not in STRUCTURED_MODES:
+            raise ValueError(
+                f"OpenAICompatibleBackend: structured_output must be one of {STRUCTURED_MODES}, "
+                f"got {structured_output!r}"
+            )
+        self.structured_mode = structured_output
+        self.structured_fallbacks: list[str] = []  # one line per downgrade, for metadata
+        self._mode_lock = threading.Lock()
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAICompatibleBackend(base_url={self.base_url!r}, model={self.model!r})"
@@ -153,8 +177,14 @@ class OpenAICompatibleBackend(LLMBackend):
             if refused is not None:  # logged once when the circuit opened, not per request
                 return _failed(request, refused, start, attempts)
             attempts += 1
+            mode = self.structured_mode
             try:
-                text, usage = self._post(client, request)
+                text, usage = self._post(client, request, mode)
+            except _FormatRejected as exc:
+                self._breaker.no_verdict()
+                self._downgrade(mode, self._scrub(str(exc)))
+                attempts -= 1  # the server answered; the request is sent again in the next form
+                continue
             except _Retryable as exc:
                 reason = self._scrub(exc.reason)
                 self._breaker.failure(reason)
@@ -194,8 +224,21 @@ class OpenAICompatibleBackend(LLMBackend):
         logger.warning("request %s: %s", request.key[:12], error)
         return _failed(request, error, start, attempts)
 
-    def _post(self, client: Any, request: ChatRequest) -> tuple[str, dict[str, int]]:
-        """One HTTP try: the answer text and usage, or _Retryable / _Final."""
+    def _downgrade(self, rejected: str, reason: str) -> None:
+        """The server refused `rejected`: use the next structured-output form from now on."""
+        with self._mode_lock:
+            if self.structured_mode != rejected or rejected == "off":
+                return  # another thread already moved on
+            self.structured_mode = STRUCTURED_MODES[STRUCTURED_MODES.index(rejected) + 1]
+            line = f"{rejected} -> {self.structured_mode}: {reason}"
+            self.structured_fallbacks.append(line)
+        logger.warning("server rejected response_format %s; using %s from now on (%s)",
+                       rejected, self.structured_mode, reason)  # fmt: skip
+
+    def _post(
+        self, client: Any, request: ChatRequest, mode: str = "off"
+    ) -> tuple[str, dict[str, int]]:
+        """One HTTP try: the answer text and usage, or _Retryable / _Final / _FormatRejected."""
         import httpx
 
         messages = [dict(m) for m in request.messages]
@@ -209,6 +252,9 @@ class OpenAICompatibleBackend(LLMBackend):
             "max_tokens": request.max_new_tokens,
             "temperature": request.temperature,
         }
+        response_format = _response_format(request, mode)
+        if response_format is not None:
+            body["response_format"] = response_format
         try:
             response = client.post(f"{self.base_url}/chat/completions", json=body)
         except httpx.TimeoutException as exc:
@@ -223,6 +269,8 @@ class OpenAICompatibleBackend(LLMBackend):
                 f"HTTP {status}: {_snippet(response.text)}",
                 _retry_after(response.headers.get("Retry-After")),
             )
+        if status == 400 and response_format is not None and _about_format(response.text):
+            raise _FormatRejected(f"HTTP 400: {_snippet(response.text)}")
         if status >= 400:
             raise _Final(f"HTTP {status} (not retried): {_snippet(response.text)}")
         try:
@@ -335,6 +383,24 @@ class _CircuitBreaker:
             self._reason,
             self.open_seconds,
         )
+
+
+def _response_format(request: ChatRequest, mode: str) -> dict[str, Any] | None:
+    """The `response_format` of a request under `mode` (None: send none)."""
+    if request.json_schema is None or mode == "off":
+        return None
+    if mode == "json_object":
+        return {"type": "json_object"}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": request.json_schema, "strict": True},
+    }
+
+
+def _about_format(body: str) -> bool:
+    """Whether an HTTP 400 body names the structured-output request (not the prompt)."""
+    text = body.lower()
+    return any(word in text for word in _FORMAT_WORDS)
 
 
 def _failed(request: ChatRequest, error: str, start: float, attempts: int) -> LLMResult:

@@ -50,10 +50,15 @@ class PromptTemplate:
         """Names used in the system and user texts."""
         return set(_PLACEHOLDER.findall(self.system)) | set(_PLACEHOLDER.findall(self.user))
 
-    def render(self, values: dict[str, str]) -> tuple[dict[str, str], ...]:
-        """System and user messages with every placeholder filled (values used verbatim)."""
+    def render(
+        self, values: dict[str, str], optional: frozenset[str] = frozenset()
+    ) -> tuple[dict[str, str], ...]:
+        """System and user messages with every placeholder filled (values used verbatim).
+
+        Every value must be used, except those named in `optional` (context a template
+        generation may leave out, e.g. the domain's nouns in a v1 template)."""
         missing = self.placeholders - set(values)
-        unused = set(values) - self.placeholders
+        unused = set(values) - self.placeholders - optional
         if missing or unused:
             raise ValueError(
                 f"template {self.role}_{self.version}: missing values {sorted(missing)}, "
@@ -119,13 +124,21 @@ def load_template(
 
 
 def input_hash(
-    role: str, version: str, messages: tuple[dict[str, str], ...], response_prefix: str = ""
+    role: str,
+    version: str,
+    messages: tuple[dict[str, str], ...],
+    response_prefix: str = "",
+    schema: dict | None = None,
 ) -> str:
-    """sha256 of (role, prompt version, rendered messages, response prefix): any change to the
-    prompt changes the hash."""
-    canonical = json.dumps(
-        [role, version, [[m["role"], m["content"]] for m in messages], response_prefix],
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    """sha256 of (role, prompt version, rendered messages, response prefix, answer schema): any
+    change to the prompt, or to what the answer may contain, changes the hash."""
+    parts: list[object] = [
+        role,
+        version,
+        [[m["role"], m["content"]] for m in messages],
+        response_prefix,
+    ]
+    if schema is not None:  # unconstrained requests keep the hashes they always had
+        parts.append(schema)
+    canonical = json.dumps(parts, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

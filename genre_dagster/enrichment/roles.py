@@ -11,18 +11,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from genre_dagster.enrichment.choices import domain_nouns
 from genre_dagster.enrichment.sanitize import PromptLimits, clean_text, history_block
 from genre_dagster.enrichment.schemas import VocabularyConfig
 
 ROLES = ("summarizer", "profiler", "generator", "chain_generator")
 
-# Answers are short JSON objects; these caps leave room without paying for rambling.
-DEFAULT_MAX_NEW_TOKENS = {
-    "summarizer": 64,
-    "profiler": 96,
-    "generator": 192,
-    "chain_generator": 192,
-}
+# Values every template may use or leave out (the domain's nouns, the profiler's rules for
+# its two template generations); any other value a template does not use is an error.
+CONTEXT_VALUES = frozenset(
+    {"item_noun", "items_noun", "topics", "regions", "max_topics", "topic_rule", "region_rule",
+     "answer_form"}
+)  # fmt: skip
 
 # The reminder appended when an answer fails validation (one stricter retry).
 STRICT_REMINDER = (
@@ -45,30 +45,33 @@ class RoleInput:
 
 
 def prompt_values(
-    role: str, fields: Mapping[str, Any], limits: PromptLimits, vocab: VocabularyConfig
+    role: str,
+    fields: Mapping[str, Any],
+    limits: PromptLimits,
+    vocab: VocabularyConfig,
+    domain: str = "news",
 ) -> dict[str, str]:
     """The template values of `role` for one input; ValueError names a missing/bad field."""
     cap = limits.max_field_chars
+    item_noun, items_noun = domain_nouns(domain)
+    nouns = {"item_noun": item_noun, "items_noun": items_noun}
     if role == "summarizer":
         title = clean_text(fields.get("title"), cap)
         if not title:
             raise ValueError("summarizer input needs a non-empty title")
         return {
+            **nouns,
             "title": title,
-            "abstract": clean_text(fields.get("abstract"), cap),
+            "abstract": clean_text(fields.get("abstract"), cap) or "(none)",
             "category": clean_text(fields.get("category"), cap),
             "subcategory": clean_text(fields.get("subcategory"), cap),
         }
     if role == "profiler":
-        if vocab.topics is None:
-            raise ValueError("profiler needs a topic vocabulary")
         lines = [clean_text(_title_of(entry), cap) for entry in _history(fields)]
-        regions = vocab.regions.terms if vocab.regions is not None else ()
         return {
+            **nouns,
             "history": history_block([line for line in lines if line], limits),
-            "topics": ", ".join(vocab.topics.terms),
-            "regions": ", ".join(regions) if regions else "(none: always use an empty list)",
-            "max_topics": str(vocab.max_topics),
+            **_profiler_rules(vocab),
         }
     if role in ("generator", "chain_generator"):
         if vocab.categories is None:
@@ -81,6 +84,7 @@ def prompt_values(
             if title:
                 lines.append(f"({clean_text(entry.get('category'), 50) or 'unknown'}) {title}")
         values = {
+            **nouns,
             "history": history_block(lines, limits),
             "categories": ", ".join(vocab.categories.terms),
         }
@@ -91,6 +95,40 @@ def prompt_values(
             values["topics"] = ", ".join(clean_text(t, 50) for t in topics)
         return values
     raise ValueError(f"unknown role {role!r}; known: {ROLES}")
+
+
+def _profiler_rules(vocab: VocabularyConfig) -> dict[str, str]:
+    """The profiler's topic and region instructions under `vocab` (v2 rules; v1 lists)."""
+    n = vocab.max_topics
+    if vocab.open_topics:
+        topic_rule = (
+            f"up to {n} interests in your own words, each one to {vocab.limits.term_words} "
+            "words (a subject, theme or genre, not a title)"
+        )
+        topics = "(any: your own words)"
+    elif vocab.topics is not None and vocab.topics.terms:
+        topics = ", ".join(vocab.topics.terms)
+        topic_rule = f"up to {n} topics chosen only from this list: {topics}"
+    else:
+        raise ValueError("profiler needs a topic vocabulary")
+    if vocab.has_regions:
+        regions = ", ".join(vocab.regions.terms)  # type: ignore[union-attr]
+        region_rule = (
+            f'- "regions": up to {vocab.max_regions} places the user seems interested in, chosen '
+            f"only from this list: {regions}. Use an empty list when none apply.\n"
+        )
+        form = '{"topics": ["<topic>", ...], "regions": ["<region>", ...]}'
+    else:
+        regions, region_rule = "(none: always use an empty list)", ""
+        form = '{"topics": ["<topic>", ...]}'
+    return {
+        "topics": topics,
+        "regions": regions,
+        "max_topics": str(n),
+        "topic_rule": topic_rule,
+        "region_rule": region_rule,
+        "answer_form": form,
+    }
 
 
 def _history(fields: Mapping[str, Any]) -> list[Any]:

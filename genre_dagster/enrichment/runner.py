@@ -19,7 +19,7 @@ from genre_dagster.enrichment.cache import ResponseCache
 from genre_dagster.enrichment.prompts import load_template
 from genre_dagster.enrichment.roles import ROLES, RoleInput
 from genre_dagster.enrichment.sanitize import PromptLimits
-from genre_dagster.enrichment.schemas import VocabularyConfig
+from genre_dagster.enrichment.schemas import OutputLimits, VocabularyConfig
 from genre_dagster.enrichment.stage import RoleRow, RoleRunResult, Stage, stats_of
 from genre_dagster.enrichment.vocabulary import Vocabulary, us_states_vocabulary
 
@@ -31,8 +31,10 @@ def vocabulary_config(
     topics: Sequence[str] | Vocabulary | None = None,
     regions: Sequence[str] | Vocabulary | None = None,
     max_topics: int = 5,
+    limits: OutputLimits | None = None,
 ) -> VocabularyConfig:
-    """Vocabularies for the roles: topics default to the categories, regions to US states."""
+    """Vocabularies for the roles: topics default to the categories, regions to US states
+    (`choices.vocabulary_for` reads the same from configuration strings)."""
     as_vocab = lambda v: v if isinstance(v, Vocabulary) else Vocabulary.of(v)  # noqa: E731
     cats = as_vocab(categories)
     return VocabularyConfig(
@@ -40,6 +42,7 @@ def vocabulary_config(
         categories=cats,
         regions=as_vocab(regions) if regions is not None else us_states_vocabulary(),
         max_topics=max_topics,
+        limits=limits or OutputLimits(),
     )
 
 
@@ -51,14 +54,16 @@ def run_role(
     budget: int | None = None,
     batch_size: int = 8,
     vocabulary: VocabularyConfig | None = None,
-    prompt_version: str = "v1",
-    profiler_version: str = "v1",
+    prompt_version: str = "v2",
+    profiler_version: str = "v2",
     limits: PromptLimits | None = None,
     max_new_tokens: int | None = None,
     temperature: float = 0.0,
     retry_failed: bool = True,
     validation_retries: int = 1,
     template_folder: str | Path | None = None,
+    domain: str = "news",
+    constrained: bool = True,
 ) -> RoleRunResult:
     """Run `role` over `inputs` (newest first) and return one row per input, in input order.
 
@@ -71,6 +76,9 @@ def run_role(
         retry_failed: send items whose cached answer failed again (True) or report the cached
             failure (False).
         validation_retries: stricter-reminder retries after an invalid answer.
+        domain: what the items are ("news", "books", "podcast episode"), named in the prompts.
+        constrained: attach the role's JSON schema to every request, so backends that can
+            constrain decoding to it do (part of the cache key).
     """
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; known: {ROLES}")
@@ -90,6 +98,8 @@ def run_role(
         validation_retries=validation_retries,
         budget=budget,
         sent=set(),
+        domain=domain,
+        constrained=constrained,
     )
     load = lambda r, v: load_template(r, v, template_folder)  # noqa: E731
     if role != "chain_generator":

@@ -17,13 +17,19 @@ from genre_dagster.enrichment.backends import ChatRequest, LLMBackend, LLMResult
 from genre_dagster.enrichment.cache import CachedResponse, ResponseCache
 from genre_dagster.enrichment.prompts import PromptTemplate, input_hash
 from genre_dagster.enrichment.roles import (
-    DEFAULT_MAX_NEW_TOKENS,
+    CONTEXT_VALUES,
     STRICT_REMINDER,
     RoleInput,
     prompt_values,
 )
 from genre_dagster.enrichment.sanitize import PromptLimits
-from genre_dagster.enrichment.schemas import Validated, VocabularyConfig, validate_answer
+from genre_dagster.enrichment.schemas import (
+    Validated,
+    VocabularyConfig,
+    json_schema,
+    max_answer_tokens,
+    validate_answer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +94,32 @@ class Stage:
     validation_retries: int
     budget: int | None
     sent: set[str]
+    domain: str = "news"
+    constrained: bool = True
+
+    def render(self, template: PromptTemplate, fields: Any) -> tuple[dict[str, str], ...]:
+        """The messages of one input (ValueError for an invalid input)."""
+        values = prompt_values(template.role, fields, self.limits, self.vocab, self.domain)
+        return template.render(values, CONTEXT_VALUES)
+
+    def request_for(
+        self, template: PromptTemplate, item: RoleInput, max_new_tokens: int | None
+    ) -> ChatRequest:
+        """The chat request of one input: rendered, hashed (prompt + schema), schema attached."""
+        role, version = template.role, template.version
+        messages = self.render(template, item.fields)
+        schema = json_schema(role, self.vocab) if self.constrained else None
+        prefix = "" if schema is not None else template.response_prefix
+        return ChatRequest(
+            key=input_hash(role, version, messages, prefix, schema),
+            messages=messages,
+            max_new_tokens=max_new_tokens or max_answer_tokens(role, self.vocab),
+            temperature=self.temperature,
+            item_id=item.key,
+            response_prefix=prefix,
+            json_object=True,
+            json_schema=schema,
+        )
 
     def run(
         self, template: PromptTemplate, inputs: Sequence[RoleInput], max_new_tokens: int | None
@@ -99,22 +131,10 @@ class Stage:
         hashed: list[tuple[RoleInput, ChatRequest]] = []
         for item in inputs:
             try:
-                messages = template.render(
-                    prompt_values(role, item.fields, self.limits, self.vocab)
-                )
+                request = self.request_for(template, item, max_new_tokens)
             except ValueError as exc:
                 rows[item.key] = RoleRow(item.key, "failed", None, f"invalid input: {exc}", False)
                 continue
-            prefix = template.response_prefix
-            request = ChatRequest(
-                key=input_hash(role, version, messages, prefix),
-                messages=messages,
-                max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS[role],
-                temperature=self.temperature,
-                item_id=item.key,
-                response_prefix=prefix,
-                json_object=True,
-            )
             hashed.append((item, request))
         cached = (
             self.cache.get(role, version, model, [r.key for _, r in hashed]) if self.cache else {}
@@ -221,6 +241,7 @@ def _stricter(request: ChatRequest, answered: tuple[LLMResult, Validated]) -> Ch
         item_id=request.item_id,
         response_prefix=request.response_prefix,
         json_object=request.json_object,
+        json_schema=request.json_schema,
     )
 
 

@@ -136,6 +136,34 @@ class Vocabulary:
         return None, f"rejected {value!r}: not in the vocabulary"
 
 
+# GENRE's MIND profiler chose interest topics only from these 19 (the paper's prompt).
+GENRE_NEWS_TOPICS: tuple[str, ...] = (
+    "health", "education", "travel", "religion", "culture", "food", "fashion", "technology",
+    "social media", "gender and sexuality", "race and ethnicity", "history", "economy",
+    "finance", "real estate", "transportation", "weather", "disasters", "international news",
+)  # fmt: skip
+
+_KEEP_FINAL_S = ("ss", "us", "is", "os", "news", "ics")
+
+
+def normalize_open_term(value: str) -> str:
+    """A free-form interest as stored: Unicode NFKC, lower case, single spaces, no surrounding
+    punctuation, and the last word singular ("Board Games" and "board game" are one term)."""
+    value = unicodedata.normalize("NFKC", value).lower().replace("_", " ")
+    value = " ".join(re.sub(r"[^\w&'+-]+", " ", value).split()).strip("&'+- ")
+    if not value:
+        return ""
+    *head, last = value.split(" ")
+    if len(last) > 3 and not last.endswith(_KEEP_FINAL_S):
+        if last.endswith("ies") and len(last) > 4:
+            last = last[:-3] + "y"
+        elif last.endswith(("ches", "shes", "xes", "sses")):
+            last = last[:-2]
+        elif last.endswith("s"):
+            last = last[:-1]
+    return " ".join([*head, last])
+
+
 def us_states_vocabulary() -> Vocabulary:
     """US states (and DC) by name, with their postal abbreviations as synonyms."""
     return Vocabulary(tuple(US_STATES.values()), synonyms=dict(US_STATES), fuzzy_cutoff=0.85)

@@ -50,6 +50,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
         items_file=settings.items_file,
         interactions_file=settings.interactions_file,
         column_map=settings.column_map,
+        domain=settings.domain,
+        profile_topics=settings.profile_topics,
+        profile_regions=settings.profile_regions,
     )
     llm = LLMResource(
         backend=settings.llm_backend,

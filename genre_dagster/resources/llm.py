@@ -36,6 +36,11 @@ class LLMResource(dg.ConfigurableResource):
         description="openai: consecutive transient failures after which the remaining requests "
         "fail at once (server treated as down for 300 s); 0 disables",
     )
+    structured_output: str = Field(
+        default="json_schema",
+        description="openai: how the role's JSON schema is sent: json_schema (response_format, "
+        "strict) | json_object | off; a server that rejects one form with HTTP 400 gets the next",
+    )
     batch_size: int = Field(default=8, description="prompts generated together")
     device: str = Field(default="cpu")
     dtype: str = Field(
@@ -72,6 +77,7 @@ class LLMResource(dg.ConfigurableResource):
                 max_concurrency=self.max_concurrency,
                 max_retries=self.max_retries,
                 circuit_breaker_failures=self.circuit_breaker_failures,
+                structured_output=self.structured_output,
             )
         elif self.backend == "precomputed":
             from genre_dagster.enrichment.precomputed import PrecomputedBackend

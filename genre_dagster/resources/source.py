@@ -43,6 +43,26 @@ class DatasetSource(dg.ConfigurableResource):
         default_factory=dict,
         description="generic: canonical column -> column in your files, e.g. item_id: book_id",
     )
+    domain: str = Field(
+        default="",
+        description="what the items are, named in every LLM prompt: news | books | products | "
+        "any noun phrase ('podcast episode'); '' = news for demo/mind, item for generic",
+    )
+    profile_topics: str = Field(
+        default="auto",
+        description="the profiler's topics: auto (categories, or open for a one-category "
+        "catalogue) | categories | genre_news | open | file:PATH | a comma-separated list",
+    )
+    profile_regions: str = Field(
+        default="auto",
+        description="the profiler's regions: auto (US states for news, else off) | off | "
+        "us_states | file:PATH | a comma-separated list",
+    )
+
+    @property
+    def item_domain(self) -> str:
+        """The domain named in prompts (see `domain`)."""
+        return self.domain or ("item" if self.kind == "generic" else "news")
 
     @property
     def root(self) -> Path:

@@ -80,14 +80,15 @@ def instruction_to_params(
         return InstructionResult(None, _unmapped(text, "the instruction is empty"), None)
     template = load_template(ROLE, prompt_version)
     messages = template.render({"instruction": text, "categories": ", ".join(vocab.terms)})
-    prefix = template.response_prefix
+    schema = steering_schema(vocab)
     request = ChatRequest(
-        key=input_hash(ROLE, prompt_version, messages, prefix),
+        key=input_hash(ROLE, prompt_version, messages, "", schema),
         messages=messages,
         max_new_tokens=max_new_tokens,
         item_id="instruction",
-        response_prefix=prefix,
+        response_prefix=template.response_prefix,
         json_object=True,
+        json_schema=schema,
     )
     if cache is not None:
         hit = cache.get(ROLE, prompt_version, backend.model_name, [request.key]).get(request.key)
@@ -132,6 +133,41 @@ def instruction_to_params(
     return _result(text, output, error, result.text, notes, cached=False)
 
 
+def steering_schema(vocab: Vocabulary) -> dict[str, Any]:
+    """The JSON schema of a steering answer over `vocab`, for constrained decoding.
+
+    Written out rather than derived from `SteeringAnswer`: a boost is an object whose optional
+    keys are the categories, which a pydantic model of the run's categories would express only
+    as one nullable field per category (and a small model then lists every one as null)."""
+    number = {"type": "number", "minimum": -MAX_WEIGHT, "maximum": MAX_WEIGHT}
+    return {
+        "type": "object",
+        "properties": {
+            "boost": {
+                "type": "object",
+                "properties": {term: number for term in vocab.terms},
+                "additionalProperties": False,
+            },
+            "exclude": {
+                "type": "array",
+                "items": {"type": "string", "enum": list(vocab.terms)},
+                "maxItems": len(vocab.terms),
+            },
+            "freshness_days": {
+                "anyOf": [
+                    {"type": "integer", "minimum": 1, "maximum": MAX_FRESHNESS_DAYS},
+                    {"type": "null"},
+                ]
+            },
+            "diversity": {
+                "anyOf": [{"type": "number", "minimum": 0, "maximum": 1}, {"type": "null"}]
+            },
+        },
+        "required": ["boost", "exclude", "freshness_days", "diversity"],
+        "additionalProperties": False,
+    }
+
+
 def _generate(backend: LLMBackend, request: ChatRequest) -> LLMResult:
     results = backend.generate([request])
     check_aligned([request], results, type(backend).__name__)
@@ -152,6 +188,7 @@ def _stricter(request: ChatRequest, answer: str, reason: str) -> ChatRequest:
         item_id=request.item_id,
         response_prefix=request.response_prefix,
         json_object=request.json_object,
+        json_schema=request.json_schema,
     )
 
 

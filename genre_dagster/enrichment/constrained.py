@@ -1,0 +1,168 @@
+"""Schema-constrained decoding for local transformers models, with llguidance.
+
+Each row of a batch gets a matcher compiled from its request's JSON schema. Before every
+decoding step the matcher's token mask sets the logits of tokens the schema does not allow to
+-inf, so the answer is valid JSON of that schema by construction (closed vocabularies as
+`enum`, list and string lengths included), whatever the model would have preferred. After the
+answer is complete only the end-of-sequence token is allowed.
+
+llguidance was chosen after `benchmarks/structured_engines.py` (a Rust wheel with no
+dependencies, no native build, microseconds per mask); see docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+# One compiled tokenizer per HF tokenizer object: building it reads the whole vocabulary (~1 s).
+_TOKENIZERS: dict[int, Any] = {}
+_LOCK = threading.Lock()
+
+# Compact JSON: a flexible-whitespace grammar lets a small model pad answers with newlines.
+_COMPILE_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+
+
+def ll_tokenizer(tokenizer: Any, n_vocab: int) -> Any:
+    """The llguidance tokenizer for a Hugging Face fast tokenizer (built once, cached)."""
+    import llguidance.hf
+
+    key = id(tokenizer)
+    with _LOCK:
+        cached = _TOKENIZERS.get(key)
+        if cached is None or cached[0] is not tokenizer:
+            cached = (tokenizer, llguidance.hf.from_tokenizer(tokenizer, n_vocab=n_vocab))
+            _TOKENIZERS[key] = cached
+    return cached[1]
+
+
+def grammar_for(schema: dict[str, Any]) -> str:
+    """The llguidance grammar of a JSON schema; ValueError names what the engine rejects."""
+    import llguidance
+
+    grammar = llguidance.LLMatcher.grammar_from_json_schema(
+        json.dumps(schema), overrides=_COMPILE_OPTIONS
+    )
+    is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
+    if is_error:
+        raise ValueError(f"the JSON schema cannot be compiled for constrained decoding: {messages}")
+    return grammar
+
+
+class SchemaLogitsProcessor:
+    """A transformers logits processor that keeps each row inside its JSON schema.
+
+    Args:
+        tokenizer: the model's (fast) tokenizer.
+        n_vocab: the width of the model's logits (may exceed the tokenizer's vocabulary).
+        schemas: one JSON schema per batch row (None leaves a row unconstrained).
+        prompt_len: the padded prompt length of the batch (tokens after it are generated).
+        prefixes: token ids already written into each row's answer (a prefilled response
+            prefix); the matcher consumes them first.
+        no_repeat_ngram: ban a token that would repeat an n-gram of this answer (not of the
+            prompt, so copying facts from the item stays possible), as long as the schema still
+            allows another token; 0 disables. Small greedy models otherwise loop ("a new story
+            about a new story ...") until the length cap.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        n_vocab: int,
+        schemas: Sequence[dict[str, Any] | None],
+        prompt_len: int,
+        prefixes: Sequence[Sequence[int]] = (),
+        no_repeat_ngram: int = 4,
+    ) -> None:
+        import llguidance
+
+        self.n_vocab = n_vocab
+        self.prompt_len = prompt_len
+        self.eos_token_id = tokenizer.eos_token_id
+        # generate() pads a row that finished (eos, or a stopping criterion) with pad tokens
+        self.end_tokens = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+        lltok = ll_tokenizer(tokenizer, n_vocab)
+        grammars: dict[str, str] = {}
+        self.matchers: list[Any] = []
+        for row, schema in enumerate(schemas):
+            if schema is None:
+                self.matchers.append(None)
+                continue
+            text = json.dumps(schema, sort_keys=True)
+            if text not in grammars:
+                grammars[text] = grammar_for(schema)
+            matcher = llguidance.LLMatcher(lltok, grammars[text], log_level=0)
+            prefix = list(prefixes[row]) if row < len(prefixes) else []
+            if prefix and not matcher.consume_tokens(prefix):
+                raise ValueError(
+                    f"the response prefix of row {row} does not fit its schema: "
+                    f"{matcher.get_error()}"
+                )
+            self.matchers.append(matcher)
+        self.finished = [False] * len(self.matchers)
+        self.generated: list[list[int]] = [[] for _ in self.matchers]
+        self.no_repeat_ngram = no_repeat_ngram
+        self.mask_calls = 0
+        self.repeats_banned = 0
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import numpy as np
+        import torch
+
+        step = input_ids.shape[1] - self.prompt_len
+        words = (self.n_vocab + 31) // 32
+        bitmask = np.zeros((len(self.matchers), words), dtype=np.int32)
+        constrained = np.zeros(len(self.matchers), dtype=bool)
+        for row, matcher in enumerate(self.matchers):
+            if matcher is None:
+                continue
+            constrained[row] = True
+            if step > 0 and not self.finished[row]:
+                token = int(input_ids[row, -1])
+                if token in self.end_tokens:
+                    self.finished[row] = True
+                elif not matcher.consume_token(token):
+                    raise RuntimeError(f"constrained decoding lost track: {matcher.get_error()}")
+                else:
+                    self.generated[row].append(token)
+            if self.finished[row] or matcher.is_stopped():
+                bitmask[row, self.eos_token_id // 32] = np.int32(
+                    np.uint32(1 << (self.eos_token_id % 32)).view(np.int32)
+                )
+                continue
+            matcher.unsafe_compute_mask_ptr(
+                bitmask[row].ctypes.data, bitmask[row].size * bitmask.itemsize
+            )
+            self.mask_calls += 1
+        if not constrained.any():
+            return scores
+        allowed_np = np.unpackbits(bitmask.view(np.uint8), axis=1, bitorder="little")
+        allowed_np = allowed_np[:, : scores.shape[1]].astype(bool)
+        for row in range(len(self.matchers)):
+            if constrained[row] and not self.finished[row]:
+                self._ban_repeats(row, allowed_np[row])
+        allowed = torch.from_numpy(allowed_np)
+        allowed[~torch.from_numpy(constrained)] = True
+        return scores.masked_fill(~allowed.to(scores.device), float("-inf"))
+
+    def _ban_repeats(self, row: int, allowed: Any) -> None:
+        """Clear the tokens that would repeat an n-gram of this row's answer, unless that
+        would leave no token at all."""
+        n, seen = self.no_repeat_ngram, self.generated[row]
+        if n < 2 or len(seen) < n:
+            return
+        tail = seen[len(seen) - n + 1 :]
+        banned = [
+            seen[i + n - 1]
+            for i in range(len(seen) - n + 1)
+            if seen[i : i + n - 1] == tail and allowed[seen[i + n - 1]]
+        ]
+        if not banned:
+            return
+        keep = allowed.copy()
+        keep[banned] = False
+        if keep.any():
+            allowed[banned] = False
+            self.repeats_banned += 1
