@@ -18,6 +18,7 @@ from pydantic import Field
 
 from genre_dagster.resources.llm import LLMResource
 from genre_dagster.resources.model_store import ModelStore
+from genre_dagster.resources.source import DatasetSource
 from genre_dagster.scoring.loading import query_frame, table_exists
 from genre_dagster.serving.promotion import PromotionDecision, decide_promotion
 
@@ -192,6 +193,7 @@ def recommendations(
     duckdb: DuckDBResource,
     model_store: ModelStore,
     llm: LLMResource,
+    source: DatasetSource,
 ) -> pl.DataFrame:
     """Top-K per active user from the serving scorer over the recent candidate pool, seen and
     synthetic items excluded, each with a short explanation (similar history item, profile
@@ -260,7 +262,9 @@ def recommendations(
             )
         return scorer.score_pool(data.history[rows], candidates, items)
 
-    steering, steering_notes = _steering(config, items.category_names, llm, duckdb)
+    steering, steering_notes = _steering(
+        config, items.category_names, llm, duckdb, source.item_domain
+    )
     segments = users["segment"].fill_null("warm").to_list()
     per_user = resolve_segments(steering, segments)
     steered = any(not params.is_neutral for params in per_user)
@@ -335,7 +339,9 @@ def recommendations(
     return out
 
 
-def _steering(config: RecommendationConfig, categories: list[str], llm: LLMResource, duckdb):
+def _steering(
+    config: RecommendationConfig, categories: list[str], llm: LLMResource, duckdb, domain: str
+):
     """Steering per segment ("all", "cold", "warm") and notes for the metadata.
 
     Explicit parameters are validated against the dataset's categories (unknown ones fail the
@@ -355,7 +361,11 @@ def _steering(config: RecommendationConfig, categories: list[str], llm: LLMResou
     base.check_categories(categories)
     if config.instruction.strip():
         mapped = instruction_to_params(
-            config.instruction, categories, llm.get_backend(), ResponseCache(duckdb.database)
+            config.instruction,
+            categories,
+            llm.get_backend(),
+            ResponseCache(duckdb.database),
+            domain=domain,
         )
         notes.append(mapped.message)
         if mapped.params is not None:

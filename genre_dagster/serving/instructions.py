@@ -18,9 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from genre_dagster.enrichment.backends import ChatRequest, LLMBackend, LLMResult, check_aligned
 from genre_dagster.enrichment.cache import CachedResponse, ResponseCache
+from genre_dagster.enrichment.choices import domain_nouns
 from genre_dagster.enrichment.json_repair import parse_json_object
 from genre_dagster.enrichment.prompts import input_hash, load_template
-from genre_dagster.enrichment.roles import STRICT_REMINDER
+from genre_dagster.enrichment.roles import CONTEXT_VALUES, STRICT_REMINDER
 from genre_dagster.enrichment.sanitize import clean_text
 from genre_dagster.enrichment.vocabulary import Vocabulary
 from genre_dagster.serving.steering import (
@@ -61,9 +62,10 @@ def instruction_to_params(
     categories: Sequence[str] | Vocabulary,
     backend: LLMBackend,
     cache: ResponseCache | None = None,
-    prompt_version: str = "v1",
-    max_new_tokens: int = 64,
+    prompt_version: str = "v2",
+    max_new_tokens: int = 96,
     validation_retries: int = 1,
+    domain: str = "news",
 ) -> InstructionResult:
     """Map a reader's instruction to `SteeringParams` with the LLM (role "steering").
 
@@ -79,7 +81,12 @@ def instruction_to_params(
     if not text:
         return InstructionResult(None, _unmapped(text, "the instruction is empty"), None)
     template = load_template(ROLE, prompt_version)
-    messages = template.render({"instruction": text, "categories": ", ".join(vocab.terms)})
+    item_noun, items_noun = domain_nouns(domain)
+    messages = template.render(
+        {"instruction": text, "categories": ", ".join(vocab.terms), "items_noun": items_noun,
+         "item_noun": item_noun},
+        CONTEXT_VALUES,
+    )  # fmt: skip
     schema = steering_schema(vocab)
     request = ChatRequest(
         key=input_hash(ROLE, prompt_version, messages, "", schema),
