@@ -31,11 +31,11 @@ def genre_responder(item: str, body: dict[str, Any]) -> str:
                 }
             )
         return "Sorry, I am not sure what you mean."
-    if "reading habits" in system:  # profiler: the first allowed topic
+    if "Describe the user's interests" in text:  # profiler: the first allowed topic
         allowed = TOPIC_LIST.search(text)
         first = allowed.group(1).split(",")[0].strip().strip("[]\"'") if allowed else "news"
         return json.dumps({"topics": [first], "regions": []})
-    if "news writer" in system:  # generator: stay in the user's first category
+    if '"category"' in text:  # generator: stay in the user's first category
         found = CATEGORY_IN_HISTORY.search(text)
         category = found.group(1) if found else "news"
         return json.dumps(
@@ -46,7 +46,8 @@ def genre_responder(item: str, body: dict[str, Any]) -> str:
             }
         )
     title = re.search(r"title: ([^\n]+)", text)
-    return json.dumps({"title": f"Report: {title.group(1) if title else item}"})
+    headline = title.group(1) if title else item
+    return json.dumps({"title": f"Report: {headline}", "description": f"About {headline}."})
 
 
 def fake_llm_server() -> FakeChatServer:
