@@ -211,7 +211,12 @@ def test_leaderboard_has_every_scorer_variant_and_references(world):
         "nrms_summary",
         "nrms_profile",
         "nrms_generated",
+        "nrms_genre_all",
         "naml",
+        "naml_summary",
+        "naml_profile",
+        "naml_generated",
+        "naml_genre_all",
         "ensemble",
         "random",
         "oracle",
@@ -220,6 +225,44 @@ def test_leaderboard_has_every_scorer_variant_and_references(world):
     auc = {s: a for s, seg, a in rows if seg == "all"}
     assert auc["oracle"] > max(a for s, a in auc.items() if s != "oracle")
     assert abs(auc["random"] - 0.5) < 0.08
+
+
+def test_leaderboard_puts_each_genre_variant_next_to_its_base(world):
+    """Every GENRE variant row holds its base and the AUC difference on the same impressions,
+    with a paired-bootstrap interval and a verdict; the metadata shows them as a table."""
+    from genre_dagster.scoring.variants import variant_bases
+
+    rows = _query(
+        world,
+        "select scorer, segment, base, auc, auc_delta, auc_delta_low, auc_delta_high, "
+        "auc_delta_verdict from evaluation.leaderboard",
+    )
+    by = {(r[0], r[1]): r for r in rows}
+    bases = variant_bases()
+    assert set(bases.values()) == {"nrms", "naml"} and len(bases) == 8
+    for (scorer, segment), (_, _, base, auc, delta, low, high, verdict) in by.items():
+        if scorer not in bases:
+            assert base is delta is low is high is verdict is None, scorer
+            continue
+        assert base == bases[scorer]
+        # paired over the impressions where AUC is defined (the same for both): the
+        # difference of the two averaged AUCs
+        assert delta == pytest.approx(auc - by[(base, segment)][3], abs=1e-9), scorer
+        assert low <= delta <= high
+        expected = "helps" if low > 0 else "hurts" if high < 0 else "no clear effect"
+        assert verdict == expected
+    intervals = {(by[(v, "all")][5], by[(v, "all")][6]) for v in bases}
+    assert len(intervals) > 1  # real intervals, not one constant
+    event = world["instance"].get_latest_materialization_event(
+        dg.AssetKey(["evaluation", "leaderboard"])
+    )
+    metadata = event.asset_materialization.metadata
+    table = metadata["GENRE variants vs base"].value
+    for variant, base in bases.items():
+        (line,) = [x for x in table.splitlines() if x.startswith(f"| {variant} |")]
+        assert f"| {base} |" in line and by[(variant, "all")][7] in line
+        delta = by[(variant, "all")][4]
+        assert metadata[f"auc_delta/{variant}"].value == pytest.approx(delta, abs=1e-5)
 
 
 def test_prediction_files_follow_the_official_format(world):

@@ -64,6 +64,27 @@ def test_graph_has_the_data_layer_assets_checks_jobs_and_automation():
     assert graph.get(dg.AssetKey(["raw", "behaviors"])).partitions_def.name == "behavior_days"
 
 
+def test_every_default_scorer_and_genre_variant_is_an_asset_the_leaderboard_reads():
+    import yaml
+
+    from genre_dagster.definitions import defs
+    from genre_dagster.scoring.variants import DEFAULT_SCORERS
+
+    graph = defs.resolve_asset_graph()
+    leaderboard = graph.get(dg.AssetKey(["evaluation", "leaderboard"]))
+    scorers = {dg.AssetKey(["scoring", spec.name]) for spec in DEFAULT_SCORERS}
+    assert scorers <= set(leaderboard.parent_keys)
+    names = {spec.name for spec in DEFAULT_SCORERS}
+    assert {f"{b}_{v}" for b in ("nrms", "naml") for v in ("summary", "profile", "generated")} | {
+        "nrms_genre_all",
+        "naml_genre_all",
+    } <= names
+    # In prod every neural scorer's step goes where the torch steps go.
+    steps = yaml.safe_load((ROOT / "deploy" / "k8s" / "gpu_executor.yaml").read_text())
+    neural = {f"scoring__{s.name}" for s in DEFAULT_SCORERS if s.kind in ("nrms", "naml")}
+    assert neural <= set(steps["per_step_k8s_config"])
+
+
 def test_every_duckdb_step_is_serialized_in_one_pool():
     from genre_dagster.definitions import defs
 

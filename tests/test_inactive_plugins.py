@@ -16,7 +16,15 @@ from genre_dagster.scoring.inputs import ScorerInputs
 from genre_dagster.scoring.neural import UserProfiles
 from genre_dagster.scoring.plugins import inactive_plugins, training_fingerprint, without
 
-VARIANTS = ("nrms", "nrms_profile", "nrms_generated")
+# With no LLM profile and no synthetic item, the assets of a group publish one training: the
+# profile and generated-history variants their base's, `_genre_all` its summary variant's.
+SHARED = {
+    "nrms": ("nrms", "nrms_profile", "nrms_generated"),
+    "naml": ("naml", "naml_profile", "naml_generated"),
+    "nrms_summary": ("nrms_summary", "nrms_genre_all"),
+    "naml_summary": ("naml_summary", "naml_genre_all"),
+}
+VARIANTS = tuple(name for group in SHARED.values() for name in group)
 
 
 def _inputs(synthetic_in_history: bool = False, profiled: tuple[str, ...] = ()) -> ScorerInputs:
@@ -78,9 +86,73 @@ def test_the_training_fingerprint_changes_with_any_input_it_learns_from():
     assert training_fingerprint(profiled, ("train", "validation"), profiles=True) != same
 
 
+def test_a_variant_with_generated_history_off_sees_the_base_scorers_histories():
+    """No training history holds a synthetic item, a validation user's does: the base
+    configuration trains and validates on the base scorer's data (one shared training)."""
+    from datetime import date
+
+    import polars as pl
+
+    from genre_dagster.scoring.inputs import without_generated_history
+    from genre_dagster.scoring.loading import build_impressions
+
+    items = _inputs().items
+    day = date(2024, 3, 1)
+    frame = pl.DataFrame(
+        {
+            "impression_id": ["v1", "v2"],
+            "user_id": ["u_a", "u_cold"],
+            "history": [["N1"], []],
+            "candidate_ids": [["N2", "N3"], ["N1", "N2"]],
+            "candidate_labels": [[1, 0], [0, 1]],
+            "day": [day, day],
+        }
+    )
+    extra = {"u_cold": ["S1"]}
+    base = ScorerInputs(
+        items,
+        None,
+        {"validation": build_impressions(frame, items, 3, None, day)},
+        {"validation": frame},
+        day,
+        None,
+        None,
+    )
+    augmented = replace(
+        base,
+        splits={"validation": build_impressions(frame, items, 3, extra, day)},
+        extra_history=extra,
+    )
+    assert (augmented.splits["validation"].history == 3).any()  # S1 is item 3
+    plain = without_generated_history(augmented)
+    assert plain.extra_history == {}
+    np.testing.assert_array_equal(
+        plain.splits["validation"].history, base.splits["validation"].history
+    )
+    fingerprint = training_fingerprint(base, ("validation",), profiles=False)
+    assert training_fingerprint(augmented, ("validation",), profiles=False) != fingerprint
+    assert training_fingerprint(plain, ("validation",), profiles=False) == fingerprint
+    assert without_generated_history(base) is base  # nothing to remove
+
+
 def _query(database, sql: str):
     with duckdb.connect(str(database), read_only=True) as conn:
         return conn.sql(sql).fetchall()
+
+
+def _rows(database, names) -> dict[str, tuple]:
+    """name -> (scorer_id, profile, inactive plug-ins, val_auc, config, generated_history) of
+    scoring tables."""
+    columns = "name, scorer_id, profile, inactive_plugins, val_auc, config_json, generated_history"
+    sql = " union all ".join(f"select {columns} from scoring.{n}" for n in names)
+    return {
+        name: (scorer_id, profile, json.loads(inactive), auc, json.loads(config), generated)
+        for name, scorer_id, profile, inactive, auc, config, generated in _query(database, sql)
+    }
+
+
+def _artifacts(models) -> dict:
+    return {p.name: p for p in models.iterdir() if not p.name.startswith(".")}
 
 
 def _materialize(world, database, models, names, run_config=None):
@@ -125,33 +197,35 @@ def empty_llm_world(news_world, tmp_path_factory):
 
 
 def test_variants_without_llm_output_publish_the_base_model_trained_once(empty_llm_world):
-    database, models = empty_llm_world["database"], empty_llm_world["models"]
-    rows = {
-        name: (scorer_id, profile, json.loads(inactive), val_auc)
-        for name, scorer_id, profile, inactive, val_auc in _query(
-            database,
-            "select name, scorer_id, profile, inactive_plugins, val_auc from scoring.nrms "
-            "union all select name, scorer_id, profile, inactive_plugins, val_auc "
-            "from scoring.nrms_profile union all select name, scorer_id, profile, "
-            "inactive_plugins, val_auc from scoring.nrms_generated",
-        )
-    }
-    assert len({scorer_id for scorer_id, *_ in rows.values()}) == 1
-    assert len({auc for *_, auc in rows.values()}) == 1
-    assert rows["nrms"][2] == {}
-    assert set(rows["nrms_profile"][2]) == {"profile"}
-    assert set(rows["nrms_generated"][2]) == {"generated_history"}
-    assert not any(profile for _, profile, *_ in rows.values())  # no model reads profiles
-    # one training: the other two assets loaded its artifact
-    (artifact,) = [p for p in models.iterdir() if not p.name.startswith(".")]
-    record = json.loads((artifact / "training.json").read_text())
-    assert record["trained_by"] in VARIANTS
-    metadata = empty_llm_world["metadata"]
-    shared = [
-        n for n in VARIANTS if "same configuration and data" in metadata[n]["retrain_reason"].value
-    ]
-    assert len(shared) == 2 and record["trained_by"] not in shared
+    from genre_dagster.scoring.variants import DEFAULT_SCORERS
+
+    database, metadata = empty_llm_world["database"], empty_llm_world["metadata"]
+    rows = _rows(database, VARIANTS)
+    artifacts = _artifacts(empty_llm_world["models"])
+    assert len(artifacts) == len(SHARED)  # one training per group
+    for group in SHARED.values():
+        (scorer_id,) = {rows[name][0] for name in group}
+        assert len({rows[name][3] for name in group}) == 1  # one validation AUC
+        record = json.loads((artifacts[scorer_id] / "training.json").read_text())
+        assert record["trained_by"] in group
+        # the other assets of the group loaded its artifact
+        shared = [
+            n for n in group if "same configuration and data" in metadata[n]["retrain_reason"].value
+        ]
+        assert len(shared) == len(group) - 1 and record["trained_by"] not in shared
+    specs = {spec.name: spec for spec in DEFAULT_SCORERS}
+    for name in VARIANTS:  # every plug-in a variant has is reported off
+        plugins = {
+            "profile": specs[name].profile,
+            "generated_history": specs[name].generated_history,
+        }
+        assert set(rows[name][2]) == {key for key, on in plugins.items() if on}, name
+    # no published model reads profiles or generated histories, so neither do evaluation and
+    # serving
+    assert not any(row[1] or row[5] for row in rows.values())
     assert "GENRE profile" in metadata["nrms_profile"]["inactive_plugins"].value["profile"]
+    off = metadata["naml_genre_all"]["inactive_plugins"].value
+    assert set(off) == {"profile", "generated_history"}
 
 
 def test_a_weekly_night_validates_the_shared_model_once(empty_llm_world):
@@ -159,10 +233,13 @@ def test_a_weekly_night_validates_the_shared_model_once(empty_llm_world):
     weekly = {"ops": {f"scoring__{n}": {"config": {"retrain_every_days": 7}} for n in VARIANTS}}
     metadata = _materialize(empty_llm_world["world"], database, models, VARIANTS, weekly)
     assert {metadata[n]["retrain_reason"].value for n in VARIANTS} == {"within cadence"}
-    (artifact,) = [p for p in models.iterdir() if not p.name.startswith(".")]
-    saved = json.loads((artifact / "validation.json").read_text())
-    aucs = {metadata[n]["validation_auc"].value for n in VARIANTS}
-    assert aucs == {saved["metrics"]["auc"]}
+    rows, artifacts = _rows(database, VARIANTS), _artifacts(models)
+    assert len(artifacts) == len(SHARED)
+    for group in SHARED.values():
+        (scorer_id,) = {rows[name][0] for name in group}
+        saved = json.loads((artifacts[scorer_id] / "validation.json").read_text())
+        aucs = {metadata[n]["validation_auc"].value for n in group}
+        assert aucs == {saved["metrics"]["auc"]}
 
 
 def test_a_plugin_whose_input_appears_retrains_within_the_cadence(empty_llm_world):
@@ -174,14 +251,41 @@ def test_a_plugin_whose_input_appears_retrains_within_the_cadence(empty_llm_worl
             "insert into embeddings.user_profile_embeddings "
             "select * from original.embeddings.user_profile_embeddings"
         )
-    weekly = {"ops": {"scoring__nrms_profile": {"config": {"retrain_every_days": 7}}}}
-    metadata = _materialize(
-        world, database, empty_llm_world["models"], ("nrms_profile",), run_config=weekly
-    )
-    assert "appeared" in metadata["nrms_profile"]["retrain_reason"].value
-    ((scorer_id, profile, inactive),) = _query(
-        database, "select scorer_id, profile, inactive_plugins from scoring.nrms_profile"
-    )
-    assert profile and json.loads(inactive) == {}
-    (base_id,) = _query(database, "select scorer_id from scoring.nrms")[0]
-    assert scorer_id != base_id
+    names = ("nrms_profile", "naml_genre_all")
+    weekly = {"ops": {f"scoring__{n}": {"config": {"retrain_every_days": 7}} for n in names}}
+    metadata = _materialize(world, database, empty_llm_world["models"], names, run_config=weekly)
+    for name in names:
+        assert "appeared" in metadata[name]["retrain_reason"].value
+    rows = _rows(database, ("nrms", "nrms_profile", "naml_summary", "naml_genre_all"))
+    scorer_id, profile, inactive, *_ = rows["nrms_profile"]
+    assert profile and inactive == {}
+    assert scorer_id != rows["nrms"][0]
+    # The combined variant trains with the plug-ins whose input exists, and only those: the
+    # profile plug-in and the summary view, still without generated history.
+    scorer_id, profile, inactive, _, config, generated = rows["naml_genre_all"]
+    assert profile and not generated and set(inactive) == {"generated_history"}
+    assert config["profile"] and not config["generated_history"]
+    assert "summary" in config["fields"]
+    assert scorer_id != rows["naml_summary"][0]
+
+
+def test_every_genre_variant_trains_with_its_plugins_when_their_input_exists(news_world):
+    """In the session world the fake LLM profiled and generated for training users: each
+    variant trained its own model with every plug-in it has."""
+    from genre_dagster.scoring.variants import DEFAULT_SCORERS
+
+    variants = [spec for spec in DEFAULT_SCORERS if spec.base is not None]
+    names = [spec.name for spec in variants] + sorted({spec.base for spec in variants})
+    rows = _rows(news_world["settings"].duckdb_path, names)
+    assert len({row[0] for row in rows.values()}) == len(names)  # all different models
+    models = news_world["settings"].models_dir
+    for spec in variants:
+        scorer_id, profile, inactive, _, config, generated = rows[spec.name]
+        assert inactive == {}, spec.name
+        assert profile == spec.profile == config["profile"], spec.name
+        assert generated == spec.generated_history == config["generated_history"], spec.name
+        base_fields = rows[spec.base][4]["fields"]
+        summary = spec.name.endswith(("_summary", "_genre_all"))
+        assert config["fields"] == base_fields + ["summary"] * summary, spec.name
+        record = json.loads((models / scorer_id / "training.json").read_text())
+        assert record["trained_by"] == spec.name

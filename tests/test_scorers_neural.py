@@ -349,6 +349,62 @@ def test_every_default_scorer_variant_saves_under_its_own_artifact_id():
     assert len(set(ids.values())) == len(ids), ids
 
 
+def test_every_neural_scorer_has_the_genre_variants_next_to_its_base():
+    from genre_dagster.scoring.plugins import without
+    from genre_dagster.scoring.registry import create_scorer
+    from genre_dagster.scoring.variants import DEFAULT_SCORERS, ENSEMBLE_MEMBERS, variant_bases
+
+    specs = {spec.name: spec for spec in DEFAULT_SCORERS}
+
+    def scorer_id(config, kind):
+        return create_scorer(kind, config).scorer_id
+
+    for base in ("nrms", "naml"):
+        kind = specs[base].kind
+        variants = {name for name, spec in specs.items() if spec.base == base}
+        assert variants == {f"{base}_{s}" for s in ("summary", "profile", "generated", "genre_all")}
+        assert all(specs[v].kind == kind for v in variants)
+        summary, every = specs[f"{base}_summary"], specs[f"{base}_genre_all"]
+        assert summary.config["fields"] == [*specs[base].config["fields"], "summary"]
+        assert every.profile and every.generated_history and every.config["profile"]
+        # A plug-in switched off gives back the configuration another asset trains, so the
+        # training fingerprint lets the two share one model.
+        profile, generated = specs[f"{base}_profile"], specs[f"{base}_generated"]
+        base_id = scorer_id(specs[base].config, kind)
+        assert scorer_id(without(profile.config, {"profile"}), kind) == base_id
+        assert scorer_id(without(generated.config, {"generated_history"}), kind) == base_id
+        both_off = without(every.config, {"profile", "generated_history"})
+        assert scorer_id(both_off, kind) == scorer_id(summary.config, kind)
+    assert variant_bases() == {
+        name: spec.base for name, spec in specs.items() if spec.name.startswith(("nrms_", "naml_"))
+    }
+    assert all(specs[m].base is None for m in ENSEMBLE_MEMBERS)  # members: unchanged bases
+
+
+def test_naml_takes_the_profile_plugin_beside_the_summary_view(world):
+    from genre_dagster.scoring.presets import PRESETS
+    from genre_dagster.scoring.variants import DEFAULT_SCORERS
+
+    (spec,) = [s for s in DEFAULT_SCORERS if s.name == "naml_genre_all"]
+    items, test, profiles = world["items"], world["test"], world["profiles"]
+    scorer = NAMLScorer({**PRESETS["naml_small"], **spec.config, "epochs": 2})
+    with pytest.raises(ValueError, match="profile plug-in"):
+        scorer.fit(world["train"], items, world["valid"])
+    log = scorer.fit(world["train"], items, world["valid"], profiles=profiles)
+    assert log["fields"] == ["title", "abstract", "summary"]  # one more view, not optional
+    with_profiles = scorer.score(test, items, profiles=profiles)
+    no_one = np.full((test.n_impressions, profiles.dim), np.nan, dtype=np.float32)
+    without = scorer.score(test, items, profiles=no_one)
+    assert np.isfinite(with_profiles).all() and not np.allclose(with_profiles, without)
+    with pytest.raises(ValueError, match="lack embedding field 'summary'"):
+        no_summary = {k: v for k, v in items.embeddings.items() if k != "summary"}
+        scorer.score(
+            test,
+            ItemFeatures(items.item_ids, no_summary, items.categories, items.category_names),
+            profiles=profiles,
+        )
+
+
 def test_scores_do_not_depend_on_which_impressions_share_a_user(world, nrms):
     # score() encodes each distinct history once; scoring impressions one at a time (nothing
     # to share) must give the same numbers.

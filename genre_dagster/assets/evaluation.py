@@ -14,12 +14,21 @@ from pydantic import Field
 from genre_dagster.assets.scoring import embedding_fields
 from genre_dagster.resources import DatasetSource
 from genre_dagster.resources.model_store import ModelStore
-from genre_dagster.scoring.variants import DEFAULT_SCORERS
+from genre_dagster.scoring.variants import DEFAULT_SCORERS, variant_bases
 
 GROUP = "evaluation"
 SCORER_KEYS = {s.name: dg.AssetKey(["scoring", s.name]) for s in DEFAULT_SCORERS}
 SCORER_KEYS["ensemble"] = dg.AssetKey(["scoring", "ensemble"])
 METRICS = ["auc", "mrr", "ndcg@5", "ndcg@10", "recall@5", "recall@10", "hit@5", "hit@10"]
+SEGMENTS = ("all", "warm", "cold")
+# Columns comparing a GENRE variant with its base scorer (null on every other row).
+DELTA_SCHEMA = {
+    "base": pl.Utf8,
+    "auc_delta": pl.Float64,
+    "auc_delta_low": pl.Float64,
+    "auc_delta_high": pl.Float64,
+    "auc_delta_verdict": pl.Utf8,
+}
 
 
 class EvaluationConfig(dg.Config):
@@ -28,6 +37,11 @@ class EvaluationConfig(dg.Config):
     write_prediction_files: bool = Field(
         default=True, description="write MIND-format prediction files (impression_id [ranks])"
     )
+    bootstrap_resamples: int = Field(
+        default=1000,
+        description="resamples of the test impressions for each GENRE variant's AUC interval",
+    )
+    bootstrap_seed: int = Field(default=0, description="seed of the impression resampling")
     transfer_scorers: list[str] = Field(
         default=[],
         description=(
@@ -66,12 +80,13 @@ def _oracle_scores(source: DatasetSource, behaviors: pl.DataFrame) -> np.ndarray
     return joined["click_probability"].to_numpy()
 
 
-def _segment_rows(name, variant, data, scores, cold_mask, val_auc) -> list[dict]:
-    from genre_dagster.evaluation.metrics import evaluate_impression_groups
+def _segment_rows(name, variant, per, segments, val_auc) -> list[dict]:
+    """One row per segment from per-impression metrics (`segments`: name -> impression mask)."""
+    from genre_dagster.evaluation.metrics import summarize
 
-    groups = evaluate_impression_groups(data, scores, {"warm": ~cold_mask, "cold": cold_mask})
     rows = []
-    for segment, metrics in groups.items():
+    for segment, mask in segments.items():
+        metrics = summarize(per, mask)
         rows.append(
             {
                 "scorer": name,
@@ -106,7 +121,13 @@ def leaderboard(
 ) -> pl.DataFrame:
     """Per-impression AUC, MRR, nDCG@5/10, recall@k and hit@k averaged over impressions (MIND
     protocol), for all, warm and cold users, per scorer and GENRE variant; random and oracle
-    rows for reference. Writes official MIND prediction files per scorer."""
+    rows for reference. Each GENRE variant row also holds its `base` scorer and the AUC
+    difference to it on the same impressions with a 95% paired-bootstrap interval
+    (`auc_delta`, `auc_delta_low`, `auc_delta_high`, `auc_delta_verdict`: helps / no clear
+    effect / hurts), shown as the "GENRE variants vs base" table. Writes official MIND
+    prediction files per scorer."""
+    from genre_dagster.evaluation.metrics import impression_metrics_for
+    from genre_dagster.evaluation.paired import compare_with_bases
     from genre_dagster.evaluation.prediction_file import write_mind_prediction_file
     from genre_dagster.scoring.inputs import load_scorer_inputs, with_generated_history
 
@@ -121,7 +142,9 @@ def leaderboard(
     if data.n_impressions == 0:
         raise RuntimeError(f"the {config.split} split is empty")
     cold = behaviors["history_length"].to_numpy() <= config.cold_max_clicks
+    segments = dict(zip(SEGMENTS, (np.ones(len(cold), dtype=bool), ~cold, cold), strict=True))
     rows: list[dict] = []
+    per_impression_auc: dict[str, np.ndarray] = {}  # scorer -> AUC of every test impression
     predictions_dir = Path(model_store.root).parent / "predictions"
     # files of an earlier evaluation of this split would mix with today's: replace them
     for stale in predictions_dir.glob(f"*/{config.split}_*.txt"):
@@ -139,9 +162,9 @@ def leaderboard(
             kwargs = {"profiles": base.profiles} if record["profile"] else {}
             scored[key] = scorer.score(split_data, base.items, **kwargs)
         scores = scored[key]
-        rows += _segment_rows(
-            record["name"], record["variant"], data, scores, cold, record["val_auc"]
-        )
+        per = impression_metrics_for(data, scores)
+        per_impression_auc[record["name"]] = per.values["auc"]
+        rows += _segment_rows(record["name"], record["variant"], per, segments, record["val_auc"])
         if config.write_prediction_files and record["scorer_id"] not in written:
             written.add(record["scorer_id"])
             for source_split in behaviors["source_split"].unique().to_list():
@@ -177,22 +200,81 @@ def leaderboard(
         rows += _segment_rows(
             f"transfer:{foreign.scorer_id}",
             f"trained elsewhere ({folder})",
-            data,
-            scores,
-            cold,
+            impression_metrics_for(data, scores),
+            segments,
             None,
         )
     rng = np.random.default_rng(0)
-    rows += _segment_rows("random", "reference", data, rng.random(len(data.cand_items)), cold, None)
+    random_scores = rng.random(len(data.cand_items))
+    rows += _segment_rows(
+        "random", "reference", impression_metrics_for(data, random_scores), segments, None
+    )
     oracle = _oracle_scores(source, behaviors)
     if oracle is not None:
-        rows += _segment_rows("oracle", "true click probability", data, oracle, cold, None)
-    out = pl.DataFrame(rows).with_columns(pl.lit(config.split).alias("split"))
-    _describe(context, out, time.perf_counter() - started, predictions_dir)
+        per = impression_metrics_for(data, oracle)
+        rows += _segment_rows("oracle", "true click probability", per, segments, None)
+    # Each GENRE variant against its base on the same impressions (paired bootstrap).
+    bases = variant_bases()
+    deltas = compare_with_bases(
+        per_impression_auc,
+        bases,
+        segments,
+        n_resamples=config.bootstrap_resamples,
+        seed=config.bootstrap_seed,
+    )
+    for row in rows:
+        delta = deltas.get((row["scorer"], row["segment"]))
+        row["base"] = bases[row["scorer"]] if delta else None
+        row["auc_delta"] = delta.delta if delta else None
+        row["auc_delta_low"] = delta.low if delta else None
+        row["auc_delta_high"] = delta.high if delta else None
+        row["auc_delta_verdict"] = delta.verdict if delta else None
+    out = pl.DataFrame(rows, schema_overrides=DELTA_SCHEMA).with_columns(
+        pl.lit(config.split).alias("split")
+    )
+    inactive = {
+        r["name"]: json.loads(r["inactive_plugins"] or "{}") for r in table.iter_rows(named=True)
+    }
+    _describe(context, out, time.perf_counter() - started, predictions_dir, inactive)
     return out
 
 
-def _describe(context, out: pl.DataFrame, seconds: float, predictions_dir: Path) -> None:
+def _variants_table(out: pl.DataFrame, inactive: dict[str, dict]) -> str:
+    """Markdown: each GENRE variant beside its base, AUC difference with its 95% interval."""
+    by = {(r["scorer"], r["segment"]): r for r in out.iter_rows(named=True)}
+
+    def delta(r: dict | None) -> str:
+        if r is None or r["auc_delta"] is None or np.isnan(r["auc_delta"]):
+            return "-"
+        return f"{r['auc_delta']:+.4f} [{r['auc_delta_low']:+.4f}, {r['auc_delta_high']:+.4f}]"
+
+    lines = [
+        "| variant | adds | base | AUC | base AUC | AUC difference [95% interval] | verdict | "
+        "cold users: difference [95% interval] | cold verdict | note |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    variants = out.filter(pl.col("base").is_not_null() & (pl.col("segment") == "all"))
+    for r in variants.iter_rows(named=True):
+        base = by[(r["base"], "all")]
+        cold = by.get((r["scorer"], "cold"))
+        off = sorted(inactive.get(r["scorer"]) or {})
+        note = f"plug-in off in training: {', '.join(off)}" if off else ""
+        lines.append(
+            f"| {r['scorer']} | {r['variant']} | {r['base']} | {r['auc']:.4f} | "
+            f"{base['auc']:.4f} | {delta(r)} | "
+            f"{r['auc_delta_verdict']} | {delta(cold)} | "
+            f"{cold['auc_delta_verdict'] if cold else '-'} | {note} |"
+        )
+    return "\n".join(lines)
+
+
+def _describe(
+    context,
+    out: pl.DataFrame,
+    seconds: float,
+    predictions_dir: Path,
+    inactive: dict[str, dict],
+) -> None:
     everyone = out.filter(pl.col("segment") == "all").sort("auc", descending=True)
     oracle = everyone.filter(pl.col("scorer") == "oracle")["auc"]
     oracle_auc = float(oracle[0]) if len(oracle) else None
@@ -208,6 +290,7 @@ def _describe(context, out: pl.DataFrame, seconds: float, predictions_dir: Path)
         )
     metadata: dict = {
         "leaderboard": dg.MetadataValue.md("\n".join(lines)),
+        "GENRE variants vs base": dg.MetadataValue.md(_variants_table(out, inactive)),
         "seconds": round(seconds, 2),
         "prediction_files": dg.MetadataValue.path(str(predictions_dir)),
     }
@@ -219,6 +302,8 @@ def _describe(context, out: pl.DataFrame, seconds: float, predictions_dir: Path)
             metadata[f"gain_share_of_oracle/{r['scorer']}"] = round(
                 (r["auc"] - 0.5) / (oracle_auc - 0.5), 4
             )
+    for r in everyone.filter(pl.col("auc_delta").is_not_nan()).iter_rows(named=True):
+        metadata[f"auc_delta/{r['scorer']}"] = round(r["auc_delta"], 5)
     if oracle_auc:
         metadata["oracle_auc"] = round(oracle_auc, 5)
     context.add_output_metadata(metadata)

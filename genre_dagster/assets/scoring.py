@@ -81,9 +81,10 @@ def _row(
             "requested_config_hash": [requested_config_hash or scorer.config_hash],
             "config_json": [json.dumps(scorer.config, sort_keys=True, default=str)],
             "artifact_path": [str(path)],
-            # whether the published model reads profiles (False when the plug-in was inactive)
+            # whether the published model reads profiles / histories with GENRE's synthetic
+            # items (False when the plug-in was inactive): evaluation and serving follow them
             "profile": [bool(scorer.config.get("profile", False))],
-            "generated_history": [spec.generated_history],
+            "generated_history": [bool(scorer.config.get("generated_history", False))],
             "inactive_plugins": [json.dumps(inactive or {}, sort_keys=True)],
             "val_auc": [float(val["auc"])],
             "val_impressions": [int(val["n_impressions"])],
@@ -189,13 +190,16 @@ def _train_or_reuse(context, spec, requested, inputs, model_store, force, train_
     tonight's is that training already done, e.g. by the base scorer's asset: it is loaded.
     Returns (scorer, log, validation metrics, train seconds, inactive plug-ins, how).
     """
+    from genre_dagster.scoring.inputs import without_generated_history
     from genre_dagster.scoring.plugins import inactive_plugins, training_fingerprint, without
     from genre_dagster.scoring.registry import create_scorer
 
     inactive = inactive_plugins(requested.config, inputs, ("train",))
     scorer = requested
-    if inactive:  # the base configuration: the same config with the plug-in switched off
+    if inactive:  # the base configuration: the same config with the plug-in(s) switched off
         scorer = create_scorer(spec.kind, without(requested.config, inactive))
+    if "generated_history" in inactive:  # ... on the base's data (validation histories too)
+        inputs = without_generated_history(inputs)
     for key, why in inactive.items():
         context.log.warning(f"{spec.name}: GENRE plug-in {key!r} is off tonight: {why}")
     fingerprint = training_fingerprint(
@@ -295,8 +299,13 @@ def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
                 reason = f"input of the GENRE plug-in(s) {appeared} appeared since the last model"
         inactive = was_inactive
         if reason is None:  # within the cadence: last model, validated on tonight's data
+            from genre_dagster.scoring.inputs import without_generated_history
+
             scorer = model_store.load(previous.scorer_id)
-            log, val = {}, _validate_once(scorer, inputs, model_store)
+            # a model trained with generated history off is validated as its base scorer is
+            plain = "generated_history" in was_inactive
+            checked = without_generated_history(inputs) if plain else inputs
+            log, val = {}, _validate_once(scorer, checked, model_store)
             path = model_store.path_of(scorer.scorer_id)
             seconds = float(previous_row["train_seconds"])
             context.log.info(

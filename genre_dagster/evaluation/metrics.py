@@ -252,6 +252,13 @@ def evaluate_impressions(
     return evaluate(_impression_arrays(data, scores), data.labels, scores, ks)
 
 
+def impression_metrics_for(
+    data: ImpressionData, scores: np.ndarray, ks: Sequence[int] = DEFAULT_KS
+) -> ImpressionMetrics:
+    """Per-impression metrics of `scores` (aligned with data.cand_items); row j = impression j."""
+    return impression_metrics(_impression_arrays(data, scores), data.labels, scores, ks)
+
+
 def evaluate_impression_groups(
     data: ImpressionData,
     scores: np.ndarray,

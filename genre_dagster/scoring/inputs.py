@@ -144,3 +144,22 @@ def with_generated_history(conn, inputs: ScorerInputs, max_history: int = 50) ->
         for name in inputs.splits
     }
     return replace(inputs, splits=splits, extra_history=extra)
+
+
+def without_generated_history(inputs: ScorerInputs) -> ScorerInputs:
+    """`inputs` as the base scorer sees them: histories without GENRE's synthetic items.
+
+    For a variant whose generated-history plug-in is off (no training history holds a synthetic
+    item, though a validation user's may): it trains and validates the base configuration on the
+    base scorer's data, so both share one training. Splits are rebuilt from the frames already
+    loaded, at the same history length.
+    """
+    if not inputs.extra_history:
+        return inputs
+    splits = {
+        name: build_impressions(
+            inputs.behaviors[name], inputs.items, data.history.shape[1], None, inputs.day_zero
+        )
+        for name, data in inputs.splits.items()
+    }
+    return replace(inputs, splits=splits, extra_history={})

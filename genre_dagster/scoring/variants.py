@@ -2,7 +2,10 @@
 
 Each spec names a scorer kind and its (partial) config; `profile` feeds GENRE user-profile
 embeddings to the neural profile plug-in, `generated_history` appends GENRE's synthetic items to
-cold users' histories. Users add or change scorers here or from the launchpad (overrides).
+cold users' histories. Every neural base scorer gets the same GENRE variants (summary view,
+profile, generated history, and all three together), each naming its `base` so the leaderboard
+can put the two side by side. Users add or change scorers here or from the launchpad
+(overrides).
 """
 
 from __future__ import annotations
@@ -20,7 +23,77 @@ class ScorerSpec:
     profile: bool = False
     generated_history: bool = False
     description: str = ""
+    # The scorer a GENRE variant adds its LLM output to (None for a base scorer).
+    base: str | None = None
 
+
+def genre_variants(base: ScorerSpec, model: str) -> tuple[ScorerSpec, ...]:
+    """GENRE's variants of the neural scorer `base` (`model` names it in descriptions).
+
+    The summary variant adds the LLM summary as one more item view (the `summary` embedding
+    field; items without a summary carry their title there); the profile and generated-history
+    variants switch on one plug-in each; `<base>_genre_all` combines the three. A plug-in with no
+    input among the training users is switched off at training time (scoring/plugins.py), so
+    `_genre_all` then trains, and shares, the configuration of its active parts.
+    """
+    summary_fields = [*base.config["fields"], "summary"]
+    summary = {**base.config, "fields": summary_fields}
+    plugins = {"profile": True, "generated_history": True}
+    return (
+        ScorerSpec(
+            f"{base.name}_summary",
+            base.kind,
+            summary,
+            variant="+ LLM summary",
+            base=base.name,
+            description=f"{model} with GENRE's LLM summaries as one more item view.",
+        ),
+        ScorerSpec(
+            f"{base.name}_profile",
+            base.kind,
+            {**base.config, "profile": True},
+            variant="+ LLM profile",
+            profile=True,
+            base=base.name,
+            description=f"{model} with GENRE user-profile topic embeddings fused into the user "
+            "vector.",
+        ),
+        ScorerSpec(
+            f"{base.name}_generated",
+            base.kind,
+            {**base.config, "generated_history": True},
+            variant="+ generated history",
+            generated_history=True,
+            base=base.name,
+            description=f"{model} where cold users' histories include GENRE's synthetic items.",
+        ),
+        ScorerSpec(
+            f"{base.name}_genre_all",
+            base.kind,
+            {**summary, **plugins},
+            variant="+ summary + profile + generated history",
+            profile=True,
+            generated_history=True,
+            base=base.name,
+            description=f"{model} with every GENRE output: the summary view, the profile "
+            "plug-in and generated histories.",
+        ),
+    )
+
+
+NRMS = ScorerSpec(
+    "nrms",
+    "nrms",
+    {"fields": ["title"]},
+    description="NRMS: multi-head self-attention user encoder over title embeddings.",
+)
+NAML = ScorerSpec(
+    "naml",
+    "naml",
+    {"fields": ["title", "abstract"], "optional_fields": []},
+    variant="title+abstract+category",
+    description="NAML: multi-view item encoder (title, abstract, category).",
+)
 
 DEFAULT_SCORERS: tuple[ScorerSpec, ...] = (
     ScorerSpec(
@@ -53,42 +126,15 @@ DEFAULT_SCORERS: tuple[ScorerSpec, ...] = (
         description="Gradient-boosted ranker over similarity, popularity, CTR, category match, "
         "recency and history-length features.",
     ),
-    ScorerSpec(
-        "nrms",
-        "nrms",
-        {"fields": ["title"]},
-        description="NRMS: multi-head self-attention user encoder over title embeddings.",
-    ),
-    ScorerSpec(
-        "nrms_summary",
-        "nrms",
-        {"fields": ["title", "summary"]},
-        variant="+ LLM summary",
-        description="NRMS with GENRE's LLM summaries as a second item view.",
-    ),
-    ScorerSpec(
-        "nrms_profile",
-        "nrms",
-        {"fields": ["title"], "profile": True},
-        variant="+ LLM profile",
-        profile=True,
-        description="NRMS with GENRE user-profile topic embeddings fused into the user vector.",
-    ),
-    ScorerSpec(
-        "nrms_generated",
-        "nrms",
-        {"fields": ["title"], "generated_history": True},
-        variant="+ generated history",
-        generated_history=True,
-        description="NRMS where cold users' histories include GENRE's synthetic items.",
-    ),
-    ScorerSpec(
-        "naml",
-        "naml",
-        {"fields": ["title", "abstract"], "optional_fields": []},
-        variant="title+abstract+category",
-        description="NAML: multi-view item encoder (title, abstract, category).",
-    ),
+    NRMS,
+    *genre_variants(NRMS, "NRMS"),
+    NAML,
+    *genre_variants(NAML, "NAML"),
 )
 
 ENSEMBLE_MEMBERS = ("popularity", "content_similarity", "matrix_factorization", "nrms")
+
+
+def variant_bases(specs: tuple[ScorerSpec, ...] = DEFAULT_SCORERS) -> dict[str, str]:
+    """GENRE variant name -> its base scorer's name."""
+    return {spec.name: spec.base for spec in specs if spec.base is not None}
