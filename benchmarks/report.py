@@ -172,6 +172,7 @@ def _goal_rows() -> list[tuple[str, ...]]:
                 )
             )
     rows += _decision_rows()
+    rows += _structured_rows()
     return rows
 
 
@@ -224,6 +225,201 @@ def _decision_rows() -> list[tuple[str, ...]]:
             )
         )
     return rows
+
+
+_CASE_LABELS = {
+    "summarizer": "summarizer",
+    "profiler_closed": "profiler, 19 topics + 51 regions",
+    "profiler_open": "profiler, open topics",
+    "generator": "generator, 20 categories",
+    "enum500": "profiler, 500-term enum",
+}
+
+
+def _structured_rows() -> list[tuple[str, ...]]:
+    """The decision row behind constrained decoding with llguidance."""
+    data = _load("structured_engines")
+    if not data:
+        return []
+    rows = {r["engine"]: r for r in data.get("table", [])}
+    ours = rows.get("llguidance")
+    if not ours:
+        return []
+    valid = ours.get("valid_share") or {}
+    generation = _get(data, "results.llguidance.generation") or {}
+    shares = [v["mask_share_of_time"] for v in generation.values() if "mask_share_of_time" in v]
+    all_valid = [
+        name
+        for name, row in rows.items()
+        if not row.get("measured_as")
+        and row.get("valid_share")
+        and all(v == 1.0 for v in row["valid_share"].values())
+        and not row.get("errors")
+    ]
+    ok = (
+        ours.get("installs_from_wheel")
+        and ours.get("imports")
+        and ours.get("integration_import") == "ok"
+        and len(valid) == 4
+        and all(v == 1.0 for v in valid.values())
+        and not ours.get("errors")
+        and bool(shares)
+        and max(shares) < 0.05
+    )
+    worst_compile = max((ours.get("compile_ms") or {}).values(), default=None)
+    return [
+        (
+            "Structured generation engine for the local LLM (SmolLM2, transformers 5): "
+            f"{len(rows)} engines on PyPI compared",
+            "the chosen engine (llguidance) installs from a wheel, imports with our pins, "
+            "compiles every role schema, gives 100% schema-valid answers, its masks < 5% of "
+            "generation time",
+            f"llguidance: valid {', '.join(_pct(v) for v in valid.values())}; compile "
+            f"<= {_fmt(worst_compile)} ms; masks {_fmt(100 * max(shares) if shares else None)}% "
+            f"of generation time at most; engines with every answer of every role valid: "
+            f"{', '.join(all_valid) or 'none'}",
+            "yes" if ok else "no",
+            "benchmarks/structured_engines.py",
+            label(data.get("machine")),
+        )
+    ]
+
+
+def _pct(share: float | None) -> str:
+    return "not measured" if share is None else f"{100 * share:.0f}%"
+
+
+def _failure(text: str | None) -> str:
+    """'exit code 1 in phase X: <source line> | <exception>' -> 'in phase X: <exception>'."""
+    if not text:
+        return "-"
+    where, _, rest = text.partition(": ")
+    return f"{where.removeprefix('exit code 1 ')}: {rest.split(' | ')[-1]}".replace("|", "/")
+
+
+def _structured_engines(data: dict) -> list[str]:
+    """The engines side by side: install, compile, mask cost, generation."""
+    table = data.get("table", [])
+    cases = list(data.get("cases", {})) or list(_CASE_LABELS)
+    results = data.get("results", {})
+    lines = [
+        "### Structured generation engines",
+        "",
+        f"`{data.get('command')}` on {label(data.get('machine'))} (load average before/after "
+        f"{data.get('load_average_before_after')}); SmolLM2-135M, {data.get('threads')} torch "
+        f"thread(s), batches of {data.get('batch_size')}, {data.get('prompts_per_role')} prompts "
+        "per role. Sizes count the engine and the extra dependencies pip adds to our venv.",
+        "",
+        "| engine | installs from a wheel | size MB | imports with our pins | transformers "
+        "integration imports | fails with |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in table:
+        install = _get(results, f"{row['engine']}.install") or {}
+        loaded = _get(results, f"{row['engine']}.extra_dependencies_imported") or {}
+        sizes = ", ".join(
+            f"{name} {d['mb']}" + (" not imported" if loaded.get(name) is False else "")
+            for name, d in install.get("distributions", {}).items()
+        )
+        integration = row.get("integration_import")
+        if integration and "(raised by " in integration:
+            integration = integration.split("(raised by ", 1)[1].rstrip(")")
+        integration = {None: "-", "ok": "yes"}.get(integration, f"no: {integration}")
+        lines.append(
+            f"| {row['engine']}"
+            + (f" (measured as {row['measured_as']})" if row.get("measured_as") else "")
+            + f" | {'yes' if row.get('installs_from_wheel') else 'no'} | {_fmt(row.get('size_mb'))}"
+            f" ({sizes}) | {'yes' if row.get('imports') else 'no'} | "
+            f"{integration} | "
+            f"{_failure(row.get('failure'))} |"
+        )
+    head = "| engine | " + " | ".join(_CASE_LABELS.get(c, c) for c in cases) + " |"
+    rule = "|---|" + "---|" * len(cases)
+    lines += [
+        "",
+        "Compile: JSON schema to a matcher ready for the first token (compile + matcher + first "
+        "mask), ms. Mask: µs per decoding step for one row over the 49,152-token vocabulary, "
+        "replaying a fixed valid answer (median of the replays' means; `!` = the engine's mask "
+        "refused the answer's own tokenization at some step).",
+        "",
+        head.replace("| engine |", "| compile ms |"),
+        rule,
+    ]
+
+    def cell(row: dict, part: str, key: str, case: str) -> str:
+        measured = results.get(row.get("measured_as") or row["engine"], {})
+        value = _get(measured, f"{part}.{case}") or {}
+        if "error" in value:
+            return "fails: " + value["error"][:90].replace("|", "/")
+        text = _fmt(value.get(key))
+        return text + ("" if value.get("replay_ok", True) else " !")
+
+    for row in table:
+        if row.get("compile_ms") and not row.get("measured_as"):
+            lines.append(
+                f"| {row['engine']} | "
+                + " | ".join(cell(row, "compile", "ms", c) for c in cases)
+                + " |"
+            )
+    lines += ["", head.replace("| engine |", "| mask µs/token |"), rule]
+    for row in table:
+        if row.get("mask_us_per_token") and not row.get("measured_as"):
+            lines.append(
+                f"| {row['engine']} | "
+                + " | ".join(cell(row, "mask", "us_per_token", c) for c in cases)
+                + " |"
+            )
+    generated = [c for c in cases if c != "enum500"]
+    lines += [
+        "",
+        "Generation: share of answers valid against the strict schema with no repair; "
+        "completion tokens/s (and the ratio to the same prompts unconstrained); the share of "
+        "the wall time spent computing masks. Unconstrained answers are far longer (a small "
+        "model seldom closes a JSON object unconstrained, so it writes up to the token cap), "
+        "which amortizes the prompt and keeps every row of a batch busy: the tokens/s ratio "
+        "measures answer length more than engine cost, the mask share measures the engine. "
+        "The engines run "
+        "one after another on a shared machine, so rows were measured under different loads "
+        "(see the load average): compare the tokens/s of two rows with care.",
+        "",
+        "| generation | " + " | ".join(_CASE_LABELS.get(c, c) for c in generated) + " |",
+        "|---|" + "---|" * len(generated),
+    ]
+    base = _get(results, "unconstrained.generation") or {}
+    if base:
+        lines.append(
+            "| unconstrained | "
+            + " | ".join(
+                f"{_pct(base.get(c, {}).get('valid_share'))} valid "
+                f"({_pct(base.get(c, {}).get('valid_after_repair_share'))} after repair), "
+                f"{_fmt(base.get(c, {}).get('tokens_per_second'))} tokens/s"
+                for c in generated
+            )
+            + " |"
+        )
+    for row in table:
+        measured = results.get(row.get("measured_as") or row["engine"], {})
+        gen = measured.get("generation") or {}
+        if not gen or row.get("measured_as"):
+            continue
+        cells = []
+        for c in generated:
+            g = gen.get(c, {})
+            if "error" in g:
+                cells.append("fails: " + g["error"][:90].replace("|", "/"))
+                continue
+            if g.get("errors") == g.get("prompts"):
+                cells.append(f"fails: {g['failure_examples'][0][:90]}".replace("|", "/"))
+                continue
+            ratio = _get(row, f"tokens_per_second_vs_unconstrained.{c}")
+            cells.append(
+                f"{_pct(g.get('valid_share'))} valid ({_pct(g.get('valid_after_repair_share'))} "
+                f"after repair), {_fmt(g.get('tokens_per_second'))} tokens/s "
+                f"({'-' if ratio is None else f'x{ratio:.2f}'}), masks "
+                f"{100 * g.get('mask_share_of_time', 0):.2f}% of the time"
+            )
+        lines.append(f"| {row['engine']} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _time_breakdown(name: str, data: dict, top: int = 12) -> list[str]:
@@ -295,6 +491,9 @@ def main() -> None:
         e2e = _load(f"end_to_end_{preset}")
         if e2e:
             lines += ["", *_time_breakdown(f"end to end, {preset}", e2e)]
+    structured = _load("structured_engines")
+    if structured:
+        lines += ["", *_structured_engines(structured)]
     lines += ["", "## Raw results", ""]
     for path in sorted(RESULTS.glob("*.json")):
         lines += _details(path.stem, json.loads(path.read_text()))
