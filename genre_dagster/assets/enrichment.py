@@ -1,7 +1,10 @@
 """GENRE's LLM enrichment: content summaries, user interest profiles, synthetic items for cold
 users (direct or chain-based). The roles, prompts, validation and the response cache live in
-`genre_dagster.enrichment`; these assets choose inputs (newest first), apply the per-run budget,
-and publish every answer the cache holds, so a night with a failing LLM keeps yesterday's work.
+`genre_dagster.enrichment`; these assets choose inputs (newest first, `enrichment.inputs`),
+apply the per-run budget, and publish every answer the cache holds, so a night with a failing
+LLM keeps yesterday's work. Answers imported with `genre-dagster llm import` (an offline batch,
+released outputs) are published for their items in place of the deployment's LLM
+(`enrichment.enrich`).
 """
 
 import hashlib
@@ -15,10 +18,8 @@ from pydantic import Field
 
 from genre_dagster.resources.llm import LLMResource
 from genre_dagster.resources.source import DatasetSource
-from genre_dagster.scoring.loading import query_frame
 
 GROUP = "enrichment"
-HISTORY_TITLES = 20  # most recent history titles shown to the profiler / generator
 
 
 class RoleConfig(dg.Config):
@@ -42,6 +43,11 @@ class RoleConfig(dg.Config):
     max_title_chars: int = Field(default=150, description="length cap of a title in answers")
     max_text_chars: int = Field(
         default=300, description="length cap of a description / abstract in answers"
+    )
+    use_imported: bool = Field(
+        default=True,
+        description="publish answers imported with `genre-dagster llm import` (newest import "
+        "per item) for their items instead of asking the LLM",
     )
 
 
@@ -67,26 +73,21 @@ class GeneratorConfig(ProfilerConfig):
     budget: int = Field(default=4, description="most cold users sent to the LLM in one run")
 
 
-def _vocabulary(config: RoleConfig, source: DatasetSource, categories: list[str]):
-    """The roles' vocabularies and length caps from the launchpad config and the source."""
-    from genre_dagster.enrichment.choices import vocabulary_for
-    from genre_dagster.enrichment.schemas import OutputLimits
+def role_vocabulary(role: str, config: RoleConfig, source: DatasetSource, categories: list[str]):
+    """The role's vocabularies and length caps from the launchpad config and the source."""
+    from genre_dagster.enrichment.enrich import role_vocabulary as vocabulary_of
 
-    limits = OutputLimits(
-        title_chars=config.max_title_chars,
-        summary_chars=config.max_text_chars,
-        abstract_chars=config.max_text_chars,
-        term_words=config.max_topic_words if isinstance(config, ProfilerConfig) else 3,
-    )
-    if not isinstance(config, ProfilerConfig):  # the summarizer lists no topics
-        return vocabulary_for(categories, "open", "off", source.item_domain, limits=limits)
-    return vocabulary_for(
+    profiler = isinstance(config, ProfilerConfig)
+    return vocabulary_of(
+        role,
         categories,
-        topics=config.topics or source.profile_topics,
-        regions=config.regions or source.profile_regions,
         domain=source.item_domain,
-        max_topics=config.max_topics,
-        limits=limits,
+        topics=(config.topics if profiler else "") or source.profile_topics,
+        regions=(config.regions if profiler else "") or source.profile_regions,
+        max_topics=config.max_topics if profiler else 5,
+        max_topic_words=config.max_topic_words if profiler else 3,
+        max_title_chars=config.max_title_chars,
+        max_text_chars=config.max_text_chars,
     )
 
 
@@ -100,27 +101,17 @@ def _run(
     vocabulary: Any,
 ):
     from genre_dagster.enrichment.cache import ResponseCache
-    from genre_dagster.enrichment.runner import run_role, with_earlier_answers
+    from genre_dagster.enrichment.enrich import enrich
 
-    cache = ResponseCache(database)
-    result = run_role(
+    return enrich(
         role,
         inputs,
+        config,
         llm.get_backend(),
-        cache,
-        budget=config.budget,
-        batch_size=config.batch_size,
-        prompt_version=config.prompt_version,
-        profiler_version=config.prompt_version,
-        retry_failed=config.retry_failed,
-        max_new_tokens=config.max_new_tokens or None,
-        vocabulary=vocabulary,
-        domain=source.item_domain,
-        constrained=config.constrained,
+        ResponseCache(database),
+        vocabulary,
+        source.item_domain,
     )
-    # Inputs that got no valid answer tonight keep their last one (flagged `stale`), so an LLM
-    # outage or a small budget never unpublishes earlier enrichment.
-    return with_earlier_answers(result, cache)
 
 
 def _setup_metadata(
@@ -138,7 +129,8 @@ def _setup_metadata(
     }
 
 
-def _run_metadata(result, started: float) -> dict[str, Any]:
+def _run_metadata(enriched, started: float) -> dict[str, Any]:
+    result = enriched.result
     stats = result.stats
     seconds = time.perf_counter() - started
     tokens = int(stats.get("completion_tokens", 0) or 0)
@@ -155,6 +147,8 @@ def _run_metadata(result, started: float) -> dict[str, Any]:
         "failed": int(stats.get("failed", 0)),
         "skipped_by_budget": int(stats.get("skipped_by_budget", 0)),
         "stale": int(stats.get("stale", 0)),
+        "imported": int(stats.get("imported", 0)),
+        "imported_from": dg.MetadataValue.json(enriched.imported_from()),
         "prompt_tokens": int(stats.get("prompt_tokens", 0) or 0),
         "completion_tokens": tokens,
         "seconds": round(seconds, 2),
@@ -194,28 +188,18 @@ def news_summaries(
     `summary` (the text the encoder reads) is the new title and the description together.
     Holds every valid answer in the response cache for the current prompt version and model;
     items without one fall back to their title downstream."""
-    from genre_dagster.enrichment.roles import RoleInput
+    from genre_dagster.enrichment.inputs import summarizer_inputs
     from genre_dagster.enrichment.schemas import summary_text
 
     with duckdb.get_connection() as conn:
-        items = query_frame(
-            conn,
-            """
-            select n.news_id, n.title, n.abstract, n.category, n.subcategory
-            from main.stg_news n
-            left join (select news_id, max(day) as last_day from main.item_daily_stats group by 1)
-                s using (news_id)
-            order by s.last_day desc nulls last, n.news_id
-            """,
-        )
-    inputs = [RoleInput(key=r["news_id"], fields=r) for r in items.iter_rows(named=True)]
-    vocabulary = _vocabulary(config, source, [])
+        items, inputs = summarizer_inputs(conn)
+    vocabulary = role_vocabulary("summarizer", config, source, [])
     started = time.perf_counter()
-    result = _run("summarizer", inputs, config, llm, duckdb.database, source, vocabulary)
+    enriched = _run("summarizer", inputs, config, llm, duckdb.database, source, vocabulary)
     ok = [
         (r.key, summary_text(r.output), r.output.get("title"), r.output.get("description"))
-        + (r.cached, r.stale)
-        for r in result.rows
+        + (r.cached, r.stale, *enriched.origin(r.key))
+        for r in enriched.result.rows
         if r.status == "ok"
     ]
     out = pl.DataFrame(
@@ -227,10 +211,10 @@ def news_summaries(
             "description": pl.Utf8,
             "cached": pl.Boolean,
             "stale": pl.Boolean,
+            "model": pl.Utf8,
+            "prompt_version": pl.Utf8,
         },
         orient="row",
-    ).with_columns(
-        pl.lit(result.model).alias("model"), pl.lit(result.prompt_version).alias("prompt_version")
     )
     context.add_output_metadata(
         {
@@ -239,7 +223,7 @@ def news_summaries(
             "coverage": round(out.height / max(items.height, 1), 4),
             "sample": _sample_md(out.join(items, on="news_id"), ["title", "summary"]),
             **_setup_metadata(config, llm, source, vocabulary),
-            **_run_metadata(result, started),
+            **_run_metadata(enriched, started),
         }
     )
     return out
@@ -264,30 +248,18 @@ def user_profiles(
     from each user's recent history, most recently active users first. Answers are decoded
     under the vocabulary's schema; answers from elsewhere are repaired or rejected, never stored
     outside it."""
-    from genre_dagster.enrichment.roles import RoleInput
+    from genre_dagster.enrichment.inputs import item_categories, profiler_inputs
 
     with duckdb.get_connection() as conn:
-        categories = [
-            c for (c,) in conn.sql("select distinct category from main.stg_news").fetchall()
-        ]
-        users = query_frame(
-            conn,
-            f"""
-            select h.user_id, list(n.title order by u.ordinality) as titles
-            from main.user_histories h,
-                unnest(h.history[-{HISTORY_TITLES}:]) with ordinality as u(news_id, ordinality)
-            join main.stg_news n on n.news_id = u.news_id
-            group by h.user_id, h.last_seen
-            order by h.last_seen desc, h.user_id
-            """,
-        )
-    inputs = [RoleInput(key=u, fields={"history": t}) for u, t in users.iter_rows()]
-    vocabulary = _vocabulary(config, source, categories)
+        categories = item_categories(conn)
+        users, inputs = profiler_inputs(conn)
+    vocabulary = role_vocabulary("profiler", config, source, categories)
     started = time.perf_counter()
-    result = _run("profiler", inputs, config, llm, duckdb.database, source, vocabulary)
+    enriched = _run("profiler", inputs, config, llm, duckdb.database, source, vocabulary)
     rows = [
         (r.key, r.output["topics"], r.output.get("regions", []), r.cached, r.stale)
-        for r in result.rows
+        + enriched.origin(r.key)
+        for r in enriched.result.rows
         if r.status == "ok"
     ]
     out = pl.DataFrame(
@@ -298,10 +270,10 @@ def user_profiles(
             "regions": pl.List(pl.Utf8),
             "cached": pl.Boolean,
             "stale": pl.Boolean,
+            "model": pl.Utf8,
+            "prompt_version": pl.Utf8,
         },
         orient="row",
-    ).with_columns(
-        pl.lit(result.model).alias("model"), pl.lit(result.prompt_version).alias("prompt_version")
     )
     context.add_output_metadata(
         {
@@ -312,10 +284,15 @@ def user_profiles(
             else 0,
             "sample": _sample_md(out, ["user_id", "topics", "regions"]),
             **_setup_metadata(config, llm, source, vocabulary),
-            **_run_metadata(result, started),
+            **_run_metadata(enriched, started),
         }
     )
     return out
+
+
+def generator_role(mode: str) -> str:
+    """The generator role of a `synthetic_items` mode (direct | chain)."""
+    return "chain_generator" if mode == "chain" else "generator"
 
 
 def synthetic_id(user_id: str, mode: str, prompt_version: str) -> str:
@@ -342,45 +319,35 @@ def synthetic_items(
     {title, abstract, category} per user, appended to that user's history by the scorers.
     Chain mode profiles the user first and conditions the generation on the profile.
     Synthetic items are flagged and never become candidates, labels or recommendations."""
-    from genre_dagster.enrichment.roles import RoleInput
+    from genre_dagster.enrichment.inputs import cold_user_inputs, item_categories
 
     if config.mode not in ("direct", "chain"):
         raise ValueError(f"mode must be 'direct' or 'chain', not {config.mode!r}")
     with duckdb.get_connection() as conn:
-        categories = [
-            c for (c,) in conn.sql("select distinct category from main.stg_news").fetchall()
-        ]
-        cold = query_frame(
-            conn,
-            f"""
-            select h.user_id,
-                   list({{'category': n.category, 'title': n.title}} order by u.ordinality) as items
-            from main.user_histories h,
-                unnest(h.history) with ordinality as u(news_id, ordinality)
-            join main.stg_news n on n.news_id = u.news_id
-            where h.history_length between 1 and {int(config.cold_max_clicks)}
-            group by h.user_id, h.last_seen
-            order by h.last_seen desc, h.user_id
-            """,
-        )
-    role = "chain_generator" if config.mode == "chain" else "generator"
-    inputs = [RoleInput(key=u, fields={"history": items}) for u, items in cold.iter_rows()]
-    vocabulary = _vocabulary(config, source, categories)
+        categories = item_categories(conn)
+        cold, inputs = cold_user_inputs(conn, config.cold_max_clicks)
+    role = generator_role(config.mode)
+    vocabulary = role_vocabulary(role, config, source, categories)
     started = time.perf_counter()
-    result = _run(role, inputs, config, llm, duckdb.database, source, vocabulary)
-    rows = [
-        (
-            synthetic_id(r.key, config.mode, config.prompt_version),
-            r.key,
-            r.output["title"],
-            r.output["abstract"],
-            r.output["category"],
-            r.cached,
-            r.stale,
+    enriched = _run(role, inputs, config, llm, duckdb.database, source, vocabulary)
+    rows = []
+    for r in enriched.result.rows:
+        if r.status != "ok":
+            continue
+        model, prompt_version = enriched.origin(r.key)
+        rows.append(
+            (
+                synthetic_id(r.key, config.mode, prompt_version),
+                r.key,
+                r.output["title"],
+                r.output["abstract"],
+                r.output["category"],
+                r.cached,
+                r.stale,
+                model,
+                prompt_version,
+            )
         )
-        for r in result.rows
-        if r.status == "ok"
-    ]
     out = pl.DataFrame(
         rows,
         schema={
@@ -391,13 +358,11 @@ def synthetic_items(
             "category": pl.Utf8,
             "cached": pl.Boolean,
             "stale": pl.Boolean,
+            "model": pl.Utf8,
+            "prompt_version": pl.Utf8,
         },
         orient="row",
-    ).with_columns(
-        pl.lit(True).alias("is_synthetic"),
-        pl.lit(config.mode).alias("mode"),
-        pl.lit(result.model).alias("model"),
-    )
+    ).with_columns(pl.lit(True).alias("is_synthetic"), pl.lit(config.mode).alias("mode"))
     context.add_output_metadata(
         {
             "dagster/row_count": out.height,
@@ -405,7 +370,7 @@ def synthetic_items(
             "mode": config.mode,
             "sample": _sample_md(out, ["user_id", "category", "title"]),
             **_setup_metadata(config, llm, source, vocabulary),
-            **_run_metadata(result, started),
+            **_run_metadata(enriched, started),
         }
     )
     return out

@@ -1,6 +1,8 @@
 """The LLM response cache: one DuckDB table, `enrichment.llm_responses`.
 
 Rows are keyed by (role, prompt_version, model, input_hash); a rerun reuses finished answers.
+Answers imported from files (`genre_dagster.enrichment.importer`) live in the same table under
+the prompt version `imported:<name>`; `latest_imported` finds them per item.
 Each call opens the database under the project's writer lock (`genre_dagster.duckdb_lock`), does
 its work and closes it, because DuckDB allows one writer per file and other pipeline steps need it
 between our batches.
@@ -15,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+IMPORTED_PREFIX = "imported:"
 
 _COLUMNS = (
     "role",
@@ -86,9 +90,15 @@ class ResponseCache:
     @contextmanager
     def _connect(self) -> Iterator[Any]:
         """A connection under the project's DuckDB writer lock (waits for other processes)."""
+        with self.connection(f"LLM response cache {self.table}") as con:
+            yield con
+
+    @contextmanager
+    def connection(self, purpose: str) -> Iterator[Any]:
+        """A connection under the writer lock with the table in place, for callers that write
+        answers together with rows of their own in one transaction (see `insert`)."""
         from genre_dagster.duckdb_lock import connect
 
-        purpose = f"LLM response cache {self.table}"
         with connect(self.db_path, purpose, timeout=self.lock_timeout) as con:
             self._ensure_table(con)
             yield con
@@ -142,12 +152,12 @@ class ResponseCache:
             raise ValueError("ResponseCache.put: duplicate keys in one write")
         with self._connect() as con:
             con.execute("BEGIN")
-            con.executemany(
-                f"INSERT OR REPLACE INTO {self.table} ({', '.join(_COLUMNS)}) "
-                f"VALUES ({', '.join('?' for _ in _COLUMNS)})",
-                [_to_row(r) for r in responses],
-            )
+            self.insert(con, responses)
             con.execute("COMMIT")
+
+    def insert(self, con: Any, responses: list[CachedResponse]) -> None:
+        """Insert or replace rows on an open `connection` (the caller owns the transaction)."""
+        insert_rows(con, self.table, _COLUMNS, [_to_row(r) for r in responses])
 
     def latest_ok(
         self, role: str, prompt_version: str, model: str, item_keys: list[str]
@@ -169,6 +179,27 @@ class ResponseCache:
             ).fetchall()
         return {row[4]: _from_row(row) for row in rows}
 
+    def latest_imported(
+        self, roles: tuple[str, ...], item_keys: list[str]
+    ) -> dict[str, CachedResponse]:
+        """The newest imported answer per item key among `roles`, whatever model or input it
+        answered (item key -> row): imports are chosen by the user, so they are published in
+        place of the deployment's own LLM for these items."""
+        if not item_keys or not roles:
+            return {}
+        with self._connect() as con:
+            rows = con.execute(
+                f"""SELECT {", ".join(_COLUMNS)} FROM {self.table}
+                    WHERE role IN (SELECT unnest(?::VARCHAR[])) AND status = 'ok'
+                      AND starts_with(prompt_version, ?)
+                      AND item_key IN (SELECT unnest(?::VARCHAR[]))
+                    QUALIFY row_number() OVER (
+                        PARTITION BY item_key
+                        ORDER BY created_at DESC, prompt_version, role, input_hash) = 1""",
+                [list(roles), IMPORTED_PREFIX, sorted(set(item_keys))],
+            ).fetchall()
+        return {row[4]: _from_row(row) for row in rows}
+
     def all(self, role: str | None = None) -> list[CachedResponse]:
         """Every stored row (optionally of one role), oldest first."""
         where, params = ("WHERE role = ?", [role]) if role else ("", [])
@@ -179,6 +210,22 @@ class ResponseCache:
                 params,
             ).fetchall()
         return [_from_row(row) for row in rows]
+
+
+def insert_rows(con: Any, table: str, columns: tuple[str, ...], rows: list[list[Any]]) -> None:
+    """Insert or replace `rows` (values in `columns` order) in one statement through Arrow:
+    DuckDB's executemany costs milliseconds a row, which an import of 50,000 answers feels."""
+    if not rows:
+        return
+    import pyarrow as pa
+
+    data = pa.table({name: [row[i] for row in rows] for i, name in enumerate(columns)})
+    con.register("_rows_to_insert", data)
+    try:
+        names = ", ".join(columns)
+        con.execute(f"INSERT OR REPLACE INTO {table} ({names}) SELECT {names} FROM _rows_to_insert")
+    finally:
+        con.unregister("_rows_to_insert")
 
 
 def _to_row(r: CachedResponse) -> list[Any]:

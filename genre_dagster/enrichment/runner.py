@@ -10,7 +10,7 @@ raised by a backend (rather than an error result) stops the run; finished batche
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ def run_role(
     template_folder: str | Path | None = None,
     domain: str = "news",
     constrained: bool = True,
+    known_profiles: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> RoleRunResult:
     """Run `role` over `inputs` (newest first) and return one row per input, in input order.
 
@@ -79,6 +80,8 @@ def run_role(
         domain: what the items are ("news", "books", "podcast episode"), named in the prompts.
         constrained: attach the role's JSON schema to every request, so backends that can
             constrain decoding to it do (part of the cache key).
+        known_profiles: chain_generator: profiles already known per input key (e.g. imported
+            answers); the profiler step is skipped for these inputs and their topics are used.
     """
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; known: {ROLES}")
@@ -106,12 +109,11 @@ def run_role(
         return stage.run(load(role, prompt_version), inputs, max_new_tokens)
     # Chain: profile first (its answers are cached as the profiler role), then generate.
     profiler = load("profiler", profiler_version)
-    profile_inputs = [
-        RoleInput(i.key, {"history": [_title(h) for h in i.fields.get("history") or []]})
-        for i in inputs
-    ]
-    profiles = stage.run(profiler, profile_inputs, None)
+    wanted = set(keys)
+    known = {k: dict(value) for k, value in (known_profiles or {}).items() if k in wanted}
+    profiles = stage.run(profiler, chain_profile_inputs(inputs, skip=known), None)
     by_key = {row.key: row for row in profiles.rows}
+    by_key.update({key: RoleRow(key, "ok", value, None, True) for key, value in known.items()})
     ready = [
         RoleInput(i.key, {**i.fields, "topics": by_key[i.key].output["topics"]})
         for i in inputs
@@ -138,6 +140,18 @@ def run_role(
         stats,
         {"profiler": profiles.stats, "chain_generator": generated.stats},
     )
+
+
+def chain_profile_inputs(
+    inputs: Sequence[RoleInput], skip: Mapping[str, Any] | None = None
+) -> list[RoleInput]:
+    """The profiler step's inputs of a chain: each generator input's history titles (inputs
+    whose key is in `skip` are left out)."""
+    return [
+        RoleInput(i.key, {"history": [_title(h) for h in i.fields.get("history") or []]})
+        for i in inputs
+        if i.key not in (skip or {})
+    ]
 
 
 def _title(entry: Any) -> Any:
