@@ -1,4 +1,5 @@
-"""`genre-dagster` command line: prepare the project, generate demo data, run the graph."""
+"""`genre-dagster` command line: prepare the project, generate demo data, run the graph, and
+export / import LLM answers produced elsewhere (`llm export`, `llm import`)."""
 
 from __future__ import annotations
 
@@ -92,6 +93,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         landing = Path(args.landing) if args.landing else settings.landing_dir
         generate_extra_days(config, out, landing, args.extra_days)
         print(f"  {args.extra_days} extra day(s) written to {landing}")
+    if args.llm_answers:
+        from genre_dagster.demo.oracle import write_oracle_answers
+
+        for variant, files in write_oracle_answers(config, out, Path(args.llm_answers)).items():
+            print(f"  {variant} LLM answers: {', '.join(str(f) for f in files.values())}")
     print(f"  took {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -126,6 +132,113 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deployment() -> tuple:
+    """(settings, resources) of the deployment from the environment, resources initialized as
+    a run would have them (secrets from `dg.EnvVar` resolved)."""
+    from genre_dagster.resources import build_resources
+    from genre_dagster.settings import load_settings
+
+    settings = load_settings()
+    resources = build_resources(settings)
+    names = ("source", "privacy", "llm")
+    return settings, {n: resources[n].process_config_and_initialize() for n in names}
+
+
+def cmd_llm_export(args: argparse.Namespace) -> int:
+    """Write the prompts the next run would send for one role as an OpenAI Batch input file."""
+    from genre_dagster.llm_outputs import export_batch
+
+    settings, resources = _deployment()
+    batch_model = args.model or settings.llm_model
+    if not batch_model:
+        print("give --model (the model the batch runs on, e.g. gpt-4o-mini)", file=sys.stderr)
+        return 2
+    deployment_model = resources["llm"].get_backend().model_name
+    plan = export_batch(
+        args.role,
+        settings.duckdb_path,
+        resources["source"],
+        deployment_model,
+        args.out,
+        batch_model,
+        budget=args.budget,
+        everything=args.all,
+        prompt_version=args.prompt_version or "",
+    )
+    print(
+        f"{len(plan.requests)} requests for {plan.items} of {plan.inputs} {args.role} inputs "
+        f"written to {args.out} (model {batch_model})"
+    )
+    print(
+        f"  already answered: {plan.answered} (by {deployment_model}), imported: "
+        f"{plan.imported}, left for later by the budget: {plan.skipped_by_budget}"
+    )
+    print(f"  then: genre-dagster llm import ANSWERS.jsonl --role {args.role}")
+    return 0
+
+
+def cmd_llm_import(args: argparse.Namespace) -> int:
+    """Import answer files for one role; print a report per import."""
+    from genre_dagster.llm_outputs import LLMImportConfig, import_outputs
+
+    settings, resources = _deployment()
+    config = LLMImportConfig(
+        files=args.files,
+        role=args.role,
+        model=args.model or "",
+        name=args.name or "",
+        format=args.format,
+        user_vocab=args.user_vocab or "",
+        key_field=args.key_field or "",
+        output_field=args.output_field or "",
+        wrap_as=args.wrap_as or "",
+        topics=args.topics or "",
+        regions=args.regions or "",
+        max_topics=args.max_topics,
+        max_topic_words=args.max_topic_words,
+        max_title_chars=args.max_title_chars,
+        max_text_chars=args.max_text_chars,
+    )
+    reports = import_outputs(
+        settings.duckdb_path, resources["source"], resources["privacy"], config
+    )
+    for report in reports:
+        print(report.text())
+    print("the next materialization of the enrichment assets publishes them (genre-dagster run)")
+    return 0
+
+
+def _llm_parser(sub) -> None:
+    from genre_dagster.enrichment.answer_files import FORMATS
+    from genre_dagster.enrichment.roles import ROLES
+
+    llm = sub.add_parser("llm", help="export prompts / import answers of the GENRE roles")
+    llm_sub = llm.add_subparsers(dest="llm_command", required=True)
+    export = llm_sub.add_parser("export", help="the next run's prompts as an OpenAI Batch file")
+    export.add_argument("--role", required=True, choices=ROLES)
+    export.add_argument("--out", required=True, help="Batch input file (.jsonl) to write")
+    export.add_argument("--model", default=None, help="model named in the requests")
+    export.add_argument("--budget", type=int, default=None, help="default: the asset's budget")
+    export.add_argument("--all", action="store_true", help="no budget: every input to answer")
+    export.add_argument("--prompt-version", default=None, help="default: the asset's")
+    imp = llm_sub.add_parser("import", help="load answer files into the response cache")
+    imp.add_argument("files", nargs="+", help="answer files (Batch output, GENRE logs, JSONL)")
+    imp.add_argument("--role", required=True, choices=ROLES)
+    imp.add_argument("--model", default=None, help="the model that wrote them (provenance)")
+    imp.add_argument("--name", default=None, help="import name (default: the file's stem)")
+    imp.add_argument("--format", default="auto", choices=FORMATS)
+    imp.add_argument("--user-vocab", default=None, help="raw user ids, one a line (uid = line)")
+    imp.add_argument("--key-field", default=None, help="JSONL: the key field")
+    imp.add_argument("--output-field", default=None, help="JSONL: the answer field")
+    imp.add_argument("--wrap-as", default=None, help="plain-text answers become {FIELD: text}")
+    imp.add_argument("--topics", default=None, help="profile topics: e.g. open, genre_news")
+    imp.add_argument("--regions", default=None, help="profile regions: e.g. off, us_states")
+    imp.add_argument("--max-topics", type=int, default=5)
+    imp.add_argument("--max-topic-words", type=int, default=3)
+    imp.add_argument("--max-title-chars", type=int, default=150)
+    imp.add_argument("--max-text-chars", type=int, default=300)
+
+
 def main(argv: list[str] | None = None) -> int:
     _quiet_environment()
     parser = argparse.ArgumentParser(prog="genre-dagster", description=__doc__)
@@ -137,9 +250,19 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", default=None, help="default: $GENRE_DATA_DIR/demo")
     demo.add_argument("--extra-days", type=int, default=0, help="also write N later days")
     demo.add_argument("--landing", default=None, help="where extra days go")
+    demo.add_argument(
+        "--llm-answers",
+        default=None,
+        metavar="DIR",
+        help="also write what a capable LLM would answer (GENRE's released formats), "
+        "informative and shuffled, for `genre-dagster llm import`",
+    )
     run = sub.add_parser("run", help="ingest new days and materialize the graph")
     run.add_argument("--job", default="nightly_refresh", help="job for the newest day")
+    _llm_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "llm":
+        return {"export": cmd_llm_export, "import": cmd_llm_import}[args.llm_command](args)
     handlers = {"prepare": cmd_prepare, "demo": cmd_demo, "run": cmd_run}
     return handlers[args.command](args)
 

@@ -21,6 +21,7 @@ from genre_dagster.automation import (
     nightly_refresh_job,
     nightly_refresh_schedule,
 )
+from genre_dagster.llm_outputs import import_llm_outputs_job
 from genre_dagster.resources import build_resources
 from genre_dagster.settings import Settings, load_settings
 
@@ -54,7 +55,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             [raw, features, enrichment, embeddings, scoring, evaluation, serving, monitoring]
         ),
         asset_checks=dg.load_asset_checks_from_modules([quality_checks, serving]),
-        jobs=[ingest_day_job, nightly_refresh_job],
+        jobs=[ingest_day_job, nightly_refresh_job, import_llm_outputs_job],
         schedules=[nightly_refresh_schedule],
         sensors=[landing_files_sensor],
         resources=build_resources(settings),

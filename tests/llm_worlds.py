@@ -1,0 +1,158 @@
+"""Small demo worlds for the LLM import tests: ingested and built up to the dbt features by the
+real jobs, plus helpers that materialize the enrichment (and scorer) assets on them."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+ENRICHMENT = ("news_summaries", "user_profiles", "synthetic_items")
+# The enrichment assets ask no LLM: only imported (or cached) answers are published.
+NO_LLM_CALLS = {"ops": {f"enrichment__{name}": {"config": {"budget": 0}} for name in ENRICHMENT}}
+
+
+def build_world(root: Path, config: Any) -> dict[str, Any]:
+    """Generate the demo world `config` under `root`, ingest every day and build the features
+    (dbt), as the nightly job does; returns the settings and the DuckDB path."""
+    from genre_dagster.automation import new_days, unmaterialized_days
+    from genre_dagster.definitions import build_definitions
+    from genre_dagster.demo import generate_world
+    from genre_dagster.settings import Settings
+
+    generate_world(config, root / "mind")
+    settings = Settings(
+        env="local",
+        data_dir=root / "data",
+        source_kind="mind",
+        source_path=root / "mind",
+        landing_dir=root / "landing",
+        demo_preset="small",
+        llm_backend="openai",
+        llm_base_url="http://127.0.0.1:9/v1",  # never called: budgets are 0
+        llm_model="no-llm",
+    )
+    defs = build_definitions(settings)
+    (root / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(root / "home")) as instance:
+        new_days(defs.resources["source"], instance)
+        for day in unmaterialized_days(instance):
+            ingest = defs.resolve_job_def("ingest_day")
+            assert ingest.execute_in_process(partition_key=day, instance=instance).success
+        graph = defs.resolve_asset_graph()
+        features = [
+            key
+            for key in dg.AssetSelection.groups("features").resolve(graph)
+            if not graph.get(key).is_partitioned
+        ]
+        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=features, raise_on_error=False
+        )
+        assert result.success, [e.message for e in result.all_events if e.is_step_failure]
+    return {"root": root, "config": config, "settings": settings, "defs": defs}
+
+
+def materialize(
+    world: dict[str, Any],
+    database: Path,
+    assets: list,
+    run_config: dict | None = None,
+    models: Path | None = None,
+) -> dict[str, dict]:
+    """Materialize `assets` on the DuckDB file `database` with the world's resources; returns
+    asset name -> its materialization metadata (values unwrapped)."""
+    from dagster_duckdb import DuckDBResource
+
+    from genre_dagster.resources.model_store import ModelStore
+    from genre_dagster.resources.storage import DuckDBPolarsTablesIOManager
+
+    keys = {a.key for a in assets}
+    deps = {d for a in assets for group in a.asset_deps.values() for d in group} - keys
+    resources = dict(world["defs"].resources)
+    resources["duckdb"] = DuckDBResource(database=str(database))
+    resources["io_manager"] = DuckDBPolarsTablesIOManager(database=str(database))
+    resources["model_store"] = ModelStore(root=str(models or database.parent / "models"))
+    config = json.loads(json.dumps(NO_LLM_CALLS))
+    for name, op in (run_config or {}).get("ops", {}).items():
+        config["ops"][name] = op
+    result = dg.materialize(
+        [*(dg.AssetSpec(k) for k in deps), *assets],
+        selection=sorted(keys),
+        resources=resources,
+        run_config=config,
+    )
+    assert result.success
+    return {
+        e.asset_key.path[-1]: {
+            k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()
+        }
+        for e in result.get_asset_materialization_events()
+    }
+
+
+def enrichment_assets() -> list:
+    from genre_dagster.assets import enrichment
+
+    return [enrichment.news_summaries, enrichment.user_profiles, enrichment.synthetic_items]
+
+
+# ------------------------------------------------------------------ a Batch API stand-in
+
+
+def schema_instance(schema: dict[str, Any], seed: str) -> Any:
+    """A value valid under a role's JSON schema (what a model constrained to it writes);
+    choices vary with `seed` (the custom id)."""
+    pick = zlib.crc32(seed.encode())
+    kind = schema.get("type")
+    if "enum" in schema:
+        return schema["enum"][pick % len(schema["enum"])]
+    if kind == "object":
+        return {
+            name: schema_instance(sub, f"{seed}/{name}")
+            for name, sub in schema["properties"].items()
+        }
+    if kind == "array":
+        if schema.get("minItems", 0) == 0 and "enum" in schema["items"]:
+            return []  # optional lists (regions) stay empty, as most answers leave them
+        return [schema_instance(schema["items"], seed)]
+    if kind == "string":
+        if "pattern" in schema:  # open topics: lower-case words
+            return "interest " + "abcdefghij"[pick % 10] * 3
+        text = f"answer {pick % 1000} about the item"
+        return text[: schema.get("maxLength", len(text))]
+    raise ValueError(f"schema type {kind!r} not handled")
+
+
+def answer_batch(batch_input: Path, batch_output: Path, model: str = "offline-test-model") -> int:
+    """Answer every request of a Batch input file the way the Batch API writes its output file
+    (lines in reverse order: outputs come back in any order); returns the lines written."""
+    requests = [json.loads(line) for line in batch_input.read_text().splitlines() if line]
+    lines = []
+    for n, request in enumerate(reversed(requests)):
+        schema = request["body"]["response_format"]["json_schema"]["schema"]
+        content = json.dumps(schema_instance(schema, request["custom_id"]))
+        body = {
+            "id": f"chatcmpl-{n}",
+            "object": "chat.completion",
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+        }
+        line = {
+            "id": f"batch_req_{n}",
+            "custom_id": request["custom_id"],
+            "response": {"status_code": 200, "request_id": f"req_{n}", "body": body},
+            "error": None,
+        }
+        lines.append(json.dumps(line))
+    batch_output.write_text("\n".join(lines) + "\n")
+    return len(lines)
