@@ -106,8 +106,18 @@ class SchemaLogitsProcessor:
         self.no_repeat_ngram = no_repeat_ngram
         self.mask_calls = 0
         self.repeats_banned = 0
+        self.seconds = 0.0  # time spent in this processor (the cost of the constraint)
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import time
+
+        started = time.perf_counter()
+        try:
+            return self._constrain(input_ids, scores)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def _constrain(self, input_ids: Any, scores: Any) -> Any:
         import numpy as np
         import torch
 

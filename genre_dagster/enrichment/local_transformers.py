@@ -101,6 +101,9 @@ class TransformersBackend(LLMBackend):
         self.generation_kwargs = dict(generation_kwargs or {})
         self.convert_cache = Path(convert_cache) if convert_cache else None
         self.loaded_from: str | None = None  # the folder (or GGUF file) the weights came from
+        # cumulative seconds in generate() and, of those, in the schema constraint
+        self.generate_seconds = 0.0
+        self.constraint_seconds = 0.0
         self._model = model
         self._tokenizer = tokenizer
         if tokenizer is not None:
@@ -249,7 +252,7 @@ class TransformersBackend(LLMBackend):
         if all(requests[i].json_object for i in idx):
             prefixes = [_prefix(requests[i]) for i in idx]
             stop = [_json_object_closed(tok, prefixes, prompt_len)]
-        processors = None
+        processors, constraint = None, None
         if any(requests[i].json_schema is not None for i in idx):
             from transformers import LogitsProcessorList
 
@@ -273,6 +276,9 @@ class TransformersBackend(LLMBackend):
                 **sampling,
                 **self.generation_kwargs,
             )
+        self.generate_seconds += time.perf_counter() - start
+        if constraint is not None:
+            self.constraint_seconds += constraint.seconds
         seconds = (time.perf_counter() - start) / len(idx)
         results: dict[int, LLMResult] = {}
         for row, i in enumerate(idx):
