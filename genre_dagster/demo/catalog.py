@@ -17,6 +17,7 @@ from genre_dagster.demo.vocabulary import CATEGORIES
 
 SECONDS_PER_DAY = 86_400
 STREAM_NEWS, STREAM_TEXT, STREAM_USERS, STREAM_HISTORY, STREAM_DAY = 1, 2, 3, 4, 5
+STREAM_TEXT_TOPIC = 6
 # SeedSequence entropy must be non-negative; pre-period days have negative indices.
 _INDEX_OFFSET = 1_000_000
 # Ids are scrambled (a bijection modulo a prime) so they look like MIND's and hide order.
@@ -135,15 +136,30 @@ def build_catalog(config: DemoWorldConfig, tax: Taxonomy, last_day: int) -> News
     )
 
 
+def text_subcategories(config: DemoWorldConfig, tax: Taxonomy, catalog: NewsCatalog) -> np.ndarray:
+    """The subcategory each news item's text is written about: its own, except for a share
+    `text_topic_noise` written about a random subcategory (headlines that hide their topic)."""
+    written = catalog.subcategory.copy()
+    if config.text_topic_noise > 0:
+        for day in np.unique(catalog.day):
+            rows = np.flatnonzero(catalog.day == day)
+            rng = day_rng(config.seed, STREAM_TEXT_TOPIC, int(day))
+            noisy = rows[rng.random(rows.size) < config.text_topic_noise]
+            written[noisy] = rng.integers(0, len(tax.subcategories), size=noisy.size)
+    return written
+
+
 def render_texts(config: DemoWorldConfig, tax: Taxonomy, catalog: NewsCatalog) -> list[NewsText]:
     """Title, abstract and entities of every catalog news (one text generator per day)."""
     renderer = TextRenderer()
+    written = text_subcategories(config, tax, catalog)
     texts: list[NewsText] = []
     for day in np.unique(catalog.day):
         seed = int(day_rng(config.seed, STREAM_TEXT, int(day)).integers(2**62))
         rnd = random.Random(seed)
         for i in np.flatnonzero(catalog.day == day):
-            cat = tax.categories[catalog.category[i]]
-            sub = tax.subcategories[catalog.subcategory[i]]
-            texts.append(renderer.render(rnd, cat, sub))
+            sub = written[i]
+            texts.append(
+                renderer.render(rnd, tax.categories[tax.sub_category[sub]], tax.subcategories[sub])
+            )
     return texts

@@ -23,6 +23,11 @@ class DemoWorldConfig:
     + popularity_weight * z(news) + freshness_weight * -log1p(age_days / 0.5)
     + N(0, noise_sd) + bias, where bias is solved so the expected CTR per candidate (forced
     clicks included) equals `target_ctr`.
+    `subcategory_interest` weighs the subcategory tastes within a category against the
+    category tastes in the log-affinity.
+    Text: a share `text_topic_noise` of the news have a title and abstract written about a random
+    subcategory instead of their own (their category column stays true), so the text alone
+    does not always reveal what an item is about (0: every text is on topic).
     """
 
     seed: int = 7
@@ -45,6 +50,8 @@ class DemoWorldConfig:
     median_candidates: int = 24
     max_candidates: int = 75
     candidate_window_days: int = 2
+    subcategory_interest: float = 0.6
+    text_topic_noise: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -66,6 +73,8 @@ class DemoWorldConfig:
                 "candidate_window_days must be in [1, pre_days]",
             ),
             (self.noise_sd >= 0, "noise_sd must be >= 0"),
+            (0.0 <= self.text_topic_noise <= 1.0, "text_topic_noise must be in [0, 1]"),
+            (self.subcategory_interest >= 0, "subcategory_interest must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:

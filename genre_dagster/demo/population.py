@@ -17,8 +17,6 @@ from genre_dagster.demo.catalog import (
 from genre_dagster.demo.config import DemoWorldConfig
 from genre_dagster.demo.sampling import first_per_group, rank_in_group, segment_sample
 
-SUBCATEGORY_INTEREST = 0.6  # weight of subcategory taste relative to category taste
-
 
 @dataclass(frozen=True)
 class Population:
@@ -47,7 +45,7 @@ def build_population(config: DemoWorldConfig, tax: Taxonomy, catalog: NewsCatalo
         draw = rng.dirichlet(cols.size * tax.sub_share[cols], size=n_users)
         phi[:, cols] = 0.9 * draw + 0.1 * tax.sub_share[cols]
     log_aff = np.log(theta[:, tax.sub_category] / tax.category_share[tax.sub_category])
-    log_aff += SUBCATEGORY_INTEREST * np.log(phi / tax.sub_share)
+    log_aff += config.subcategory_interest * np.log(phi / tax.sub_share)
     activity = rng.lognormal(0.0, 0.9, size=n_users)
     shift_cols = [tax.categories.index(c) for c in config.shift_categories]
     shift_interest = theta[:, shift_cols].sum(axis=1)
