@@ -75,9 +75,9 @@ def materialize(
     resources["duckdb"] = DuckDBResource(database=str(database))
     resources["io_manager"] = DuckDBPolarsTablesIOManager(database=str(database))
     resources["model_store"] = ModelStore(root=str(models or database.parent / "models"))
-    config = json.loads(json.dumps(NO_LLM_CALLS))
-    for name, op in (run_config or {}).get("ops", {}).items():
-        config["ops"][name] = op
+    selected = {"__".join(key.path) for key in keys}
+    ops = {name: op for name, op in NO_LLM_CALLS["ops"].items() if name in selected}
+    config = {"ops": {**ops, **(run_config or {}).get("ops", {})}}
     result = dg.materialize(
         [*(dg.AssetSpec(k) for k in deps), *assets],
         selection=sorted(keys),

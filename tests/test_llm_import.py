@@ -149,6 +149,25 @@ def test_batch_round_trip_every_exported_request_is_answered_and_published(world
         "summarizer_output (offline-test-model)": len(news)
     }
 
+    # the combined GENRE variant trains with every plug-in on these answers
+    from genre_dagster.assets import embeddings
+    from genre_dagster.assets.scoring import scorer_assets
+
+    (variant,) = [a for a in scorer_assets if a.key.path[-1] == "nrms_genre_all"]
+    small = json.dumps({"hidden_dim": 16, "attention_dim": 8, "heads": 2, "epochs": 1})
+    materialize(
+        world,
+        db,
+        [embeddings.news_embeddings, embeddings.user_profile_embeddings, variant],
+        {"ops": {"scoring__nrms_genre_all": {"config": {"overrides_json": small}}}},
+    )
+    ((profile, inactive, config),) = _rows(
+        db, "select profile, inactive_plugins, config_json from scoring.nrms_genre_all"
+    )
+    config = json.loads(config)
+    assert profile and json.loads(inactive) == {} and config["generated_history"]
+    assert "summary" in config["fields"]
+
 
 def test_export_sends_what_the_next_run_would_in_its_order_and_budget(world, db, tmp_path):
     from genre_dagster.assets.enrichment import ProfilerConfig

@@ -164,6 +164,7 @@ class Importer:
         self.known_keys = known_keys
         self.pseudonymize = pseudonymize
         self._known: dict[str, set[str]] = {}
+        self._vocab: dict[str, VocabularyConfig] = {}
 
     def _known_keys(self, role: str) -> set[str]:
         if role not in self._known:
@@ -324,7 +325,9 @@ class Importer:
     def _validate(self, role: str, answer: Any) -> tuple[Validated, str | None]:
         from genre_dagster.enrichment.schemas import validate_output
 
-        vocab = self.vocabularies(role)
+        if role not in self._vocab:
+            self._vocab[role] = self.vocabularies(role)
+        vocab = self._vocab[role]
         if isinstance(answer, dict):
             return validate_output(role, answer, vocab), json.dumps(answer, ensure_ascii=False)
         return validate_answer(role, answer, vocab), answer
