@@ -285,6 +285,125 @@ def _structured_rows() -> list[tuple[str, ...]]:
     ]
 
 
+def _enrichment_runs() -> list[tuple[str, dict]]:
+    """(results file, data) of every enrichment_quality*.json, in name order."""
+    return [
+        (path.stem, json.loads(path.read_text()))
+        for path in sorted(RESULTS.glob("enrichment_quality*.json"))
+    ]
+
+
+def _enrichment_rows() -> list[tuple[str, ...]]:
+    """Goal rows of the GENRE enrichment with the default local model (issue: valid, useful)."""
+    runs = _enrichment_runs()
+    if not runs:
+        return []
+    valid, shares, machine = [], [], None
+    summary = None
+    for _, data in runs:
+        machine = machine or data.get("machine")
+        for source, roles in data["results"].items():
+            for role, modes in roles.items():
+                constrained = modes.get("constrained")
+                if constrained:
+                    valid.append((f"{source}/{role}", constrained["schema_valid_share"],
+                                  constrained["prompts"]))  # fmt: skip
+                    shares.append(constrained.get("constraint_share_of_generation", 0.0))
+                    if role == "summarizer" and source == "huffpost":
+                        summary = constrained.get("summary_quality")
+    scripts = "benchmarks/enrichment_quality.py"
+    worst = min(valid, key=lambda v: v[1]) if valid else None
+    rows = [
+        (
+            "GENRE roles with the default local model (SmolLM2-135M), schema-constrained: "
+            "schema-valid answers",
+            ">= 99% for every role",
+            f"worst {worst[0]}: {_pct(worst[1])} of {worst[2]}; "
+            + ", ".join(f"{n} {_pct(v)}" for n, v, _ in valid),
+            "yes" if worst and all(v >= 0.99 for _, v, _ in valid) else "no",
+            scripts,
+            label(machine),
+        ),
+        (
+            "Cost of constrained decoding (time in the schema constraint / generation time)",
+            "<= 20% (tokens/s cost)",
+            f"at most {_pct(max(shares))}" if shares else "not measured",
+            "yes" if shares and max(shares) <= 0.2 else "no",
+            scripts,
+            label(machine),
+        ),
+    ]
+    if summary and "faithfulness_cosine" in summary:
+        knn = summary["knn_category_accuracy"]
+        rows += [
+            (
+                f"Summaries of {summary['summaries']} HuffPost items: faithfulness (cosine of "
+                "item text to its summary, MiniLM)",
+                ">= 0.5 and >= 0.3 above a random other item's summary",
+                f"{_fmt(summary['faithfulness_cosine'])} (random pair "
+                f"{_fmt(summary['random_pair_cosine'])}, margin "
+                f"{_fmt(summary['faithfulness_margin'])})",
+                "yes"
+                if summary["faithfulness_cosine"] >= 0.5 and summary["faithfulness_margin"] >= 0.3
+                else "no",
+                scripts,
+                label(machine),
+            ),
+            (
+                "Summaries that copy the title (new title equal to it; near copies: word "
+                "Jaccard >= 0.8)",
+                "<= 10%",
+                f"{_pct(summary['title_copy_share'])} exact, "
+                f"{_pct(summary['title_near_copy_share'])} near",
+                "yes" if summary["title_near_copy_share"] <= 0.1 else "no",
+                scripts,
+                label(machine),
+            ),
+            (
+                "Informativeness: kNN category accuracy of summary vectors vs title vectors",
+                "summary > title",
+                f"summary {_fmt(knn['summary'])}, title {_fmt(knn['title'])}, title+summary "
+                f"{_fmt(knn['title+summary'])}",
+                "yes" if knn["summary"] > knn["title"] else "no",
+                scripts,
+                label(machine),
+            ),
+        ]
+    return rows
+
+
+def _enrichment_table() -> list[str]:
+    lines = [
+        "### GENRE enrichment with the local model, per role",
+        "",
+        "| results file | source | role | mode | prompts | schema-valid | exact terms | "
+        "completion tokens/s | s per answer | constraint share of time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, data in _enrichment_runs():
+        for source, roles in data["results"].items():
+            for role, modes in roles.items():
+                for mode in ("constrained", "unconstrained"):
+                    m = modes.get(mode)
+                    if not m:
+                        continue
+                    lines.append(
+                        f"| {name} | {source} | {role} | {mode} | {m['prompts']} | "
+                        f"{_pct(m['schema_valid_share'])} | {_pct(m['terms_exact_share'])} | "
+                        f"{_fmt(m['completion_tokens_per_second'])} | "
+                        f"{_fmt(m['seconds_per_answer'])} | "
+                        f"{_pct(m.get('constraint_share_of_generation'))} |"
+                    )
+        lines.append("")
+        lines.append(f"`{name}`: `{data['command']}` ({label(data.get('machine'))})")
+        lines.append("")
+    lines.append(
+        "Unconstrained answers run on to the token cap, so their tokens/s spreads the prompt "
+        "over more tokens: the constraint's own cost is its share of generation time."
+    )
+    return lines
+
+
 def _pct(share: float | None) -> str:
     return "not measured" if share is None else f"{100 * share:.0f}%"
 
@@ -485,7 +604,7 @@ def main() -> None:
         "| benchmark | goal | measured | goal reached | script | machine |",
         "|---|---|---|---|---|---|",
     ]
-    for row in _goal_rows():
+    for row in [*_goal_rows(), *_enrichment_rows()]:
         lines.append("| " + " | ".join(row) + " |")
     for preset in ("small", "mind_small"):
         e2e = _load(f"end_to_end_{preset}")
@@ -494,6 +613,8 @@ def main() -> None:
     structured = _load("structured_engines")
     if structured:
         lines += ["", *_structured_engines(structured)]
+    if _enrichment_runs():
+        lines += ["", *_enrichment_table()]
     lines += ["", "## Raw results", ""]
     for path in sorted(RESULTS.glob("*.json")):
         lines += _details(path.stem, json.loads(path.read_text()))
