@@ -18,8 +18,6 @@ NO_LLM_CALLS = {"ops": {f"enrichment__{name}": {"config": {"budget": 0}} for nam
 def build_world(root: Path, config: Any) -> dict[str, Any]:
     """Generate the demo world `config` under `root`, ingest every day and build the features
     (dbt), as the nightly job does; returns the settings and the DuckDB path."""
-    from genre_dagster.automation import new_days, unmaterialized_days
-    from genre_dagster.definitions import build_definitions
     from genre_dagster.demo import generate_world
     from genre_dagster.settings import Settings
 
@@ -35,6 +33,15 @@ def build_world(root: Path, config: Any) -> dict[str, Any]:
         llm_base_url="http://127.0.0.1:9/v1",  # never called: budgets are 0
         llm_model="no-llm",
     )
+    return {"config": config, **build_features(root, settings)}
+
+
+def build_features(root: Path, settings: Any) -> dict[str, Any]:
+    """Ingest every day of `settings`' source and build the features (dbt), as the nightly job
+    does."""
+    from genre_dagster.automation import new_days, unmaterialized_days
+    from genre_dagster.definitions import build_definitions
+
     defs = build_definitions(settings)
     (root / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(root / "home")) as instance:
@@ -52,7 +59,7 @@ def build_world(root: Path, config: Any) -> dict[str, Any]:
             instance=instance, asset_selection=features, raise_on_error=False
         )
         assert result.success, [e.message for e in result.all_events if e.is_step_failure]
-    return {"root": root, "config": config, "settings": settings, "defs": defs}
+    return {"root": root, "settings": settings, "defs": defs}
 
 
 def materialize(
