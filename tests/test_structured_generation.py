@@ -124,6 +124,21 @@ def test_tiny_model_answers_always_validate_under_the_schema(tiny_llama, role) -
     assert loose.stats["failed"] == 2
 
 
+def test_answers_close_within_a_token_budget_smaller_than_their_caps(tiny_llama) -> None:
+    """Near the end of its budget a row may only close what is open, so an answer whose caps
+    allow far more characters than the budget has tokens still ends as valid JSON."""
+    from genre_dagster.enrichment.local_transformers import TransformersBackend
+
+    model, tokenizer = tiny_llama
+    backend = TransformersBackend(model=model, tokenizer=tokenizer, batch_size=4)
+    vocab = vocabulary_for(CATEGORIES, topics="categories", regions="off")  # 150 + 300 chars
+    for role in ("summarizer", "generator"):
+        result = run_role(role, _inputs(role), backend, None, vocabulary=vocab, max_new_tokens=48,
+                          validation_retries=0)  # fmt: skip
+        assert result.stats["failed"] == 0, [r.error for r in result.rows]
+        assert all(r.completion_tokens <= 48 for r in result.rows)
+
+
 def test_open_topics_on_a_one_category_catalogue_with_the_tiny_model(tiny_llama) -> None:
     from genre_dagster.enrichment.local_transformers import TransformersBackend
 

@@ -25,6 +25,25 @@ _LOCK = threading.Lock()
 _COMPILE_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 
 
+def closing_tokens(tokenizer: Any, n_vocab: int) -> Any:
+    """A boolean mask over the vocabulary: tokens whose text holds a `"`, `]` or `}` and no
+    backslash (they can end a JSON string, list or object). Built once per tokenizer."""
+    import numpy as np
+
+    key = ("closers", id(tokenizer))
+    with _LOCK:
+        cached = _TOKENIZERS.get(key)  # type: ignore[call-overload]
+        if cached is not None and cached[0] is tokenizer:
+            return cached[1]
+    texts = tokenizer.batch_decode([[i] for i in range(min(n_vocab, len(tokenizer)))])
+    mask = np.zeros(n_vocab, dtype=bool)
+    # a backslash would make the quote an escape inside the string, not its end
+    mask[: len(texts)] = [any(c in t for c in '"]}') and "\\" not in t for t in texts]
+    with _LOCK:
+        _TOKENIZERS[key] = (tokenizer, mask)  # type: ignore[index]
+    return mask
+
+
 def ll_tokenizer(tokenizer: Any, n_vocab: int) -> Any:
     """The llguidance tokenizer for a Hugging Face fast tokenizer (built once, cached)."""
     import llguidance.hf
@@ -65,6 +84,11 @@ class SchemaLogitsProcessor:
             prompt, so copying facts from the item stays possible), as long as the schema still
             allows another token; 0 disables. Small greedy models otherwise loop ("a new story
             about a new story ...") until the length cap.
+        budgets: each row's token budget (max_new_tokens). In its last `closing_reserve`
+            tokens a row may only close what is open wherever the schema allows a closing
+            token, so the answer ends as valid JSON instead of being cut off (text in a script
+            that takes a token per character would otherwise outrun a budget sized in
+            characters).
     """
 
     def __init__(
@@ -75,6 +99,8 @@ class SchemaLogitsProcessor:
         prompt_len: int,
         prefixes: Sequence[Sequence[int]] = (),
         no_repeat_ngram: int = 4,
+        budgets: Sequence[int] = (),
+        closing_reserve: int = 32,
     ) -> None:
         import llguidance
 
@@ -107,6 +133,10 @@ class SchemaLogitsProcessor:
         self.mask_calls = 0
         self.repeats_banned = 0
         self.seconds = 0.0  # time spent in this processor (the cost of the constraint)
+        self.budgets = list(budgets)
+        self.closing_reserve = closing_reserve
+        self.closers = closing_tokens(tokenizer, n_vocab) if self.budgets else None
+        self.closed_early = 0
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import time
@@ -153,9 +183,18 @@ class SchemaLogitsProcessor:
         for row in range(len(self.matchers)):
             if constrained[row] and not self.finished[row]:
                 self._ban_repeats(row, allowed_np[row])
+                if row < len(self.budgets) and self.budgets[row] - step <= self.closing_reserve:
+                    self._prefer_closing(allowed_np[row])
         allowed = torch.from_numpy(allowed_np)
         allowed[~torch.from_numpy(constrained)] = True
         return scores.masked_fill(~allowed.to(scores.device), float("-inf"))
+
+    def _prefer_closing(self, allowed: Any) -> None:
+        """Near the end of the budget: only closing tokens, where the schema allows one."""
+        closing = allowed & self.closers[: allowed.size]
+        if closing.any():
+            allowed &= closing
+            self.closed_early += 1
 
     def _ban_repeats(self, row: int, allowed: Any) -> None:
         """Clear the tokens that would repeat an n-gram of this row's answer, unless that

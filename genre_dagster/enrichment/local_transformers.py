@@ -263,6 +263,7 @@ class TransformersBackend(LLMBackend):
                 int(model.get_output_embeddings().weight.shape[0]),
                 [requests[i].json_schema for i in idx],
                 prompt_len,
+                budgets=[requests[i].max_new_tokens for i in idx],
             )
             processors = LogitsProcessorList([constraint])
         with torch.inference_mode():

@@ -93,7 +93,14 @@ class Validated:
     notes: list[str] = field(default_factory=list)
 
 
-def _text(min_chars: int, max_chars: int) -> Any:
+def _text(min_chars: int, max_chars: int, generation: bool = False) -> Any:
+    """A text field. Validation strips surrounding whitespace before counting; a model is held
+    to text that starts and ends with a visible character, so the two lengths agree."""
+    if generation:
+        return Annotated[
+            str,
+            StringConstraints(min_length=min_chars, max_length=max_chars, pattern=r"^\S(.*\S)?$"),
+        ]
     return Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=min_chars, max_length=max_chars)
     ]
@@ -124,7 +131,8 @@ def output_model(role: str, vocab: VocabularyConfig, generation: bool = False) -
     """
     limits = vocab.limits
     if role == "summarizer":
-        title, description = _text(3, limits.title_chars), _text(3, limits.summary_chars)
+        title = _text(3, limits.title_chars, generation)
+        description = _text(3, limits.summary_chars, generation)
         if generation:
             return create_model(
                 "SummarizerOutput",
@@ -172,8 +180,8 @@ def output_model(role: str, vocab: VocabularyConfig, generation: bool = False) -
         return create_model(
             "GeneratedItem",
             __base__=_Output,
-            title=(_text(3, limits.title_chars), ...),
-            abstract=(_text(3, limits.abstract_chars), ...),
+            title=(_text(3, limits.title_chars, generation), ...),
+            abstract=(_text(3, limits.abstract_chars, generation), ...),
             category=(_enum(vocab.categories), ...),
         )
     raise ValueError(f"unknown role {role!r}; known: {ROLES_WITH_SCHEMA}")
