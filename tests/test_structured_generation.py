@@ -155,6 +155,81 @@ def test_open_topics_on_a_one_category_catalogue_with_the_tiny_model(tiny_llama)
     assert all(t == normalize_open_term(t) and len(t.split()) <= 3 for t in topics)
 
 
+def _words(text: str) -> list[str]:
+    return "".join(c.lower() if c.isalnum() else " " for c in text).split()
+
+
+def _shared_run(answer: str, source: str, n: int) -> bool:
+    """Whether the two texts share a run of n words (case and punctuation ignored)."""
+    a, b = _words(answer), _words(source)
+    runs = {tuple(b[i : i + n]) for i in range(len(b) - n + 1)}
+    return any(tuple(a[i : i + n]) in runs for i in range(len(a) - n + 1))
+
+
+def _copying_decoder(tiny_llama, source: str, copy_sources: list[str]) -> str:
+    """Greedy decoding under a title schema by a 'model' that always prefers the next token of
+    `source`: what a small model that recites its title or instructions does."""
+    import torch
+
+    from genre_dagster.enrichment.constrained import SchemaLogitsProcessor
+    from genre_dagster.enrichment.local_transformers import _copy_sources
+
+    _, tokenizer = tiny_llama
+    n_vocab = len(tokenizer)
+    schema = {"type": "object", "properties": {"title": {"type": "string", "maxLength": 80}},
+              "required": ["title"], "additionalProperties": False}  # fmt: skip
+    wanted = tokenizer.encode('{"title": "' + source + '"}', add_special_tokens=False)
+    processor = SchemaLogitsProcessor(
+        tokenizer, n_vocab, [schema], prompt_len=1, budgets=[60],
+        copy_sources=[_copy_sources(tokenizer, tuple(copy_sources))],
+    )  # fmt: skip
+    ids = torch.tensor([[tokenizer.pad_token_id]])
+    for step in range(60):
+        scores = torch.zeros(1, n_vocab)
+        scores[0, wanted[min(step, len(wanted) - 1)]] = 10.0
+        scores[0, tokenizer.eos_token_id] = 5.0 if step >= len(wanted) else -5.0
+        token = int(processor(ids, scores).argmax())
+        if token == tokenizer.eos_token_id:
+            break
+        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    return tokenizer.decode(ids[0, 1:].tolist())
+
+
+def test_a_model_that_recites_its_source_is_kept_from_copying_it(tiny_llama) -> None:
+    """A token that would complete a 4-token run of a copy source is banned, whatever its
+    case; the answer stays valid JSON; without copy sources the same model recites."""
+    source = "news about sports, finance and health"
+    control = json.loads(_copying_decoder(tiny_llama, source, []))
+    assert control == {"title": source}  # the 'model' does copy when nothing stops it
+    for banned in (source, source.upper(), "Sports, Finance And Health news"):
+        answer = json.loads(_copying_decoder(tiny_llama, source, [banned]))
+        tokens = [t.lower() for t in tiny_llama[1].tokenize(answer["title"])]
+        cased = [t.lower() for t in tiny_llama[1].tokenize(banned.lower())]
+        windows = {tuple(cased[i : i + 4]) for i in range(len(cased) - 3)}
+        assert not any(tuple(tokens[i : i + 4]) in windows for i in range(len(tokens) - 3)), (
+            banned, answer,
+        )  # fmt: skip
+
+
+def test_summaries_and_generated_items_avoid_copying_their_instructions_and_titles() -> None:
+    """What each role's answer may not copy: the template's instructions, plus the title for
+    the summarizer and the history's titles for the generators; the profiler's short terms are
+    free. The texts are part of the request's hash."""
+    from genre_dagster.enrichment.prompts import load_template
+    from genre_dagster.enrichment.roles import avoid_copying
+    from genre_dagster.enrichment.sanitize import PromptLimits
+
+    limits = PromptLimits()
+    template = load_template("summarizer", "v2")
+    assert template.instructions and all("{{" not in t for t in template.instructions)
+    summary = avoid_copying("summarizer", _inputs("summarizer", 1)[0].fields, limits,
+                            template.instructions)  # fmt: skip
+    assert summary[-1] == "Local team wins the cup"
+    generator = avoid_copying("generator", _inputs("generator", 3)[2].fields, limits, ("x",))
+    assert generator == ("x", *(f"Local team wins the cup {i}" for i in range(3)))
+    assert avoid_copying("profiler", _inputs("profiler", 1)[0].fields, limits, ("x",)) == ()
+
+
 @pytest.mark.slow
 def test_real_smollm2_answers_every_role_validly(tmp_path) -> None:
     """The default local model (the offline SmolLM2 package, loaded from its GGUF file): five
@@ -179,6 +254,9 @@ def test_real_smollm2_answers_every_role_validly(tmp_path) -> None:
         result = run_role(role, inputs, backend, None, vocabulary=news)
         assert result.stats["failed"] == 0, (role, [r.error for r in result.rows])
         assert result.stats["answered"] == 5
+        if role == "summarizer":  # a new title, not the old one (nor a 5-word run of it)
+            for row, title in zip(result.rows, headlines, strict=True):
+                assert not _shared_run(row.output["title"], title, 5), (title, row.output)
     books = vocabulary_for(["book"], topics="auto", domain="books", limits=short)
     shelf = [RoleInput(f"R{i}", {"history": ["Dune", "The Hobbit", "Gone Girl", "Emma"][i:]})
              for i in range(4)]  # fmt: skip

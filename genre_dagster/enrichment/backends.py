@@ -25,6 +25,10 @@ class ChatRequest:
     `json_schema`: the JSON schema the answer must match; backends that can constrain decoding
     to it do (local: llguidance; OpenAI-compatible: `response_format`), others ignore it and
     the caller's validation decides.
+    `avoid_copying`: texts the answer should not copy runs of words from (an item's own title
+    when the answer is a new title, the prompt's instructions). A backend that controls
+    decoding enforces it (local: a token that would complete a 4-token run of one of these
+    texts is banned, while the schema allows another); others ignore it.
     """
 
     key: str
@@ -35,6 +39,7 @@ class ChatRequest:
     response_prefix: str = ""
     json_object: bool = False
     json_schema: dict[str, Any] | None = field(default=None, hash=False, compare=False)
+    avoid_copying: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.messages:

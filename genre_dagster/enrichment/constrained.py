@@ -44,6 +44,30 @@ def closing_tokens(tokenizer: Any, n_vocab: int) -> Any:
     return mask
 
 
+def spelling_classes(tokenizer: Any, n_vocab: int) -> tuple[Any, dict[int, Any]]:
+    """Each token's class (tokens whose text is the same once lower-cased and stripped of
+    spaces share one: "Million", " million", "MILLION"), and each class's tokens. Built once
+    per tokenizer."""
+    import numpy as np
+
+    key = ("classes", id(tokenizer))
+    with _LOCK:
+        cached = _TOKENIZERS.get(key)  # type: ignore[call-overload]
+        if cached is not None and cached[0] is tokenizer:
+            return cached[1]
+    texts = tokenizer.batch_decode([[i] for i in range(min(n_vocab, len(tokenizer)))])
+    ids: dict[str, int] = {}
+    classes = np.arange(n_vocab, dtype=np.int64) + n_vocab  # tokens without text: their own
+    for token, text in enumerate(texts):
+        classes[token] = ids.setdefault(text.strip().lower() or text, len(ids))
+    order = np.argsort(classes, kind="stable")
+    bounds = np.flatnonzero(np.diff(classes[order])) + 1
+    members = {int(classes[g[0]]): g for g in np.split(order, bounds)}
+    with _LOCK:
+        _TOKENIZERS[key] = (tokenizer, (classes, members))  # type: ignore[index]
+    return classes, members
+
+
 def ll_tokenizer(tokenizer: Any, n_vocab: int) -> Any:
     """The llguidance tokenizer for a Hugging Face fast tokenizer (built once, cached)."""
     import llguidance.hf
@@ -84,6 +108,10 @@ class SchemaLogitsProcessor:
             prompt, so copying facts from the item stays possible), as long as the schema still
             allows another token; 0 disables. Small greedy models otherwise loop ("a new story
             about a new story ...") until the length cap.
+        copy_sources: per row, token sequences the answer must not copy runs of: a token
+            that would complete a `no_copy_ngram`-token window of one of them is banned while
+            the schema allows another token (the item's own title for a new title, the
+            prompt's instructions, which a small model otherwise recites as its answer).
         budgets: each row's token budget (max_new_tokens). In its last `closing_reserve`
             tokens a row may only close what is open wherever the schema allows a closing
             token, so the answer ends as valid JSON instead of being cut off (text in a script
@@ -101,6 +129,8 @@ class SchemaLogitsProcessor:
         no_repeat_ngram: int = 4,
         budgets: Sequence[int] = (),
         closing_reserve: int = 32,
+        copy_sources: Sequence[Sequence[Sequence[int]]] = (),
+        no_copy_ngram: int = 4,
     ) -> None:
         import llguidance
 
@@ -137,6 +167,20 @@ class SchemaLogitsProcessor:
         self.closing_reserve = closing_reserve
         self.closers = closing_tokens(tokenizer, n_vocab) if self.budgets else None
         self.closed_early = 0
+        self.no_copy_ngram = no_copy_ngram
+        self.classes, self.class_members = (
+            spelling_classes(tokenizer, n_vocab) if any(copy_sources) else (None, {})
+        )
+        self.copy_next = [
+            _next_classes(
+                [self.classes[list(t)] for t in copy_sources[row]]
+                if row < len(copy_sources) and copy_sources[row]
+                else [],
+                no_copy_ngram,
+            )
+            for row in range(len(self.matchers))
+        ]
+        self.copies_banned = 0
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import time
@@ -183,6 +227,7 @@ class SchemaLogitsProcessor:
         for row in range(len(self.matchers)):
             if constrained[row] and not self.finished[row]:
                 self._ban_repeats(row, allowed_np[row])
+                self._ban_copies(row, allowed_np[row])
                 if row < len(self.budgets) and self.budgets[row] - step <= self.closing_reserve:
                     self._prefer_closing(allowed_np[row])
         allowed = torch.from_numpy(allowed_np)
@@ -215,3 +260,38 @@ class SchemaLogitsProcessor:
         if keep.any():
             allowed[banned] = False
             self.repeats_banned += 1
+
+    def _ban_copies(self, row: int, allowed: Any) -> None:
+        """Clear the tokens that would complete a run copied from one of this row's copy
+        sources (compared by spelling class, so a change of case or spacing is still a copy),
+        unless that would leave no token at all."""
+        import numpy as np
+
+        n, seen, table = self.no_copy_ngram, self.generated[row], self.copy_next[row]
+        if not table or len(seen) < n - 1:
+            return
+        following = table.get(tuple(int(c) for c in self.classes[seen[len(seen) - n + 1 :]]))
+        if not following:
+            return
+        banned = np.concatenate([self.class_members[c] for c in following])
+        banned = banned[banned < allowed.size]
+        banned = banned[allowed[banned]]
+        if not banned.size:
+            return
+        keep = allowed.copy()
+        keep[banned] = False
+        if keep.any():
+            allowed[banned] = False
+            self.copies_banned += 1
+
+
+def _next_classes(sources: Sequence[Any], n: int) -> dict[tuple[int, ...], set[int]]:
+    """For every (n-1)-class window of the sources, the classes that follow it there."""
+    table: dict[tuple[int, ...], set[int]] = {}
+    if n < 2:
+        return table
+    for classes in sources:
+        seq = [int(c) for c in classes]
+        for i in range(len(seq) - n + 1):
+            table.setdefault(tuple(seq[i : i + n - 1]), set()).add(seq[i + n - 1])
+    return table

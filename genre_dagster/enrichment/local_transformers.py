@@ -264,6 +264,7 @@ class TransformersBackend(LLMBackend):
                 [requests[i].json_schema for i in idx],
                 prompt_len,
                 budgets=[requests[i].max_new_tokens for i in idx],
+                copy_sources=[_copy_sources(tok, requests[i].avoid_copying) for i in idx],
             )
             processors = LogitsProcessorList([constraint])
         with torch.inference_mode():
@@ -295,6 +296,15 @@ class TransformersBackend(LLMBackend):
                 attempts=1,
             )
         return results
+
+
+def _copy_sources(tokenizer: Any, texts: tuple[str, ...]) -> list[list[int]]:
+    """Each text's tokens as they appear at the start of an answer and after a space (a BPE
+    tokenizer spells a text's first word differently in the two places), as written and in
+    lower case (the ban compares tokens case-blind, but a word's case can change how it is
+    split into tokens)."""
+    variants = {v for text in texts for t in (text, text.lower()) for v in (t, " " + t)}
+    return [tokenizer.encode(v, add_special_tokens=False) for v in sorted(variants)]
 
 
 def _prefix(request: ChatRequest) -> str:

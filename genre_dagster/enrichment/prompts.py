@@ -46,6 +46,12 @@ class PromptTemplate:
         return self.header.get("response_prefix", "")
 
     @property
+    def instructions(self) -> tuple[str, ...]:
+        """The template's own text between placeholders (what an answer should never copy)."""
+        chunks = _PLACEHOLDER.split(self.system + "\n" + self.user)[::2]
+        return tuple(c.strip() for c in chunks if len(c.split()) >= 4)
+
+    @property
     def placeholders(self) -> set[str]:
         """Names used in the system and user texts."""
         return set(_PLACEHOLDER.findall(self.system)) | set(_PLACEHOLDER.findall(self.user))
@@ -129,9 +135,11 @@ def input_hash(
     messages: tuple[dict[str, str], ...],
     response_prefix: str = "",
     schema: dict | None = None,
+    avoid_copying: tuple[str, ...] = (),
 ) -> str:
-    """sha256 of (role, prompt version, rendered messages, response prefix, answer schema): any
-    change to the prompt, or to what the answer may contain, changes the hash."""
+    """sha256 of (role, prompt version, rendered messages, response prefix, answer schema,
+    texts the answer must not copy): any change to the prompt, or to what the answer may
+    contain, changes the hash."""
     parts: list[object] = [
         role,
         version,
@@ -140,5 +148,7 @@ def input_hash(
     ]
     if schema is not None:  # unconstrained requests keep the hashes they always had
         parts.append(schema)
+    if avoid_copying:  # requests without it keep the hashes they always had
+        parts.append(["avoid_copying", list(avoid_copying)])
     canonical = json.dumps(parts, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -97,6 +97,23 @@ def prompt_values(
     raise ValueError(f"unknown role {role!r}; known: {ROLES}")
 
 
+def avoid_copying(
+    role: str, fields: Mapping[str, Any], limits: PromptLimits, instructions: tuple[str, ...]
+) -> tuple[str, ...]:
+    """What an answer of `role` should not copy runs of words from: for the roles that write
+    text, the prompt's own instructions (a small model otherwise recites them as its answer),
+    plus the item's title for the summarizer (a new title that repeats the old one adds
+    nothing) and the history's titles for the generators (GENRE asks for an item unlike the
+    history). The profiler's answer is a list of short terms: nothing."""
+    cap = limits.max_field_chars
+    if role == "summarizer":
+        return (*instructions, clean_text(fields.get("title"), cap))
+    if role in ("generator", "chain_generator"):
+        titles = (clean_text(_title_of(entry), cap) for entry in _history(fields))
+        return (*instructions, *(t for t in titles if t))
+    return ()
+
+
 def _profiler_rules(vocab: VocabularyConfig) -> dict[str, str]:
     """The profiler's topic and region instructions under `vocab` (v2 rules; v1 lists)."""
     n = vocab.max_topics

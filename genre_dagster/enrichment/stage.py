@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from genre_dagster.enrichment.backends import ChatRequest, LLMBackend, LLMResult, check_aligned
@@ -20,6 +20,7 @@ from genre_dagster.enrichment.roles import (
     CONTEXT_VALUES,
     STRICT_REMINDER,
     RoleInput,
+    avoid_copying,
     prompt_values,
 )
 from genre_dagster.enrichment.sanitize import PromptLimits
@@ -110,8 +111,13 @@ class Stage:
         messages = self.render(template, item.fields)
         schema = json_schema(role, self.vocab) if self.constrained else None
         prefix = "" if schema is not None else template.response_prefix
+        avoid = (
+            avoid_copying(role, item.fields, self.limits, template.instructions)
+            if schema is not None
+            else ()
+        )
         return ChatRequest(
-            key=input_hash(role, version, messages, prefix, schema),
+            key=input_hash(role, version, messages, prefix, schema, avoid),
             messages=messages,
             max_new_tokens=max_new_tokens or max_answer_tokens(role, self.vocab),
             temperature=self.temperature,
@@ -119,6 +125,7 @@ class Stage:
             response_prefix=prefix,
             json_object=True,
             json_schema=schema,
+            avoid_copying=avoid,
         )
 
     def run(
@@ -233,16 +240,7 @@ def _stricter(request: ChatRequest, answered: tuple[LLMResult, Validated]) -> Ch
         {"role": "assistant", "content": (result.text or "")[:1000]},
         {"role": "user", "content": reminder},
     )
-    return ChatRequest(
-        key=request.key,
-        messages=messages,
-        max_new_tokens=request.max_new_tokens,
-        temperature=request.temperature,
-        item_id=request.item_id,
-        response_prefix=request.response_prefix,
-        json_object=request.json_object,
-        json_schema=request.json_schema,
-    )
+    return replace(request, messages=messages)
 
 
 def _combine(first: LLMResult, second: LLMResult) -> LLMResult:
