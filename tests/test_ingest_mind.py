@@ -158,12 +158,17 @@ def test_news_quarantine_reasons_with_line_numbers():
         2: "wrong_column_count",
         3: "empty_title",
         4: "missing_category",
-        5: "invalid_entity_json",
         7: "duplicate_news_id",  # N1 repeated identically within the same file
         8: "duplicate_news_id",  # N6 repeated with a different title
-        9: "invalid_entity_json",  # valid JSON, but an object instead of a list
     }
-    assert result.accepted["news_id"].to_list() == ["N1", "N6", "N10"]
+    # Entity fields are optional: a broken one is replaced by [] and the row kept.
+    assert result.accepted["news_id"].to_list() == ["N1", "N5", "N6", "N9", "N10"]
+    assert result.repairs.select("line_number", "field", "reason").rows() == [
+        (5, "title_entities", "invalid_entity_json"),
+        (9, "abstract_entities", "invalid_entity_json"),  # valid JSON, but an object
+    ]
+    repaired = result.accepted.filter(pl.col("news_id").is_in(["N5", "N9"]))
+    assert repaired.select("title_entities", "abstract_entities").rows() == [("[]", "[]")] * 2
     assert result.accepted.filter(pl.col("news_id") == "N6")["title"].item() == (
         "Another valid headline"
     )

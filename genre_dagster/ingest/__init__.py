@@ -1,4 +1,4 @@
-"""Ingestion: MIND and generic parsers, validation, quarantine and pseudonymization.
+"""Ingestion: MIND and generic parsers, validation, quarantine, repairs and pseudonymization.
 
 Pure logic (Polars in, Polars out), no Dagster. Output schemas and reason codes are the
 canonical raw tables of docs/ARCHITECTURE.md.
@@ -22,8 +22,10 @@ from genre_dagster.ingest.result import (
     BEHAVIORS_SCHEMA,
     FILE_LEVEL_REASONS,
     NEWS_QUARANTINE_SCHEMA,
+    NEWS_REPAIRS_SCHEMA,
     NEWS_SCHEMA,
     REASON_CODES,
+    REPAIR_REASON_CODES,
     IngestResult,
 )
 from genre_dagster.ingest.sources import SourceFile, discover_mind_files
@@ -35,8 +37,10 @@ __all__ = [
     "DEFAULT_LOCAL_PSEUDONYM_KEY",
     "FILE_LEVEL_REASONS",
     "NEWS_QUARANTINE_SCHEMA",
+    "NEWS_REPAIRS_SCHEMA",
     "NEWS_SCHEMA",
     "REASON_CODES",
+    "REPAIR_REASON_CODES",
     "DayScan",
     "IngestResult",
     "SourceFile",

@@ -1,11 +1,25 @@
-"""Reading tab-separated source files into a frame of lines, flagging lines that are not UTF-8."""
+"""Reading tab-separated source files into a frame of lines, flagging lines that are not UTF-8.
+
+Files that went through pandas once (`pd.read_csv(...).to_csv(sep="\t")`) differ from MIND's own
+in three ways, all tolerated here: fields holding a quote are CSV-quoted (`"[{""Label"": ...}]"`,
+see `unquote`), the first line is a header, and with pandas' index a leading `""` header field
+announces an integer index column on every line (see `skip_headers`).
+"""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Sequence
 
 import polars as pl
 
 from genre_dagster.ingest.result import RAW_LINE_MAX_CHARS
 from genre_dagster.ingest.sources import SourceFile
+
+# RFC 4180 quoting: wrapped in double quotes, every inner quote doubled. Anything else (a title
+# like `"Yes" she said`, a stray quote) is not a quoted field and is kept as it is.
+QUOTED_FIELD = r'^"(?:[^"]|"")*"$'
+_INDEX_VALUE = r"^\d+$"
 
 LINES_SCHEMA: dict[str, pl.DataType] = {
     "file_index": pl.Int64(),
@@ -74,3 +88,88 @@ def read_lines(files: list[SourceFile]) -> pl.DataFrame:
 def truncate_raw(expr: pl.Expr) -> pl.Expr:
     """A raw line cut to the stored maximum length."""
     return expr.str.slice(0, RAW_LINE_MAX_CHARS)
+
+
+def unquote(field: pl.Expr) -> pl.Expr:
+    """A CSV-quoted field (`QUOTED_FIELD`) without its wrapping quotes and with inner quotes
+    undoubled; any other text unchanged."""
+    inner = field.str.slice(1, field.str.len_chars() - 2)
+    return (
+        pl.when(field.str.contains(QUOTED_FIELD))
+        .then(inner.str.replace_all('""', '"', literal=True))
+        .otherwise(field)
+    )
+
+
+def with_fields(lines: pl.DataFrame) -> pl.DataFrame:
+    """Add `fields`: each line split on tabs, CSV-quoted fields unquoted.
+
+    Lines are split before unquoting, so a quoted field holding a tab or a newline (never the
+    case in MIND) stays broken and its line fails the column count.
+    """
+    fields = pl.col("line").str.split("\t")
+    # One fast scan decides whether the per-field pass is needed at all (MIND's behaviors.tsv
+    # has no quote anywhere).
+    if lines["line"].str.contains('"', literal=True).any():
+        fields = fields.list.eval(unquote(pl.element()))
+    return lines.with_columns(fields=fields)
+
+
+def _normalized(name: str) -> str:
+    """A column name compared loosely: `News ID`, `news_id` and `newsId` are alike."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def _header_kind(fields: Sequence[str], columns: Sequence[str]) -> str | None:
+    """`"plain"` or `"indexed"` (a leading empty field: pandas' index column) when `fields` are
+    the column names, or pandas' default labels 0..n-1; None otherwise."""
+    names = [_normalized(f) for f in fields]
+    for expected in ([_normalized(c) for c in columns], [str(i) for i in range(len(columns))]):
+        if names == expected:
+            return "plain"
+        if names == ["", *expected]:
+            return "indexed"
+    return None
+
+
+def skip_headers(
+    frame: pl.DataFrame, columns: Sequence[str]
+) -> tuple[pl.DataFrame, dict[str, str]]:
+    """Remove header lines, and pandas' index column from files whose header announced one.
+
+    A header is the first line of a file whose fields (after `with_fields`) are `columns`,
+    compared case- and punctuation-insensitively, or 0..n-1 (pandas' default labels),
+    optionally after an empty first field. That empty field is pandas' index: in such a file the
+    leading field of each line is dropped when it is an integer and more fields follow (other
+    lines are kept whole and validated as they are). Line numbers stay those of the file.
+    Returns the lines and, per file with a header, what was skipped (for logs and metadata).
+    """
+    firsts = frame.filter((pl.col("line_number") == 1) & pl.col("utf8_ok"))
+    kinds = {
+        (index, path): _header_kind(fields, columns)
+        for index, path, fields in firsts.select("file_index", "source_file", "fields").iter_rows()
+    }
+    headers = {key: kind for key, kind in kinds.items() if kind is not None}
+    if not headers:
+        return frame, {}
+    header_files = [index for index, _ in headers]
+    frame = frame.filter(~(pl.col("file_index").is_in(header_files) & (pl.col("line_number") == 1)))
+    indexed = [index for (index, _), kind in headers.items() if kind == "indexed"]
+    if indexed:
+        fields = pl.col("fields")
+        strip = (
+            pl.col("file_index").is_in(indexed)
+            & (fields.list.len() > 1)
+            & fields.list.first().str.contains(_INDEX_VALUE)
+        )
+        rest = pl.col("line").str.splitn("\t", 2).struct.field("field_1")
+        frame = frame.with_columns(
+            fields=pl.when(strip).then(fields.list.slice(1)).otherwise(fields),
+            line=pl.when(strip).then(rest).otherwise(pl.col("line")),
+        )
+    described = {
+        "plain": "line 1 is a header, skipped",
+        "indexed": "line 1 is a header with pandas' index column, skipped; the leading integer "
+        "field of each line is dropped",
+    }
+    return frame, {path: described[kind] for (_, path), kind in headers.items()}

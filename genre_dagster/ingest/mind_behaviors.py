@@ -1,6 +1,8 @@
 """MIND `behaviors.tsv`: day discovery, validation and parsing into the canonical impressions.
 
-Each line is `impression_id, user_id, time, history, impressions` (tab-separated, no header).
+Each line is `impression_id, user_id, time, history, impressions` (tab-separated). A header as
+first line (a file written by pandas) is skipped and reported, CSV-quoted fields are unquoted
+(see `ingest/lines.py`).
 The work is vectorized in Polars (the whole file is one column of lines) because a per-day run
 still scans whole files: MIND-large has ~2.2M lines.
 
@@ -26,7 +28,7 @@ from datetime import date
 import polars as pl
 
 from genre_dagster.ingest.checks import Check, first_failure, pseudonym_table
-from genre_dagster.ingest.lines import read_lines, truncate_raw
+from genre_dagster.ingest.lines import read_lines, skip_headers, truncate_raw, with_fields
 from genre_dagster.ingest.result import (
     BAD_IMPRESSION_ID,
     BAD_IMPRESSION_TOKEN,
@@ -56,6 +58,7 @@ from genre_dagster.ingest.unattributable import (
 MIND_TIME_FORMAT = "%m/%d/%Y %I:%M:%S %p"
 NO_PARSABLE_TIME = no_parsable_time("'11/11/2019 9:05:58 AM'")
 BEHAVIORS_COLUMNS = 5
+BEHAVIORS_COLUMN_NAMES = ("impression_id", "user_id", "time", "history", "impressions")
 UNLABELLED_SPLIT = "test"
 # Token syntax (`N123-1`, or `N123` in the test split), checked with one whole-line pattern:
 # much faster than per token. Given that pattern, counting dashes tells labelled from not.
@@ -66,8 +69,9 @@ _EMPTY_LIST = pl.lit([], pl.List(pl.Utf8))
 
 
 def _with_empty_files(lines: pl.DataFrame, files: list[SourceFile]) -> pl.DataFrame:
-    """Add one placeholder line (line_number 0, empty text) per file without any line, so an
-    empty file is reported like any other unattributable file instead of vanishing."""
+    """Add one placeholder line (line_number 0, empty text) per file without any line (a header
+    alone counts as none), so an empty file is reported like any other unattributable file
+    instead of vanishing."""
     present = set(lines["file_index"].unique().to_list())
     empty = [(i, f) for i, f in enumerate(files) if i not in present]
     if not empty:
@@ -80,20 +84,22 @@ def _with_empty_files(lines: pl.DataFrame, files: list[SourceFile]) -> pl.DataFr
             "line_number": [0] * len(empty),
             "line": [""] * len(empty),
             "utf8_ok": [True] * len(empty),
+            "fields": [[""]] * len(empty),
         },
         schema=lines.schema,
     )
     return pl.concat([lines, placeholders]).sort("file_index", "line_number", maintain_order=True)
 
 
-def _dated_lines(files: list[SourceFile]) -> pl.DataFrame:
+def _dated_lines(files: list[SourceFile]) -> tuple[pl.DataFrame, dict[str, str]]:
     """Lines split into fields, with parsed `time`, attributed `day` and `file_detail` (why the
-    line's file is unattributable; null, with a non-null `day`, in usable files)."""
-    lines = _with_empty_files(read_lines(files), files)
+    line's file is unattributable; null, with a non-null `day`, in usable files), and the
+    skipped header of each file that had one (see `skip_headers`)."""
+    lines, headers = skip_headers(with_fields(read_lines(files)), BEHAVIORS_COLUMN_NAMES)
+    lines = _with_empty_files(lines, files)
     fields = pl.col("fields")
-    return (
-        lines.with_columns(fields=pl.col("line").str.split("\t"))
-        .with_columns(
+    frame = (
+        lines.with_columns(
             n_columns=fields.list.len().cast(pl.Int64),
             time=fields.list.get(2, null_on_oob=True).str.strptime(
                 pl.Datetime("us"), MIND_TIME_FORMAT, strict=False
@@ -110,12 +116,13 @@ def _dated_lines(files: list[SourceFile]) -> pl.DataFrame:
             )
         )
     )
+    return frame, headers
 
 
 def scan_behavior_days(files: list[SourceFile]) -> DayScan:
     """Days of the behaviors files with their line counts, and the unattributable files (file ->
     why). Never raises for file content: for a caller that handles files one by one (a sensor)."""
-    return file_scan(_dated_lines(files))
+    return file_scan(_dated_lines(files)[0])
 
 
 def behavior_days(files: list[SourceFile]) -> dict[date, int]:
@@ -331,12 +338,13 @@ def parse_behaviors(
     None), invalid_utf8, wrong_column_count,
     bad_impression_id, duplicate_impression_id (same split, any file, first line wins),
     missing_value (empty user id), unparsable_time, empty_impressions, bad_impression_token,
-    unknown_news_in_impressions, unknown_news_in_history. Raw user ids appear nowhere in the
+    unknown_news_in_impressions, unknown_news_in_history. A header line is skipped
+    (`skipped_headers`, in every day's result; not a row). Raw user ids appear nowhere in the
     output: quarantined lines carry the pseudonym in their 2nd column. `rows_read` is the number
     of lines attributed to `day` plus the unattributable rows; `rows_merged` is always 0.
     Raises ValueError when no file has a parsable time at all.
     """
-    frame = _dated_lines(files)
+    frame, headers = _dated_lines(files)
     require_attributable(file_scan(frame), "behaviors")
     frame = _with_impression_ids(frame)
     if day is not None:
@@ -399,4 +407,5 @@ def parse_behaviors(
         accepted=accepted.cast(BEHAVIORS_SCHEMA),
         quarantine=quarantine.cast(BEHAVIORS_QUARANTINE_SCHEMA),
         rows_read=frame.height,
+        skipped_headers=headers,
     )

@@ -1,4 +1,7 @@
-"""MIND `news.tsv`: 8 tab-separated columns, no header, one item per line.
+"""MIND `news.tsv`: 8 tab-separated columns, one item per line.
+
+A header as first line (a file written by pandas) is skipped and reported, CSV-quoted fields are
+unquoted (see `ingest/lines.py`).
 
 A file none of whose lines is 8 tab-separated UTF-8 columns (binary garbage, a gzip by mistake,
 an HTML error page) is unreadable as a whole: all its lines are quarantined as `unreadable_file`,
@@ -8,9 +11,11 @@ ones does not stop the night. When no news file has any readable line it is an e
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import polars as pl
 
-from genre_dagster.ingest.lines import read_lines, truncate_raw
+from genre_dagster.ingest.lines import read_lines, skip_headers, truncate_raw, with_fields
 from genre_dagster.ingest.news import validate_news
 from genre_dagster.ingest.result import (
     INVALID_UTF8,
@@ -39,18 +44,20 @@ UNREADABLE_NEWS = (
 def parse_news(files: list[SourceFile]) -> IngestResult:
     """Validate and parse MIND news files, in the given order (see `discover_mind_files`).
 
+    A header line is skipped (`skipped_headers`, not a row) and CSV-quoted fields are unquoted.
     Checks per line, first failure wins: unreadable_file (every line of a file without a single
     well-formed line, see the module docstring), invalid_utf8, wrong_column_count (must be 8),
-    missing_value (empty id), empty_title, missing_category, invalid_entity_json (a non-empty
-    entity field that is not a JSON list), duplicate_news_id. Ids repeated with identical
-    content in another file (MIND's train/dev/test overlap) are merged into the first occurrence
-    and counted in `rows_merged`; other repeats are quarantined, first occurrence (file order,
-    then line number) wins. Empty abstracts stay `""`, empty entity fields become `"[]"`.
-    Raises ValueError when every non-empty news file is unreadable.
+    missing_value (empty id), empty_title, missing_category, duplicate_news_id. Ids repeated
+    with identical content in another file (MIND's train/dev/test overlap) are merged into the
+    first occurrence and counted in `rows_merged`; other repeats are quarantined, first
+    occurrence (file order, then line number) wins. Empty abstracts stay `""`, empty entity
+    fields become `"[]"`; an accepted row's entity field that is not a JSON list becomes `"[]"`
+    too, listed in `repairs` (invalid_entity_json). Raises ValueError when every non-empty news
+    file is unreadable.
     """
-    lines = read_lines(files)
+    lines, headers = skip_headers(with_fields(read_lines(files)), NEWS_COLUMNS)
     fields = pl.col("fields")
-    frame = lines.with_columns(fields=pl.col("line").str.split("\t")).with_columns(
+    frame = lines.with_columns(
         n_columns=fields.list.len(),
         **{
             name: fields.list.get(i, null_on_oob=True).fill_null("")
@@ -87,4 +94,4 @@ def parse_news(files: list[SourceFile]) -> IngestResult:
             pl.format("expected 8 tab-separated columns, found {}", "n_columns"),
         ),
     ]
-    return validate_news(frame, format_checks)
+    return replace(validate_news(frame, format_checks), skipped_headers=headers)

@@ -1,4 +1,11 @@
-"""Validation shared by every item source (MIND news.tsv, generic items): checks and duplicates."""
+"""Validation shared by every item source (MIND news.tsv, generic items): checks, duplicates and
+repairs.
+
+Strict where it matters, tolerant where the data allows it: a row missing a required field (id,
+title, category) is quarantined; a row whose optional entity field is not a JSON list is kept
+with that field set to `"[]"` (what downstream reads for "no entities", see stg_news) and the
+repair is listed in `IngestResult.repairs` with its file, line and reason.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from genre_dagster.ingest.result import (
     MISSING_CATEGORY,
     MISSING_VALUE,
     NEWS_QUARANTINE_SCHEMA,
+    NEWS_REPAIRS_SCHEMA,
     NEWS_SCHEMA,
     IngestResult,
 )
@@ -46,8 +54,8 @@ def _not_json_lists(values: pl.Series) -> pl.Series:
     return pl.Series(bad, dtype=pl.Utf8)
 
 
-def _content_checks(frame: pl.DataFrame) -> list[Check]:
-    checks: list[Check] = [
+def _content_checks() -> list[Check]:
+    return [
         (
             pl.col("news_id").str.strip_chars() == "",
             MISSING_VALUE,
@@ -60,16 +68,36 @@ def _content_checks(frame: pl.DataFrame) -> list[Check]:
             pl.lit("empty category"),
         ),
     ]
+
+
+def _repair_entities(keepers: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Accepted rows with every entity field that is not a JSON list set to `"[]"`, and one
+    repairs row (`NEWS_REPAIRS_SCHEMA`) per field replaced, in file and line order."""
+    repairs, replaced = [], []
     for column in ENTITY_COLUMNS:
-        bad = _not_json_lists(frame[column])
-        checks.append(
-            (
-                pl.col(column).is_in(bad.implode()),
-                INVALID_ENTITY_JSON,
-                pl.format(f"{column} is not a JSON list: {{}}", pl.col(column).str.slice(0, 60)),
+        bad = pl.col(column).is_in(_not_json_lists(keepers[column]).implode())
+        repairs.append(
+            keepers.filter(bad).select(
+                "file_index",
+                "source_file",
+                "line_number",
+                "news_id",
+                field=pl.lit(column),
+                reason=pl.lit(INVALID_ENTITY_JSON),
+                detail=pl.format(
+                    f"{column} is not a JSON list, stored as []: {{}}",
+                    pl.col(column).str.slice(0, 60),
+                ),
+                raw_line="raw_line",
             )
         )
-    return checks
+        replaced.append(pl.when(bad).then(pl.lit("[]")).otherwise(pl.col(column)).alias(column))
+    table = (
+        pl.concat(repairs, how="vertical")
+        .sort("file_index", "line_number", maintain_order=True)
+        .select(list(NEWS_REPAIRS_SCHEMA))
+    )
+    return keepers.with_columns(replaced), table.cast(NEWS_REPAIRS_SCHEMA)
 
 
 def validate_news(frame: pl.DataFrame, format_checks: list[Check]) -> IngestResult:
@@ -79,12 +107,13 @@ def validate_news(frame: pl.DataFrame, format_checks: list[Check]) -> IngestResu
     absent, entity fields `"[]"` when empty), `news_id`, `source_file`, `file_index` (position
     of the file in the input order), `line_number` and `raw_line`. `format_checks` are the
     source's own checks, run first. Then come missing_value (empty id), empty_title,
-    missing_category, invalid_entity_json, and duplicates among the rows that passed: the first
-    occurrence wins; a later row with identical content from another file is merged
-    (`rows_merged`, as MIND's train/dev overlap), any other repeat is quarantined as
-    duplicate_news_id.
+    missing_category, and duplicates among the rows that passed: the first occurrence wins; a
+    later row with identical content (as read) from another file is merged (`rows_merged`, as
+    MIND's train/dev overlap), any other repeat is quarantined as duplicate_news_id. Last, the
+    accepted rows' entity fields that are not JSON lists are repaired (invalid_entity_json, see
+    the module docstring).
     """
-    reason, detail = first_failure([*format_checks, *_content_checks(frame)])
+    reason, detail = first_failure([*format_checks, *_content_checks()])
     frame = frame.with_columns(reason=reason, detail=detail)
     failed = frame.filter(pl.col("reason").is_not_null())
     valid = frame.filter(pl.col("reason").is_null()).with_columns(
@@ -118,9 +147,11 @@ def validate_news(frame: pl.DataFrame, format_checks: list[Check]) -> IngestResu
         .sort("file_index", "line_number")
         .select(list(NEWS_QUARANTINE_SCHEMA))
     )
+    keepers, repairs = _repair_entities(keepers)
     return IngestResult(
         accepted=keepers.select(list(NEWS_SCHEMA)).cast(NEWS_SCHEMA),
         quarantine=quarantine.cast(NEWS_QUARANTINE_SCHEMA),
         rows_read=frame.height,
         rows_merged=merged.height,
+        repairs=repairs,
     )

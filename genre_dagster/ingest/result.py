@@ -1,11 +1,12 @@
-"""The result of parsing one source: accepted rows, quarantined rows and the counts that tie them.
+"""The result of parsing one source: accepted rows, quarantined rows and the counts that tie them,
+plus the repairs made to accepted rows and the header lines skipped.
 
 Schemas follow the canonical raw tables in docs/ARCHITECTURE.md exactly.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -51,6 +52,17 @@ BEHAVIORS_QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "day": pl.Date(),
 }
 
+# One row per repaired field of an accepted item: the row is kept with the field replaced.
+NEWS_REPAIRS_SCHEMA: dict[str, pl.DataType] = {
+    "source_file": pl.Utf8(),
+    "line_number": pl.Int64(),
+    "news_id": pl.Utf8(),
+    "field": pl.Utf8(),
+    "reason": pl.Utf8(),
+    "detail": pl.Utf8(),
+    "raw_line": pl.Utf8(),
+}
+
 # Reason codes of the quarantine tables (docs/ARCHITECTURE.md).
 WRONG_COLUMN_COUNT = "wrong_column_count"
 INVALID_UTF8 = "invalid_utf8"
@@ -64,7 +76,6 @@ UNKNOWN_NEWS_IN_HISTORY = "unknown_news_in_history"
 EMPTY_TITLE = "empty_title"
 MISSING_CATEGORY = "missing_category"
 DUPLICATE_NEWS_ID = "duplicate_news_id"
-INVALID_ENTITY_JSON = "invalid_entity_json"
 MISSING_VALUE = "missing_value"
 BAD_LABEL = "bad_label"
 # File-level reasons: the whole file could not be used (see ingest/unattributable.py). Its rows
@@ -86,12 +97,20 @@ REASON_CODES: tuple[str, ...] = (
     EMPTY_TITLE,
     MISSING_CATEGORY,
     DUPLICATE_NEWS_ID,
-    INVALID_ENTITY_JSON,
     MISSING_VALUE,
     BAD_LABEL,
     UNATTRIBUTABLE_FILE,
     UNREADABLE_FILE,
 )
+
+# Reason codes of the repairs table: an optional field that was unusable and replaced, its row
+# kept (required fields stay strict and quarantine their row).
+INVALID_ENTITY_JSON = "invalid_entity_json"
+REPAIR_REASON_CODES: tuple[str, ...] = (INVALID_ENTITY_JSON,)
+
+
+def _no_repairs() -> pl.DataFrame:
+    return pl.DataFrame(schema=NEWS_REPAIRS_SCHEMA)
 
 
 @dataclass
@@ -102,12 +121,27 @@ class IngestResult:
     folded into another accepted row: news ids repeated identically in several files (MIND's
     train/dev overlap), or generic interaction rows grouped into an impression started by an
     earlier row. Counts always satisfy `rows_read = accepted + quarantined + merged`.
+
+    `repairs` (`NEWS_REPAIRS_SCHEMA`) lists the fields of accepted rows that were replaced
+    because they were unusable but optional. `skipped_headers` maps each file whose first line
+    was a header to what was skipped; header lines are not rows, so `rows_read` leaves them out.
     """
 
     accepted: pl.DataFrame
     quarantine: pl.DataFrame
     rows_read: int
     rows_merged: int = 0
+    repairs: pl.DataFrame = field(default_factory=_no_repairs)
+    skipped_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def header_lines_skipped(self) -> int:
+        return len(self.skipped_headers)
+
+    @property
+    def rows_repaired(self) -> int:
+        """Accepted rows with at least one repaired field."""
+        return self.repairs.select("source_file", "line_number").unique().height
 
     @property
     def rows_accepted(self) -> int:
