@@ -43,6 +43,7 @@ def test_graph_has_the_data_layer_assets_checks_jobs_and_automation():
     assert {
         "raw/news",
         "raw/news_quarantine",
+        "raw/news_repairs",
         "raw/behaviors",
         "raw/behaviors_quarantine",
         "stg_news",

@@ -22,7 +22,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "postgres_nightly.sh"
 SKIP_CODE = 77  # the script's "PostgreSQL missing and not installable here"
-RAW_ASSETS = {"raw/news", "raw/news_quarantine", "raw/behaviors", "raw/behaviors_quarantine"}
+RAW_ASSETS = {
+    "raw/news",
+    "raw/news_quarantine",
+    "raw/news_repairs",
+    "raw/behaviors",
+    "raw/behaviors_quarantine",
+}
 
 
 def test_runs_materializations_and_partitions_are_stored_in_postgres():

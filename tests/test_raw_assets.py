@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 import duckdb
 import pytest
@@ -37,6 +39,32 @@ def mind_root(tmp_path):
     train.mkdir(parents=True)
     (train / "news.tsv").write_text("\n".join(NEWS) + "\n", encoding="utf-8")
     (train / "behaviors.tsv").write_text("\n".join(BEHAVIORS) + "\n", encoding="utf-8")
+    return tmp_path
+
+
+def _pandas_style(lines: list[str], columns: str) -> str:
+    """The lines as `pd.read_csv(...).to_csv(sep="\\t")` writes them: a header with the index
+    column, an integer index on every line, fields holding a quote CSV-quoted."""
+    quote = lambda f: '"' + f.replace('"', '""') + '"' if '"' in f else f  # noqa: E731
+    body = [
+        f"{i}\t" + "\t".join(quote(f) for f in line.split("\t")) for i, line in enumerate(lines)
+    ]
+    return "\n".join(["\t" + columns, *body]) + "\n"
+
+
+@pytest.fixture
+def pandas_root(tmp_path):
+    train = tmp_path / "mind" / "train"
+    train.mkdir(parents=True)
+    news = [*NEWS, 'N6\tnews\tlocal\tBroken entities\t\t\t[{"Label": \t[]']  # repaired
+    news_columns = (
+        "news_id\tcategory\tsubcategory\ttitle\tabstract\turl\ttitle_entities\tabstract_entities"
+    )
+    (train / "news.tsv").write_text(_pandas_style(news, news_columns), encoding="utf-8")
+    behaviors_columns = "impression_id\tuser_id\ttime\thistory\timpressions"
+    (train / "behaviors.tsv").write_text(
+        _pandas_style(BEHAVIORS, behaviors_columns), encoding="utf-8"
+    )
     return tmp_path
 
 
@@ -138,3 +166,45 @@ def test_quarantine_share_over_threshold_fails_with_a_clear_message_but_keeps_th
     with duckdb.connect(str(mind_root / "genre.duckdb"), read_only=True) as conn:
         (n,) = conn.sql("select count(*) from raw.news_quarantine").fetchone()
     assert n == 2
+
+
+def test_pandas_written_files_skip_headers_and_store_repairs(pandas_root):
+    result = _materialize(pandas_root, "2019-11-12")
+    assert result.success
+    news = _metadata(result, "raw", "news")
+    assert (news["rows_read"], news["rows_accepted"], news["rows_quarantined"]) == (6, 4, 2)
+    assert (news["header_lines_skipped"], news["rows_repaired"]) == (1, 1)
+    assert "| invalid_entity_json | title_entities | 1 |" in news["repair_reasons"]
+    behaviors = _metadata(result, "raw", "behaviors")
+    assert (behaviors["header_lines_skipped"], behaviors["rows_accepted"]) == (1, 1)
+
+    path = str(pandas_root / "mind" / "train" / "news.tsv")
+    with duckdb.connect(str(pandas_root / "genre.duckdb"), read_only=True) as conn:
+        repairs = conn.sql(
+            "select source_file, line_number, news_id, field, reason, detail from raw.news_repairs"
+        ).fetchall()
+        entities = dict(conn.sql("select news_id, title_entities from raw.news").fetchall())
+        quarantined = dict(
+            conn.sql("select line_number, reason from raw.news_quarantine").fetchall()
+        )
+        behaviors_quarantined = dict(
+            conn.sql("select line_number, reason from raw.behaviors_quarantine").fetchall()
+        )
+        raw_lines = [
+            r for (r,) in conn.sql("select raw_line from raw.behaviors_quarantine").fetchall()
+        ]
+    # With the index column dropped, the 2nd field is still the user id: pseudonymized.
+    assert raw_lines and not any("U1" in line for line in raw_lines)
+    (repair,) = repairs
+    assert repair[:5] == (path, 7, "N6", "title_entities", "invalid_entity_json")
+    assert '[{"Label": ' in repair[5]
+    assert entities["N6"] == "[]"
+    assert json.loads(entities["N3"])[0]["WikidataId"] == "Q35831"  # unquoted, valid JSON
+    # Line numbers are the file's: the header is line 1.
+    assert quarantined == {5: "empty_title", 6: "wrong_column_count"}
+    assert behaviors_quarantined == {
+        5: "unparsable_time",
+        6: "bad_impression_token",
+        7: "unknown_news_in_history",
+        8: "unknown_news_in_impressions",
+    }

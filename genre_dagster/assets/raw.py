@@ -1,4 +1,5 @@
-"""Raw layer: validated items and impressions, plus the quarantine of rejected lines.
+"""Raw layer: validated items and impressions, the quarantine of rejected lines and the repairs
+made to accepted items (an optional field replaced, the row kept).
 
 Parsing and validation live in `genre_dagster.ingest`; these assets pick the source, enforce the
 quarantine threshold and report counts. Impressions are partitioned by day so that a nightly
@@ -7,7 +8,8 @@ refresh ingests only the new day.
 The threshold applies to the lines of usable files. A wholly corrupt file (no parsable time,
 unreadable) is quarantined in full and listed in the metadata (`files_quarantined`,
 `quarantined_files`) with a warning, but does not count toward the share: one bad file dropped
-next to good ones would otherwise swamp a small day and stop the whole night.
+next to good ones would otherwise swamp a small day and stop the whole night. A header as first
+line of a file is skipped and reported (`header_lines_skipped`), not counted as a row.
 """
 
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 RAW = "raw"
 NEWS = dg.AssetKey([RAW, "news"])
 NEWS_QUARANTINE = dg.AssetKey([RAW, "news_quarantine"])
+NEWS_REPAIRS = dg.AssetKey([RAW, "news_repairs"])
 BEHAVIORS = dg.AssetKey([RAW, "behaviors"])
 BEHAVIORS_QUARANTINE = dg.AssetKey([RAW, "behaviors_quarantine"])
 
@@ -60,7 +63,26 @@ def _counts_metadata(result: "IngestResult") -> dict[str, dg.MetadataValue | int
         "quarantine_share": round(result.quarantine_share, 6),
         "line_quarantine_share": round(result.line_quarantine_share, 6),
         "quarantine_reasons": dg.MetadataValue.md(table),
+        "header_lines_skipped": result.header_lines_skipped,
         **_files_metadata(result),
+    }
+
+
+def _repairs_metadata(result: "IngestResult") -> dict[str, dg.MetadataValue | int]:
+    """Accepted rows with a repaired field, and the repairs by reason and field."""
+    counts = (
+        result.repairs.group_by("reason", "field").len().sort("len", "reason", "field")
+        if result.repairs.height
+        else None
+    )
+    rows = (
+        "\n".join(f"| {r} | {f} | {n} |" for r, f, n in counts.iter_rows())
+        if counts is not None
+        else ""
+    )
+    return {
+        "rows_repaired": result.rows_repaired,
+        "repair_reasons": dg.MetadataValue.md("| reason | field | rows |\n|---|---|---|\n" + rows),
     }
 
 
@@ -116,6 +138,11 @@ def _warn_quarantined_files(context: dg.AssetExecutionContext, result: "IngestRe
         context.log.warning(f"{path}: skipped, {n} row(s) quarantined: {detail}")
 
 
+def _log_headers(context: dg.AssetExecutionContext, result: "IngestResult") -> None:
+    for path, what in result.skipped_headers.items():
+        context.log.info(f"{path}: {what}")
+
+
 @dg.multi_asset(
     outs={
         "news": dg.AssetOut(
@@ -128,6 +155,14 @@ def _warn_quarantined_files(context: dg.AssetExecutionContext, result: "IngestRe
             description="Item lines rejected at ingestion, with file, line number and reason.",
             kinds={"polars", "duckdb"},
         ),
+        "news_repairs": dg.AssetOut(
+            key=NEWS_REPAIRS,
+            description=(
+                "Optional fields of accepted items replaced at ingestion (an entity field that "
+                "is not a JSON list becomes []), with file, line number, field and reason."
+            ),
+            kinds={"polars", "duckdb"},
+        ),
     },
     check_specs=[dg.AssetCheckSpec("row_conservation", asset=NEWS)],
     group_name=RAW,
@@ -137,19 +172,31 @@ def raw_news(
     context: dg.AssetExecutionContext, config: IngestionConfig, source: DatasetSource
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """Parse and validate every item file of the source (the demo world is generated on first
-    use). News ids shared by MIND's train and dev folders are merged when identical."""
+    use). News ids shared by MIND's train and dev folders are merged when identical. An item
+    whose optional entity field is unusable is kept with that field repaired (news_repairs)."""
     world = source.prepare()
     if world:
         context.log.info(f"demo world ready at {source.path}")
     result = source.read_items()
-    metadata = _counts_metadata(result)
+    metadata = {**_counts_metadata(result), **_repairs_metadata(result)}
     _warn_quarantined_files(context, result)
-    # The quarantine is stored before the threshold is enforced, so a failed run still shows
-    # which lines were rejected and why.
+    _log_headers(context, result)
+    if result.repairs.height:
+        context.log.info(
+            f"{result.rows_repaired} accepted item(s) had an unusable optional field replaced; "
+            "raw.news_repairs lists each with its file, line and reason"
+        )
+    # The quarantine and repairs are stored before the threshold is enforced, so a failed run
+    # still shows which lines were rejected or repaired and why.
     yield dg.Output(
         result.quarantine,
         output_name="news_quarantine",
         metadata={"dagster/row_count": result.quarantine.height},
+    )
+    yield dg.Output(
+        result.repairs,
+        output_name="news_repairs",
+        metadata={"dagster/row_count": result.repairs.height},
     )
     _enforce_threshold(result, config, "news")
     yield dg.Output(
@@ -201,6 +248,7 @@ def raw_behaviors(
     result = source.read_interactions(day, known.to_series(), privacy.pseudonymize)
     metadata = _counts_metadata(result)
     _warn_quarantined_files(context, result)
+    _log_headers(context, result)
     if privacy.uses_default_key:
         context.log.warning(
             "user ids pseudonymized with the local demo key; set GENRE_PSEUDONYM_KEY for real users"
