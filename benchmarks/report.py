@@ -372,6 +372,69 @@ def _enrichment_rows() -> list[tuple[str, ...]]:
     return rows
 
 
+def _oracle_runs() -> list[tuple[str, dict]]:
+    """(results file, data) of every genre_oracle*.json, in name order."""
+    return [
+        (path.stem, json.loads(path.read_text()))
+        for path in sorted(RESULTS.glob("genre_oracle*.json"))
+    ]
+
+
+def _oracle_rows() -> list[tuple[str, ...]]:
+    """Goal rows of the oracle worlds: every GENRE variant above its base beyond its interval."""
+    rows = []
+    for name, data in _oracle_runs():
+        informed = data["results"]["informative"]["validation"]
+        shuffled = data["results"]["shuffled"]["validation"]
+        above = data["goals"]["variants_above_base"]
+        world = data["world"]
+        rows.append(
+            (
+                f"Oracle demo world (seed {world['seed']}, {world['n_users']:,} users, "
+                f"{world['impressions_per_day']:,} impressions/day; `{name}`), informative LLM "
+                "answers: each GENRE variant's validation AUC minus its base's (95% "
+                "paired-bootstrap interval over impressions)",
+                "low end > 0 for every variant",
+                f"{len(above)} of {len(informed)} variants (smallest low end "
+                f"{_fmt(min(v['low'] for v in informed.values()), 4)}); shuffled answers "
+                "(control): "
+                f"{len(data['goals']['shuffled_variants_above_base'])} of {len(shuffled)}",
+                "yes" if data["goals"]["every_variant_above_base_beyond_interval"] else "no",
+                "benchmarks/genre_oracle.py",
+                label(data.get("machine")),
+            )
+        )
+    return rows
+
+
+def _delta_cell(r: dict | None) -> str:
+    if r is None:
+        return "-"
+    return f"{r['auc_delta']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}] {r['verdict']}"
+
+
+def _oracle_table(name: str, data: dict) -> list[str]:
+    world = data["world"]
+    lines = [
+        f"### GENRE variants vs base on the oracle demo world: `{name}`",
+        "",
+        f"Seed {world['seed']}, {world['n_users']:,} users, {world['impressions_per_day']:,} "
+        "impressions a day. AUC of the variant minus its base's over the same impressions, 95% "
+        f"paired-bootstrap interval ({data['bootstrap_resamples']} resamples); the tests' small "
+        "networks, one training each.",
+        "",
+        "| variant | base | split | informative answers | shuffled answers (control) |",
+        "|---|---|---|---|---|",
+    ]
+    results = data["results"]
+    for split in ("validation", "test"):
+        for name, row in sorted(results["informative"][split].items()):
+            control = _delta_cell(results["shuffled"][split].get(name))
+            lines.append(f"| {name} | {row['base']} | {split} | {_delta_cell(row)} | {control} |")
+    lines += ["", f"`{data['command']}` ({label(data.get('machine'))}, {data['seconds']:.0f} s)"]
+    return lines
+
+
 def _enrichment_table() -> list[str]:
     lines = [
         "### GENRE enrichment with the local model, per role",
@@ -604,7 +667,7 @@ def main() -> None:
         "| benchmark | goal | measured | goal reached | script | machine |",
         "|---|---|---|---|---|---|",
     ]
-    for row in [*_goal_rows(), *_enrichment_rows()]:
+    for row in [*_goal_rows(), *_enrichment_rows(), *_oracle_rows()]:
         lines.append("| " + " | ".join(row) + " |")
     for preset in ("small", "mind_small"):
         e2e = _load(f"end_to_end_{preset}")
@@ -615,6 +678,8 @@ def main() -> None:
         lines += ["", *_structured_engines(structured)]
     if _enrichment_runs():
         lines += ["", *_enrichment_table()]
+    for name, data in _oracle_runs():
+        lines += ["", *_oracle_table(name, data)]
     lines += ["", "## Raw results", ""]
     for path in sorted(RESULTS.glob("*.json")):
         lines += _details(path.stem, json.loads(path.read_text()))
