@@ -71,12 +71,35 @@ def materialize(
 ) -> dict[str, dict]:
     """Materialize `assets` on the DuckDB file `database` with the world's resources; returns
     asset name -> its materialization metadata (values unwrapped)."""
+    result = run_assets(world, database, assets, run_config, models)
+    assert result.success
+    return {
+        e.asset_key.path[-1]: {
+            k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()
+        }
+        for e in result.get_asset_materialization_events()
+    }
+
+
+def run_assets(
+    world: dict[str, Any],
+    database: Path,
+    assets: list,
+    run_config: dict | None = None,
+    models: Path | None = None,
+    retry_policy: dg.RetryPolicy | None = None,
+) -> Any:
+    """Materialize `assets` (and the checks among them) on `database` with the world's
+    resources, as one job with `retry_policy` on every step; the run's result, whether it
+    succeeded or not."""
     from dagster_duckdb import DuckDBResource
 
     from genre_dagster.resources.model_store import ModelStore
     from genre_dagster.resources.storage import DuckDBPolarsTablesIOManager
 
-    keys = {a.key for a in assets}
+    checks = [a for a in assets if isinstance(a, dg.AssetChecksDefinition)]
+    assets = [a for a in assets if a not in checks]
+    keys = {key for a in assets for key in a.keys}
     deps = {d for a in assets for group in a.asset_deps.values() for d in group} - keys
     resources = dict(world["defs"].resources)
     resources["duckdb"] = DuckDBResource(database=str(database))
@@ -85,19 +108,18 @@ def materialize(
     selected = {"__".join(key.path) for key in keys}
     ops = {name: op for name, op in NO_LLM_CALLS["ops"].items() if name in selected}
     config = {"ops": {**ops, **(run_config or {}).get("ops", {})}}
-    result = dg.materialize(
-        [*(dg.AssetSpec(k) for k in deps), *assets],
-        selection=sorted(keys),
-        resources=resources,
-        run_config=config,
+    job = dg.define_asset_job(
+        "assets_under_test", selection=sorted(keys), op_retry_policy=retry_policy
     )
-    assert result.success
-    return {
-        e.asset_key.path[-1]: {
-            k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()
-        }
-        for e in result.get_asset_materialization_events()
-    }
+    defs = dg.Definitions(
+        assets=[*(dg.AssetSpec(k) for k in deps), *assets],
+        asset_checks=checks,
+        jobs=[job],
+        resources=resources,
+    )
+    return defs.resolve_job_def(job.name).execute_in_process(
+        run_config=config, raise_on_error=False
+    )
 
 
 def enrichment_assets() -> list:
@@ -182,7 +204,6 @@ def train_scorers(
 
     from genre_dagster.assets import embeddings
     from genre_dagster.assets.scoring import scorer_assets
-
     from genre_dagster.scoring.variants import DEFAULT_SCORERS
 
     scorers = [a for a in scorer_assets if a.key.path[-1] in names]

@@ -140,7 +140,15 @@ def leaderboard(
     data = base.splits[config.split]
     behaviors = base.behaviors[config.split]
     if data.n_impressions == 0:
-        raise RuntimeError(f"the {config.split} split is empty")
+        from genre_dagster.scoring.splits import describe_splits
+
+        with duckdb.get_connection() as conn:
+            report = describe_splits(conn)
+        raise dg.Failure(
+            description=f"the {config.split} split is empty. "
+            + (report.problem() or report.summary()),
+            allow_retries=False,
+        )
     cold = behaviors["history_length"].to_numpy() <= config.cold_max_clicks
     segments = dict(zip(SEGMENTS, (np.ones(len(cold), dtype=bool), ~cold, cold), strict=True))
     rows: list[dict] = []

@@ -35,6 +35,16 @@ class FeaturesConfig(dg.Config):
     test_start: str = Field(default="", description="YYYY-MM-DD; empty = automatic")
     validation_days: int = Field(default=1, description="automatic split: validation days")
     test_days: int = Field(default=1, description="automatic split: test days")
+    holdout_share: float = Field(
+        default=0.1,
+        ge=0.0,
+        lt=1.0,
+        description=(
+            "when the automatic split would leave no train day: this share of the users of "
+            "the days before the test split is validation, the rest train (0 = off)"
+        ),
+    )
+    holdout_seed: int = Field(default=0, description="seed of the user holdout's hash")
 
 
 class FeaturesTranslator(DagsterDbtTranslator):

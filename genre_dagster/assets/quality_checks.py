@@ -11,6 +11,7 @@ from genre_dagster.resources import DatasetSource
 
 IMPRESSIONS = dg.AssetKey(["impressions"])
 USER_HISTORIES = dg.AssetKey(["user_histories"])
+IMPRESSION_SPLITS = dg.AssetKey(["impression_splits"])
 
 
 class ClickRateConfig(dg.Config):
@@ -62,6 +63,32 @@ def histories_reference_known_news(duckdb: DuckDBResource) -> dg.AssetCheckResul
     return dg.AssetCheckResult(
         passed=missing == 0,
         metadata={"history_items": total, "unknown_news_ids": missing},
+    )
+
+
+@dg.asset_check(
+    asset=IMPRESSION_SPLITS,
+    description=(
+        "Train, validation and test each hold labelled impressions; the days of each split. "
+        "Blocking: no scorer trains on an unusable split."
+    ),
+    blocking=True,
+    pool="duckdb",
+)
+def splits_are_usable(duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    from genre_dagster.scoring.splits import describe_splits
+
+    with duckdb.get_connection() as conn:
+        report = describe_splits(conn)
+    return dg.AssetCheckResult(
+        passed=not report.empty,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "split_rule": report.rule,
+            "days": dg.MetadataValue.md(report.table()),
+            **{f"{split}_impressions": n for split, n in report.impressions.items()},
+        },
+        description=report.problem(),
     )
 
 

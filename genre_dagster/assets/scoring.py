@@ -111,13 +111,15 @@ def _previous_model(conn, name: str):
     return PreviousModel(row["scorer_id"], requested, row.get("trained_through")), row
 
 
-def _train_through(conn):
-    (day,) = conn.execute(
-        "select max(day) from main.impression_splits where split = 'train'"
-    ).fetchone()
-    if day is None:
-        raise RuntimeError("the train split is empty: check the split boundaries")
-    return day
+def _train_through(conn, need: tuple[str, ...] = ("train",)):
+    """The newest train day. A split in `need` without labelled impressions is a configuration
+    problem no retry fixes: the step fails once, naming the days found and the setting."""
+    from genre_dagster.scoring.splits import describe_splits
+
+    report = describe_splits(conn)
+    if set(need) & set(report.empty):
+        raise dg.Failure(description=report.problem(), allow_retries=False)
+    return report.days["train"][-1][0]
 
 
 def _plugin_inputs_exist(conn, plugins) -> bool:
@@ -392,8 +394,8 @@ def ensemble(
     # Weights are fit on the validation split; the train split only if members are refit.
     splits = ("train", "validation") if scorer.config["fit_members"] else ("validation",)
     with duckdb.get_connection() as conn:
+        train_through = _train_through(conn, need=("train", "validation"))
         inputs = load_scorer_inputs(conn, splits, fields)
-        train_through = _train_through(conn)
     spec = ScorerSpec("ensemble", "ensemble", variant="ensemble")
     started = time.perf_counter()
     valid = inputs.splits["validation"]
