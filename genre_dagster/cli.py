@@ -102,10 +102,77 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# Source flags and the environment variables they set (flags win over the environment).
+SOURCE_FLAGS = {
+    "source": "GENRE_SOURCE",
+    "path": "GENRE_SOURCE_PATH",
+    "column_map": "GENRE_COLUMN_MAP",
+    "domain": "GENRE_DOMAIN",
+}
+
+
+def _source_arguments(parser: argparse.ArgumentParser) -> None:
+    from genre_dagster.settings import SOURCE_KINDS
+
+    group = parser.add_argument_group("data source (default: the GENRE_* environment variables)")
+    group.add_argument("--source", choices=SOURCE_KINDS, help="sets GENRE_SOURCE")
+    group.add_argument(
+        "--path",
+        help="sets GENRE_SOURCE_PATH: a MIND root (train/, dev/, test/) or a folder with the "
+        "items and interactions files",
+    )
+    group.add_argument(
+        "--column-map",
+        metavar="JSON_OR_FILE",
+        help='sets GENRE_COLUMN_MAP (generic data): a JSON object such as {"item_id": '
+        '"book_id"}, or a .json file holding one',
+    )
+    group.add_argument(
+        "--domain", help="sets GENRE_DOMAIN: news, books, products or any noun phrase"
+    )
+
+
+def _apply_source_arguments(args: argparse.Namespace) -> None:
+    """Write the source flags into the environment the definitions are built from, and check
+    the resulting source now: a wrong flag fails here, before any work, naming the fix."""
+    import json
+
+    from genre_dagster.settings import load_settings
+
+    values = {name: getattr(args, name, None) for name in SOURCE_FLAGS}
+    if values["column_map"] is not None:
+        text = values["column_map"]
+        if not text.lstrip().startswith("{"):
+            path = Path(text).expanduser()
+            if not path.is_file():
+                raise SystemExit(f"--column-map: {text!r} is neither a JSON object nor a file")
+            text = path.read_text(encoding="utf-8")
+        try:
+            mapping = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise SystemExit(f"--column-map: not valid JSON ({error})") from None
+        if not isinstance(mapping, dict):
+            raise SystemExit('--column-map: must be a JSON object, e.g. {"item_id": "book_id"}')
+        values["column_map"] = json.dumps(mapping)
+    for name, variable in SOURCE_FLAGS.items():
+        if values[name] is not None:
+            os.environ[variable] = str(values[name])
+    try:
+        settings = load_settings()
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    if settings.source_kind != "demo" and not settings.source_path.exists():
+        raise SystemExit(
+            f"the {settings.source_kind} source path {settings.source_path} does not exist "
+            "(--path or GENRE_SOURCE_PATH)"
+        )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Register the days found in the source, ingest each new one, then rebuild the graph."""
     import dagster as dg
 
+    _apply_source_arguments(args)
     prepare_dbt()
     from genre_dagster.definitions import defs
     from genre_dagster.pipeline import refresh
@@ -148,6 +215,7 @@ def cmd_llm_export(args: argparse.Namespace) -> int:
     """Write the prompts the next run would send for one role as an OpenAI Batch input file."""
     from genre_dagster.llm_outputs import export_batch
 
+    _apply_source_arguments(args)
     settings, resources = _deployment()
     batch_model = args.model or settings.llm_model
     if not batch_model:
@@ -181,6 +249,7 @@ def cmd_llm_import(args: argparse.Namespace) -> int:
     """Import answer files for one role; print a report per import."""
     from genre_dagster.llm_outputs import LLMImportConfig, import_outputs
 
+    _apply_source_arguments(args)
     settings, resources = _deployment()
     config = LLMImportConfig(
         files=args.files,
@@ -221,6 +290,7 @@ def _llm_parser(sub) -> None:
     export.add_argument("--budget", type=int, default=None, help="default: the asset's budget")
     export.add_argument("--all", action="store_true", help="no budget: every input to answer")
     export.add_argument("--prompt-version", default=None, help="default: the asset's")
+    _source_arguments(export)
     imp = llm_sub.add_parser("import", help="load answer files into the response cache")
     imp.add_argument("files", nargs="+", help="answer files (Batch output, GENRE logs, JSONL)")
     imp.add_argument("--role", required=True, choices=ROLES)
@@ -237,6 +307,7 @@ def _llm_parser(sub) -> None:
     imp.add_argument("--max-topic-words", type=int, default=3)
     imp.add_argument("--max-title-chars", type=int, default=150)
     imp.add_argument("--max-text-chars", type=int, default=300)
+    _source_arguments(imp)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     run = sub.add_parser("run", help="ingest new days and materialize the graph")
     run.add_argument("--job", default="nightly_refresh", help="job for the newest day")
+    _source_arguments(run)
     _llm_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "llm":
