@@ -233,6 +233,8 @@ def summary_quality(rows: list, items: list[dict], encoder: Any, k: int) -> dict
         "title_near_copy_share": round(near / max(len(keys), 1), 4),
         "knn_category_accuracy": {
             "title": round(knn_accuracy(t_vec, labels, k), 4),
+            # the item's own title and description: what a summary distils
+            "item_text": round(knn_accuracy(f_vec, labels, k), 4),
             "summary": round(knn_accuracy(s_vec, labels, k), 4),
             "title+summary": round(knn_accuracy(unit_rows(t_vec + s_vec), labels, k), 4),
         },

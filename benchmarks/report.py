@@ -363,7 +363,12 @@ def _enrichment_rows() -> list[tuple[str, ...]]:
                 "Informativeness: kNN category accuracy of summary vectors vs title vectors",
                 "summary > title",
                 f"summary {_fmt(knn['summary'])}, title {_fmt(knn['title'])}, title+summary "
-                f"{_fmt(knn['title+summary'])}",
+                f"{_fmt(knn['title+summary'])}"
+                + (
+                    f"; the item's own title + description {_fmt(knn['item_text'])}"
+                    if "item_text" in knn
+                    else ""
+                ),
                 "yes" if knn["summary"] > knn["title"] else "no",
                 scripts,
                 label(machine),
