@@ -9,13 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import (
-    DagsterDbtTranslator,
-    DagsterDbtTranslatorSettings,
-    DbtCliResource,
-    DbtProject,
-    dbt_assets,
-)
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
@@ -65,11 +59,7 @@ class FeaturesTranslator(DagsterDbtTranslator):
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
-    # dbt's tests on the sources are checks on the raw assets they read (raw/news, ...), shown
-    # with those assets, rather than observations logged with a warning on every build.
-    dagster_dbt_translator=FeaturesTranslator(
-        settings=DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True)
-    ),
+    dagster_dbt_translator=FeaturesTranslator(),
     pool="duckdb",
 )
 def dbt_features(
