@@ -173,14 +173,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     _apply_source_arguments(args)
+    if not args.verbose:
+        # model loading's progress bars and advisories belong to the log, not the terminal
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TQDM_DISABLE", "1")
     prepare_dbt()
     from genre_dagster.definitions import defs
     from genre_dagster.pipeline import refresh
+    from genre_dagster.run_report import summary_lines
+    from genre_dagster.settings import load_settings
 
+    settings = load_settings()
     instance = dg.DagsterInstance.get()
     source = defs.resources["source"]
     started = time.perf_counter()
+    log_file = settings.data_dir / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
     print(f"source: {source.kind} at {source.path}")
+    print(f"full log: {log_file} (and the UI's Runs page)", flush=True)
 
     def show(entry: dict) -> None:
         status = "ok" if entry["success"] else "FAILED"
@@ -191,11 +201,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         for failure in entry["failures"]:
             print(f"    {failure}", file=sys.stderr)
 
-    report = refresh(defs, instance, job_name=args.job, on_run=show)
+    report = refresh(
+        defs,
+        instance,
+        job_name=args.job,
+        on_run=show,
+        log_level="INFO" if args.verbose else "CRITICAL",
+        on_step=lambda line: print(line, flush=True),
+        log_file=log_file,
+    )
     if not report.success:
-        print("a run failed; open the UI (make ui) -> Runs for its logs", file=sys.stderr)
+        print(f"a run failed; its log: {log_file}, or make ui -> Runs", file=sys.stderr)
         return 1
-    print(f"done in {time.perf_counter() - started:.1f} s. Open the UI with: make ui")
+    print("")
+    print("\n".join(summary_lines(instance, str(settings.duckdb_path))))
+    print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
 
 
@@ -330,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     run = sub.add_parser("run", help="ingest new days and materialize the graph")
     run.add_argument("--job", default="nightly_refresh", help="job for the newest day")
+    run.add_argument(
+        "--verbose", action="store_true", help="also print Dagster's and dbt's whole log"
+    )
     _source_arguments(run)
     _llm_parser(sub)
     args = parser.parse_args(argv)

@@ -33,12 +33,21 @@ def refresh(
     on_run=None,
     log_level: str = "INFO",
     run_config: dict | None = None,
+    on_step=None,
+    log_file=None,
 ) -> RunReport:
     """Ingest every day not yet ingested (oldest first) and rebuild the graph on the newest.
 
     When nothing is new, the newest day is re-ingested and the graph rebuilt: partitions are
-    replaced, never appended, so this is idempotent.
+    replaced, never appended, so this is idempotent. `on_step` receives a line per finished
+    step while a run goes on (`run_report.StepPrinter`); `log_file` receives every run's whole
+    event log.
     """
+    import uuid
+    from contextlib import nullcontext
+
+    from genre_dagster.run_report import StepPrinter, write_run_log
+
     source = defs.resources["source"]
     new_days(source, instance)
     pending = unmaterialized_days(instance)
@@ -51,15 +60,23 @@ def refresh(
     plan = [("ingest_day", day) for day in pending[:-1]] + [(job_name, pending[-1])]
     for name, day in plan:
         started = time.perf_counter()
-        result = defs.resolve_job_def(name).execute_in_process(
-            partition_key=day,
-            instance=instance,
-            raise_on_error=False,
-            run_config={
-                **((run_config or {}) if name == job_name else {}),
-                "loggers": {"console": {"config": {"log_level": log_level}}},
-            },
-        )
+        run_id = str(uuid.uuid4())
+        if on_step is not None:
+            on_step(f"{name} {day}")
+        watch = StepPrinter(instance, run_id, on_step) if on_step is not None else nullcontext()
+        with watch:
+            result = defs.resolve_job_def(name).execute_in_process(
+                partition_key=day,
+                instance=instance,
+                raise_on_error=False,
+                run_id=run_id,
+                run_config={
+                    **((run_config or {}) if name == job_name else {}),
+                    "loggers": {"console": {"config": {"log_level": log_level}}},
+                },
+            )
+        if log_file is not None:
+            write_run_log(instance, run_id, log_file)
         checks = result.get_asset_check_evaluations()
         failures = [
             f"{e.step_key}: {e.event_specific_data.error.message.strip()}"

@@ -61,8 +61,13 @@ def news_world(tmp_path_factory):
             llm_model="fake-genre",
         )
         defs = build_definitions(settings)
-        report = refresh(defs, instance)
+        # as `genre-dagster run` does: a line per finished step, the whole log in a file
+        step_lines: list[str] = []
+        log_file = root / "logs" / "run.log"
+        report = refresh(defs, instance, on_step=step_lines.append, log_file=log_file)
         yield {
+            "step_lines": step_lines,
+            "log_file": log_file,
             "root": root,
             "config": config,
             "summary": summary,
