@@ -10,9 +10,8 @@ import json
 import duckdb
 import polars as pl
 import pytest
-from llm_worlds import build_features, materialize
+from llm_worlds import SMALL_NETWORKS, build_features, materialize
 from test_generic_source import _books_dataset
-from test_genre_oracle import SMALL_NETWORKS
 
 COLUMN_MAP = (
     '{"item_id": "book_id", "title": "name", "text": "description", "category": "genre", '
