@@ -380,3 +380,29 @@ def test_index_lists_reports_newest_first(interaction_reports, tmp_path):
     (tmp_path / "stray.json").write_text("{}")
     with pytest.raises(ValueError, match="not a report summary"):
         write_report_index(tmp_path)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_a_one_category_catalogue_drifts_without_dividing_by_zero():
+    """Every item in one category: the category columns have no variance. They are left out
+    and named (nothing can drift there); the other columns are still tested; no RuntimeWarning
+    (Evidently's correlations divided by zero on them)."""
+    from genre_dagster.monitoring.frames import INTERACTION_CATEGORICAL, INTERACTION_NUMERIC
+
+    rng = np.random.default_rng(2)
+
+    def frame(n: int, shift: float) -> pl.DataFrame:
+        numbers = {c: rng.normal(10 + shift, 2, n) for c in INTERACTION_NUMERIC}
+        return pl.DataFrame({**numbers, **{c: ["book"] * n for c in INTERACTION_CATEGORICAL}})
+
+    summary = interaction_drift_report(frame(400, 3.0), frame(800, 0.0)).summary
+    assert summary["skipped_columns"] == dict.fromkeys(
+        INTERACTION_CATEGORICAL, "one single value on both sides"
+    )
+    assert set(summary["drifted_columns"]) == set(INTERACTION_NUMERIC)
+    books = np.array(["book"] * 600)
+    prediction = prediction_drift_report(
+        rng.normal(size=600) + 1.0, rng.normal(size=900), books, np.array(["book"] * 900)
+    ).summary
+    assert prediction["skipped_columns"] == {"topk_category": "one single value on both sides"}
+    assert prediction["n_columns"] == 1 and prediction["drifted_columns"] == ["score"]

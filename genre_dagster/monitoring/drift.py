@@ -40,6 +40,10 @@ def _usable_columns(
             skipped[column] = "no values on the current day"
         elif reference[column].null_count() == reference.height:
             skipped[column] = "no values in the reference window"
+        elif pl.concat([current[column], reference[column]]).drop_nulls().n_unique() == 1:
+            # zero variance (every item in one category, say): nothing can drift, and
+            # Evidently's correlations would divide by zero
+            skipped[column] = "one single value on both sides"
         else:
             usable.append(column)
     return usable, skipped
@@ -173,15 +177,22 @@ def prediction_drift_report(
     score_snapshot = _drift_snapshot(
         pl.DataFrame({"score": cur_s}), pl.DataFrame({"score": ref_s}), ["score"], [], 0.5, tests
     )
-    category_snapshot = _drift_snapshot(
-        pl.DataFrame({"topk_category": cur_c.astype(str)}),
-        pl.DataFrame({"topk_category": ref_c.astype(str)}),
-        [],
-        ["topk_category"],
-        0.5,
-        tests,
-    )
-    columns = drift_summary(score_snapshot)["columns"] | drift_summary(category_snapshot)["columns"]
+    sections = {"Score distribution": score_snapshot}
+    columns = drift_summary(score_snapshot)["columns"]
+    skipped = {}
+    if len(set(cur_c) | set(ref_c)) > 1:
+        category_snapshot = _drift_snapshot(
+            pl.DataFrame({"topk_category": cur_c.astype(str)}),
+            pl.DataFrame({"topk_category": ref_c.astype(str)}),
+            [],
+            ["topk_category"],
+            0.5,
+            tests,
+        )
+        sections["Top-K category mix"] = category_snapshot
+        columns = columns | drift_summary(category_snapshot)["columns"]
+    else:  # a one-category catalogue: the mix cannot drift (and has no variance to test)
+        skipped["topk_category"] = "one single value on both sides"
     drifted = sorted(c for c, info in columns.items() if info["drifted"])
     share = len(drifted) / len(columns)
     quantiles = [0.05, 0.25, 0.5, 0.75, 0.95]
@@ -218,9 +229,6 @@ def prediction_drift_report(
         },
         "topk_category_share": {"current": cur_shares, "reference": ref_shares},
         "largest_share_change": {"category": largest[0], "change": largest[1]},
+        "skipped_columns": skipped,
     }
-    return ReportResult(
-        "prediction_drift",
-        {"Score distribution": score_snapshot, "Top-K category mix": category_snapshot},
-        summary,
-    )
+    return ReportResult("prediction_drift", sections, summary)

@@ -347,7 +347,7 @@ class NeuralScorer(Scorer):
                     f"{self.scorer_id}: field {field!r} has dim {matrix.shape[1]}, "
                     f"the model was trained on {meta['item_dim'][field]}"
                 )
-            views.append(torch.from_numpy(matrix))
+            views.append(_shared_tensor(matrix))
         # Category indices are re-mapped by name: another ItemFeatures may order its vocabulary
         # differently; names unseen at training time go to the model's "unknown" row.
         vocab = {name: i for i, name in enumerate(meta["category_names"])}
@@ -510,3 +510,20 @@ def _eval(model: NewsRecommender) -> Iterator[None]:
         yield
     finally:
         model.train(was_training)
+
+
+def _shared_tensor(matrix: np.ndarray) -> Any:
+    """A tensor over `matrix` without a copy. Item embeddings often arrive zero-copy from Arrow,
+    read-only; the model only reads its item views, so sharing that memory is safe and torch's
+    warning about writing to it does not apply (a copy would double the largest array)."""
+    import warnings
+
+    import torch
+
+    if matrix.flags.writeable:
+        return torch.from_numpy(matrix)
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="The given NumPy array is not writable", category=UserWarning
+        )
+        return torch.from_numpy(matrix)
