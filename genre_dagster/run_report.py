@@ -80,6 +80,7 @@ class StepPrinter:
             DagsterEventType.STEP_SUCCESS,
             DagsterEventType.STEP_FAILURE,
             DagsterEventType.ASSET_MATERIALIZATION,
+            DagsterEventType.ASSET_CHECK_EVALUATION,
         }
         while True:
             page = self.instance.get_records_for_run(self.run_id, cursor=self._cursor, limit=500)
@@ -98,6 +99,9 @@ class StepPrinter:
         if event.event_type == DagsterEventType.STEP_START:
             self._started[step] = timestamp
             return
+        if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            self._on_check(event.event_specific_data)
+            return
         if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
             materialization = event.event_specific_data.materialization
             number = headline(dict(materialization.metadata))
@@ -115,6 +119,19 @@ class StepPrinter:
                 f"; +{len(numbers) - 2} more" if len(numbers) > 2 else ""
             )
             line = f"  ok     {step:<34s} {seconds:6.1f} s  {shown}"
+        self._emit(line)
+
+    def _on_check(self, check: Any) -> None:
+        """The split as soon as it is known (before any model work), and every failed ERROR
+        check with what it says (WARN checks are in the summary's monitoring verdicts)."""
+        metadata = {k: _value(v) for k, v in check.metadata.items()}
+        if check.check_name == "splits_are_usable" and "splits" in metadata:
+            self._emit(f"         splits: {metadata['splits']}")
+        if not check.passed and check.severity.value == "ERROR":
+            where = f"{check.asset_key.to_user_string()}:{check.check_name}"
+            self._emit(f"  CHECK FAILED {where}: {(check.description or '')[:400]}")
+
+    def _emit(self, line: str) -> None:
         self.lines.append(line)
         self.write(line)
 

@@ -673,7 +673,7 @@ def test_the_run_prints_a_line_per_step_and_a_summary_that_matches_the_tables(wo
 
     lines = world["step_lines"]
     steps = [line for line in lines if line.startswith("  ok ")]
-    assert not [line for line in lines if "FAILED" in line]
+    assert not [line for line in lines if line.startswith("  FAILED")]
     names = {line.split()[1] for line in steps}
     assert {"raw_news", "dbt_features", "scoring__nrms", "evaluation__leaderboard"} <= names
     (summaries,) = [line for line in steps if line.split()[1] == "enrichment__news_summaries"]
@@ -696,3 +696,7 @@ def test_the_run_prints_a_line_per_step_and_a_summary_that_matches_the_tables(wo
     for heading in ("Data", "LLM enrichment", "Leaderboard", "GENRE variants vs base",
                     "Serving", "Monitoring", "Next"):  # fmt: skip
         assert f"\n{heading}" in f"\n{summary}", heading
+    # the split as soon as dbt has built it, before any model work
+    (splits,) = [line for line in lines if line.strip().startswith("splits: ")]
+    assert "train: " in splits and "validation: " in splits and "test: " in splits
+    assert lines.index(splits) < lines.index(next(x for x in steps if "scoring__" in x))

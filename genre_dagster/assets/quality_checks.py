@@ -84,6 +84,7 @@ def splits_are_usable(duckdb: DuckDBResource) -> dg.AssetCheckResult:
         passed=not report.empty,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
+            "splits": report.summary(),
             "split_rule": report.rule,
             "days": dg.MetadataValue.md(report.table()),
             **{f"{split}_impressions": n for split, n in report.impressions.items()},
