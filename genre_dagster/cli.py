@@ -4,6 +4,7 @@ export / import LLM answers produced elsewhere (`llm export`, `llm import`)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -192,24 +193,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"source: {source.kind} at {source.path}")
     print(f"full log: {log_file} (and the UI's Runs page)", flush=True)
 
+    terminal = sys.stdout
+
     def show(entry: dict) -> None:
         status = "ok" if entry["success"] else "FAILED"
         print(
             f"  {entry['job']} {entry['day']}: {status}, {entry['materializations']} "
-            f"materializations, {entry['seconds']:.1f} s (run {entry['run_id'][:8]})"
+            f"materializations, {entry['seconds']:.1f} s (run {entry['run_id'][:8]})",
+            file=terminal,
         )
         for failure in entry["failures"]:
             print(f"    {failure}", file=sys.stderr)
 
-    report = refresh(
-        defs,
-        instance,
-        job_name=args.job,
-        on_run=show,
-        log_level="INFO" if args.verbose else "CRITICAL",
-        on_step=lambda line: print(line, flush=True),
-        log_file=log_file,
-    )
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if not args.verbose:
+            # dagster-dbt echoes dbt's own output on stdout: into the log file with the rest
+            raw = stack.enter_context(log_file.open("a", encoding="utf-8", buffering=1))
+            stack.enter_context(contextlib.redirect_stdout(raw))
+        report = refresh(
+            defs,
+            instance,
+            job_name=args.job,
+            on_run=show,
+            log_level="INFO" if args.verbose else "CRITICAL",
+            on_step=lambda line: print(line, file=terminal, flush=True),
+            log_file=log_file,
+        )
     if not report.success:
         print(f"a run failed; its log: {log_file}, or make ui -> Runs", file=sys.stderr)
         return 1
