@@ -17,12 +17,30 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-# One compiled tokenizer per HF tokenizer object: building it reads the whole vocabulary (~1 s).
-_TOKENIZERS: dict[int, Any] = {}
+# Per HF tokenizer object: the llguidance tokenizer and vocabulary tables (each reads the whole
+# vocabulary, ~1 s), keyed by (kind, id) and kept with the tokenizer to detect a reused id.
+_TOKENIZERS: dict[tuple[str, int], tuple[Any, Any]] = {}
 _LOCK = threading.Lock()
 
 # Compact JSON: a flexible-whitespace grammar lets a small model pad answers with newlines.
 _COMPILE_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+
+
+def _per_tokenizer(kind: str, tokenizer: Any, build: Any) -> Any:
+    """`build()` once per (kind, tokenizer object): vocabulary-wide tables take a second."""
+    key = (kind, id(tokenizer))
+    with _LOCK:
+        cached = _TOKENIZERS.get(key)
+        if cached is not None and cached[0] is tokenizer:
+            return cached[1]
+    value = build()
+    with _LOCK:
+        _TOKENIZERS[key] = (tokenizer, value)
+    return value
+
+
+def _token_texts(tokenizer: Any, n_vocab: int) -> list[str]:
+    return tokenizer.batch_decode([[i] for i in range(min(n_vocab, len(tokenizer)))])
 
 
 def closing_tokens(tokenizer: Any, n_vocab: int) -> Any:
@@ -30,18 +48,14 @@ def closing_tokens(tokenizer: Any, n_vocab: int) -> Any:
     backslash (they can end a JSON string, list or object). Built once per tokenizer."""
     import numpy as np
 
-    key = ("closers", id(tokenizer))
-    with _LOCK:
-        cached = _TOKENIZERS.get(key)  # type: ignore[call-overload]
-        if cached is not None and cached[0] is tokenizer:
-            return cached[1]
-    texts = tokenizer.batch_decode([[i] for i in range(min(n_vocab, len(tokenizer)))])
-    mask = np.zeros(n_vocab, dtype=bool)
-    # a backslash would make the quote an escape inside the string, not its end
-    mask[: len(texts)] = [any(c in t for c in '"]}') and "\\" not in t for t in texts]
-    with _LOCK:
-        _TOKENIZERS[key] = (tokenizer, mask)  # type: ignore[index]
-    return mask
+    def build() -> Any:
+        texts = _token_texts(tokenizer, n_vocab)
+        mask = np.zeros(n_vocab, dtype=bool)
+        # a backslash would make the quote an escape inside the string, not its end
+        mask[: len(texts)] = [any(c in t for c in '"]}') and "\\" not in t for t in texts]
+        return mask
+
+    return _per_tokenizer("closers", tokenizer, build)
 
 
 def spelling_classes(tokenizer: Any, n_vocab: int) -> tuple[Any, dict[int, Any]]:
@@ -50,35 +64,25 @@ def spelling_classes(tokenizer: Any, n_vocab: int) -> tuple[Any, dict[int, Any]]
     per tokenizer."""
     import numpy as np
 
-    key = ("classes", id(tokenizer))
-    with _LOCK:
-        cached = _TOKENIZERS.get(key)  # type: ignore[call-overload]
-        if cached is not None and cached[0] is tokenizer:
-            return cached[1]
-    texts = tokenizer.batch_decode([[i] for i in range(min(n_vocab, len(tokenizer)))])
-    ids: dict[str, int] = {}
-    classes = np.arange(n_vocab, dtype=np.int64) + n_vocab  # tokens without text: their own
-    for token, text in enumerate(texts):
-        classes[token] = ids.setdefault(text.strip().lower() or text, len(ids))
-    order = np.argsort(classes, kind="stable")
-    bounds = np.flatnonzero(np.diff(classes[order])) + 1
-    members = {int(classes[g[0]]): g for g in np.split(order, bounds)}
-    with _LOCK:
-        _TOKENIZERS[key] = (tokenizer, (classes, members))  # type: ignore[index]
-    return classes, members
+    def build() -> tuple[Any, dict[int, Any]]:
+        ids: dict[str, int] = {}
+        classes = np.arange(n_vocab, dtype=np.int64) + n_vocab  # tokens without text: own
+        for token, text in enumerate(_token_texts(tokenizer, n_vocab)):
+            classes[token] = ids.setdefault(text.strip().lower() or text, len(ids))
+        order = np.argsort(classes, kind="stable")
+        bounds = np.flatnonzero(np.diff(classes[order])) + 1
+        return classes, {int(classes[g[0]]): g for g in np.split(order, bounds)}
+
+    return _per_tokenizer("classes", tokenizer, build)
 
 
 def ll_tokenizer(tokenizer: Any, n_vocab: int) -> Any:
     """The llguidance tokenizer for a Hugging Face fast tokenizer (built once, cached)."""
     import llguidance.hf
 
-    key = id(tokenizer)
-    with _LOCK:
-        cached = _TOKENIZERS.get(key)
-        if cached is None or cached[0] is not tokenizer:
-            cached = (tokenizer, llguidance.hf.from_tokenizer(tokenizer, n_vocab=n_vocab))
-            _TOKENIZERS[key] = cached
-    return cached[1]
+    return _per_tokenizer(
+        "llguidance", tokenizer, lambda: llguidance.hf.from_tokenizer(tokenizer, n_vocab=n_vocab)
+    )
 
 
 def grammar_for(schema: dict[str, Any]) -> str:
