@@ -59,9 +59,7 @@ def test_the_split_check_passes_and_reports_the_rule(one_day_train):
     assert report.days["train"][0][0] == report.days["validation"][0][0]  # the same day
 
 
-def test_a_split_left_empty_fails_the_blocking_check_and_no_scorer_trains(
-    one_day_train, tmp_path
-):
+def test_a_split_left_empty_fails_the_blocking_check_and_no_scorer_trains(one_day_train, tmp_path):
     """validation_start on the first day leaves no train day: an explicit boundary never falls
     back to the holdout. The check fails naming the days and the setting, and the scorer after
     it does not run."""
