@@ -200,8 +200,10 @@ def test_embeddings_cover_every_item_and_field(world):
 
 
 def test_leaderboard_has_every_scorer_variant_and_references(world):
-    rows = _query(world, "select scorer, segment, auc from evaluation.leaderboard")
-    scorers = {s for s, _, _ in rows}
+    rows = _query(
+        world, "select scorer, segment, auc, auc_low, auc_high from evaluation.leaderboard"
+    )
+    scorers = {s for s, *_ in rows}
     assert {
         "popularity",
         "content_similarity",
@@ -221,10 +223,70 @@ def test_leaderboard_has_every_scorer_variant_and_references(world):
         "random",
         "oracle",
     } <= scorers
-    assert {seg for _, seg, _ in rows} == {"all", "warm", "cold"}
-    auc = {s: a for s, seg, a in rows if seg == "all"}
+    assert {seg for _, seg, *_ in rows} == {"all", "warm", "cold"}
+    auc = {s: a for s, seg, a, *_ in rows if seg == "all"}
     assert auc["oracle"] > max(a for s, a in auc.items() if s != "oracle")
     assert abs(auc["random"] - 0.5) < 0.08
+    # every AUC with its 95% bootstrap interval over the impressions
+    for scorer, segment, value, low, high in rows:
+        if value != value:  # NaN: a segment without impressions has no interval either
+            assert segment != "all" and low != low and high != high, (scorer, segment)
+            continue
+        assert low - 1e-12 <= value <= high + 1e-12, (scorer, segment)
+    widths = {high - low for s, seg, _, low, high in rows if seg == "all"}
+    assert min(widths) > 0 and len(widths) > 1  # real intervals, not one constant
+
+
+def test_the_leaderboard_draws_the_evaluation_page_and_keeps_its_history(world):
+    """The leaderboard's run writes the plotly page beside the monitoring reports, links it from
+    its metadata and from index.html, and appends its rows to the nightly history."""
+    from pathlib import Path
+
+    from genre_dagster.evaluation.report_page import CHART_TITLES
+
+    instance, settings = world["instance"], world["settings"]
+    event = instance.get_latest_materialization_event(dg.AssetKey(["evaluation", "leaderboard"]))
+    metadata = event.asset_materialization.metadata
+    (day,) = _query(
+        world,
+        "select max(b.day) from main.impression_splits s join main.stg_behaviors b "
+        "using (impression_id) where s.split = 'test'",
+    )[0]
+    page = Path(metadata["evaluation_page_path"].value)
+    assert page == settings.reports_dir / f"evaluation_{day}_{event.run_id[:8]}.html"
+    url = settings.reports_url.rstrip("/")
+    assert metadata["evaluation_page"].value == f"{url}/{page.name}"
+    assert metadata["report_index"].value == f"{url}/index.html"
+    text = page.read_text(encoding="utf-8")
+    assert '<script src="http' not in text  # plotly.js inline: no network needed
+    assert all(title in text for title in CHART_TITLES.values())
+    scorers = {s for (s,) in _query(world, "select distinct scorer from evaluation.leaderboard")}
+    assert all(scorer in text for scorer in scorers)
+    index = (settings.reports_dir / "index.html").read_text(encoding="utf-8")
+    assert 'id="evaluation"' in index and f'href="{page.name}"' in index
+    assert page.with_suffix(".json").exists()
+
+    tonight = _query(
+        world,
+        "select h.scorer, h.segment, h.auc, l.auc, h.auc_low, l.auc_low, h.day from "
+        "evaluation.leaderboard_history h join evaluation.leaderboard l using (scorer, segment) "
+        f"where h.run_id = '{event.run_id}'",
+    )
+    assert len(tonight) == len(scorers) * 3
+    for scorer, segment, h_auc, l_auc, h_low, l_low, h_day in tonight:
+        assert (h_auc, h_low) == pytest.approx((l_auc, l_low)), (scorer, segment)
+        assert h_day == day
+    # one set of rows per leaderboard run so far: earlier runs are kept
+    key = dg.AssetKey(["evaluation", "leaderboard"])
+    materialized = {r.run_id for r in instance.fetch_materializations(key, limit=1000).records}
+    stored = {
+        r for (r,) in _query(world, "select distinct run_id from evaluation.leaderboard_history")
+    }
+    assert stored == materialized
+    history = instance.get_latest_materialization_event(
+        dg.AssetKey(["evaluation", "leaderboard_history"])
+    )
+    assert history.run_id == event.run_id  # one step writes both tables
 
 
 def test_leaderboard_puts_each_genre_variant_next_to_its_base(world):
@@ -478,6 +540,7 @@ def _night_state(world) -> dict:
         "test_day": q("select max(day) from main.impression_splits where split = 'test'")[0],
         "llm_answers": q("select count(*) from enrichment.llm_responses where status = 'ok'")[0],
         "reports": q("select count(*) from monitoring.interaction_drift")[0],
+        "evaluations": q("select count(distinct run_id) from evaluation.leaderboard_history")[0],
     }
 
 
@@ -518,6 +581,7 @@ def test_three_nights_over_three_new_days(world):
         assert str(after["test_day"]) == new_day  # evaluation moved to the newest day
         assert after["llm_answers"] >= before["llm_answers"]  # the cache never loses answers
         assert after["reports"] == before["reports"] + 1  # one new report a night, old kept
+        assert after["evaluations"] == before["evaluations"] + 1  # the leaderboard's history too
         before = after
 
 
@@ -676,6 +740,10 @@ def test_the_run_prints_a_line_per_step_and_a_summary_that_matches_the_tables(wo
     assert not [line for line in lines if line.startswith("  FAILED")]
     names = {line.split()[1] for line in steps}
     assert {"raw_news", "dbt_features", "scoring__nrms", "evaluation__leaderboard"} <= names
+    # the split as soon as dbt has built it, before any model work
+    (splits,) = [line for line in lines if line.strip().startswith("splits: ")]
+    assert "train: " in splits and "validation: " in splits and "test: " in splits
+    assert lines.index(splits) < lines.index(next(x for x in steps if "scoring__" in x))
     (summaries,) = [line for line in steps if line.split()[1] == "enrichment__news_summaries"]
     assert " answered, " in summaries and " s  " in summaries
     assert world["log_file"].stat().st_size > 0
@@ -696,7 +764,3 @@ def test_the_run_prints_a_line_per_step_and_a_summary_that_matches_the_tables(wo
     for heading in ("Data", "LLM enrichment", "Leaderboard", "GENRE variants vs base",
                     "Serving", "Monitoring", "Next"):  # fmt: skip
         assert f"\n{heading}" in f"\n{summary}", heading
-    # the split as soon as dbt has built it, before any model work
-    (splits,) = [line for line in lines if line.strip().startswith("splits: ")]
-    assert "train: " in splits and "validation: " in splits and "test: " in splits
-    assert lines.index(splits) < lines.index(next(x for x in steps if "scoring__" in x))

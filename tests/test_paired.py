@@ -10,7 +10,9 @@ from genre_dagster.evaluation.paired import (
     HELPS,
     HURTS,
     NO_CLEAR_EFFECT,
+    bootstrap_means,
     compare_with_bases,
+    intervals_by_segment,
     paired_bootstrap_delta,
     paired_bootstrap_deltas,
 )
@@ -125,3 +127,39 @@ def test_compare_with_bases_pairs_each_variant_with_its_base_per_segment():
     assert deltas["nrms_summary", "all"].verdict == NO_CLEAR_EFFECT
     with pytest.raises(ValueError, match="boolean"):
         compare_with_bases(per, bases, {"all": np.ones(n)})
+
+
+def test_each_scorer_gets_its_own_auc_interval_per_segment():
+    """The percentile bootstrap of one scorer's mean AUC: centred on the mean of the defined
+    impressions, about +-1.96 standard errors wide, seeded, and per segment."""
+    rng = np.random.default_rng(4)
+    good = rng.uniform(0.5, 1.0, 3000)
+    good[::7] = np.nan  # no AUC on these impressions, for every scorer
+    weak = np.where(np.isnan(good), np.nan, rng.uniform(0.3, 0.7, len(good)))
+    (one,) = bootstrap_means(good, seed=1)
+    defined = good[~np.isnan(good)]
+    assert one.mean == pytest.approx(defined.mean())
+    assert one.n_impressions == len(defined)
+    assert one.low < one.mean < one.high
+    se = defined.std() / np.sqrt(len(defined))
+    assert one.high - one.low == pytest.approx(2 * 1.96 * se, rel=0.15)
+    assert bootstrap_means(good, seed=1) == [one]
+
+    first = np.arange(len(good)) < 1000
+    segments = {"all": np.ones(len(good), dtype=bool), "cold": first}
+    intervals = intervals_by_segment({"good": good, "weak": weak}, segments, seed=1)
+    assert set(intervals) == {(n, s) for n in ("good", "weak") for s in ("all", "cold")}
+    together = intervals["good", "all"]  # the same resamples whatever is computed alongside
+    assert (together.mean, together.low, together.high) == pytest.approx(
+        (one.mean, one.low, one.high)
+    )
+    assert intervals["weak", "all"].high < intervals["good", "all"].low
+    cold = intervals["good", "cold"]
+    assert cold.mean == pytest.approx(np.nanmean(good[first]))
+    assert cold.high - cold.low > one.high - one.low  # fewer impressions, wider
+    with pytest.raises(ValueError, match="same impressions"):
+        bootstrap_means(np.column_stack([good, np.roll(good, 1)]))
+    with pytest.raises(ValueError, match="boolean"):
+        intervals_by_segment({"good": good}, {"all": np.ones(len(good))})
+    (empty,) = bootstrap_means(np.full(4, np.nan))
+    assert empty.n_impressions == 0 and np.isnan(empty.mean)

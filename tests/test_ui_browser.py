@@ -550,3 +550,57 @@ def _materialize_upstream(key: str, world: dict, settings_env: dict) -> None:
         )
         failures = [e.message for e in result.all_events if e.is_step_failure]
         assert result.success, failures
+
+
+def test_evaluation_page_opens_from_the_index_and_draws_its_charts(world, report_server, page):
+    """The evaluation page, written into the served reports folder as the leaderboard writes it
+    (from small frames: the real leaderboard needs trained scorers, too slow for this test),
+    opens from index.html, and plotly draws its four charts from the inline plotly.js: every
+    request other than the report server's is refused, and none is made."""
+    from test_evaluation_page import SCORERS, small_history, small_leaderboard
+
+    from genre_dagster.evaluation.report_page import (
+        CHART_TITLES,
+        PAGE_NAME,
+        evaluation_summary,
+        write_evaluation_page,
+    )
+    from genre_dagster.monitoring import write_report_index
+    from genre_dagster.monitoring.reports import report_paths, write_report_record
+
+    folder = world["data"] / "reports"
+    leaderboard = small_leaderboard()
+    day, run_id = "2024-03-12", "0e7a1b2c3d4e"
+    html_path, json_path = report_paths(folder, PAGE_NAME, day, run_id)
+    write_evaluation_page(leaderboard, small_history(leaderboard), html_path, title="Evaluation")
+    summary = evaluation_summary(leaderboard)
+    write_report_record(json_path, PAGE_NAME, day, run_id, html_path, summary)
+    write_report_index(folder)
+
+    refused: list[str] = []
+
+    def local_only(route) -> None:
+        if route.request.url.startswith(report_server):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", local_only)
+    page.goto(f"{report_server}/index.html")
+    link = page.locator(f"#{PAGE_NAME} ~ table a[href='{html_path.name}']").first
+    link.click()
+    page.wait_for_load_state("load")
+    assert page.url == f"{report_server}/{html_path.name}"
+    graphs = page.locator(".plotly-graph-div")
+    sync_api.expect(graphs).to_have_count(len(CHART_TITLES))
+    for i in range(len(CHART_TITLES)):
+        graphs.nth(i).locator(".main-svg").first.wait_for()
+        graphs.nth(i).locator(".gtitle").wait_for()
+    titles = {t.strip() for t in page.locator(".gtitle").all_text_contents()}
+    assert titles == set(CHART_TITLES.values())
+    ticks = {t.strip() for t in page.locator(".ytick text, .xtick text").all_text_contents()}
+    assert set(SCORERS) <= ticks  # every scorer drawn on an axis
+    page.locator(".legendtext", has_text="cold users").first.wait_for()
+    _shot(page, "09_evaluation_page", full_page=True)
+    assert refused == []

@@ -1,8 +1,10 @@
 """Evaluation on the MIND protocol: every scorer and GENRE variant on the test split, for all,
-warm and cold users, beside a random scorer and (on generated worlds) the oracle."""
+warm and cold users, beside a random scorer and (on generated worlds) the oracle; a nightly
+history of it and an evaluation page (plotly) next to the monitoring reports."""
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +16,7 @@ from pydantic import Field
 from genre_dagster.assets.scoring import embedding_fields
 from genre_dagster.resources import DatasetSource
 from genre_dagster.resources.model_store import ModelStore
+from genre_dagster.resources.reports import ReportStore
 from genre_dagster.scoring.variants import DEFAULT_SCORERS, variant_bases
 
 GROUP = "evaluation"
@@ -39,7 +42,10 @@ class EvaluationConfig(dg.Config):
     )
     bootstrap_resamples: int = Field(
         default=1000,
-        description="resamples of the test impressions for each GENRE variant's AUC interval",
+        description=(
+            "resamples of the test impressions for the 95% intervals: each scorer's AUC and "
+            "each GENRE variant's AUC difference to its base"
+        ),
     )
     bootstrap_seed: int = Field(default=0, description="seed of the impression resampling")
     transfer_scorers: list[str] = Field(
@@ -100,16 +106,44 @@ def _segment_rows(name, variant, per, segments, val_auc) -> list[dict]:
     return rows
 
 
-@dg.asset(
-    key=[GROUP, "leaderboard"],
+LEADERBOARD_DESCRIPTION = """Per-impression AUC, MRR, nDCG@5/10, recall@k and hit@k averaged over
+impressions (MIND protocol), for all, warm and cold users, per scorer and GENRE variant; random
+and oracle rows for reference. Every row holds its AUC's 95% bootstrap interval over impressions
+(`auc_low`, `auc_high`). Each GENRE variant row also holds its `base` scorer and the AUC
+difference to it on the same impressions with a 95% paired-bootstrap interval (`auc_delta`,
+`auc_delta_low`, `auc_delta_high`, `auc_delta_verdict`: helps / no clear effect / hurts), shown
+as the "GENRE variants vs base" table. Writes official MIND prediction files per scorer and the
+evaluation page (plotly charts, linked as `evaluation_page` and listed in the report index)."""
+HISTORY_DESCRIPTION = """Every evaluation's AUC per scorer and segment with its 95% interval,
+one set of rows per leaderboard run (`day`: the split's newest day, `run_id`, `evaluated_at` in
+UTC): the evaluation page draws each scorer's AUC across nights from it."""
+
+
+# One step, two tables: the history is appended to by the run that computes the leaderboard, so
+# the page drawn in that step already holds tonight's point.
+@dg.multi_asset(
+    name="evaluation__leaderboard",
+    outs={
+        "leaderboard": dg.AssetOut(
+            key=[GROUP, "leaderboard"],
+            description=LEADERBOARD_DESCRIPTION,
+            kinds={"duckdb"},
+            # Declarative: when a scorer is retrained outside the nightly job (a launchpad
+            # experiment), the leaderboard follows by itself once
+            # `default_automation_condition_sensor` is on.
+            automation_condition=dg.AutomationCondition.eager(),
+        ),
+        "leaderboard_history": dg.AssetOut(
+            key=[GROUP, "leaderboard_history"],
+            description=HISTORY_DESCRIPTION,
+            kinds={"duckdb"},
+            automation_condition=dg.AutomationCondition.eager(),
+        ),
+    },
     ins={name: dg.AssetIn(key) for name, key in SCORER_KEYS.items()},
     deps=["impression_splits", "stg_behaviors"],
     group_name=GROUP,
-    kinds={"duckdb"},
     pool="duckdb",
-    # Declarative: when a scorer is retrained outside the nightly job (a launchpad experiment),
-    # the leaderboard follows by itself once `default_automation_condition_sensor` is on.
-    automation_condition=dg.AutomationCondition.eager(),
 )
 def leaderboard(
     context: dg.AssetExecutionContext,
@@ -117,19 +151,16 @@ def leaderboard(
     duckdb: DuckDBResource,
     model_store: ModelStore,
     source: DatasetSource,
+    reports: ReportStore,
     **scorers: pl.DataFrame,
-) -> pl.DataFrame:
-    """Per-impression AUC, MRR, nDCG@5/10, recall@k and hit@k averaged over impressions (MIND
-    protocol), for all, warm and cold users, per scorer and GENRE variant; random and oracle
-    rows for reference. Each GENRE variant row also holds its `base` scorer and the AUC
-    difference to it on the same impressions with a 95% paired-bootstrap interval
-    (`auc_delta`, `auc_delta_low`, `auc_delta_high`, `auc_delta_verdict`: helps / no clear
-    effect / hurts), shown as the "GENRE variants vs base" table. Writes official MIND
-    prediction files per scorer."""
+):
+    """The leaderboard of every scorer on the evaluation split, its nightly history, and the
+    evaluation page drawn from both."""
     from genre_dagster.evaluation.metrics import impression_metrics_for
-    from genre_dagster.evaluation.paired import compare_with_bases
+    from genre_dagster.evaluation.paired import compare_with_bases, intervals_by_segment
     from genre_dagster.evaluation.prediction_file import write_mind_prediction_file
     from genre_dagster.scoring.inputs import load_scorer_inputs, with_generated_history
+    from genre_dagster.scoring.loading import query_frame, table_exists
 
     table = pl.concat(list(scorers.values()), how="vertical_relaxed")
     fields = sorted({f for c in table["config_json"] for f in embedding_fields(json.loads(c))})
@@ -137,6 +168,11 @@ def leaderboard(
     with duckdb.get_connection() as conn:
         base = load_scorer_inputs(conn, (config.split,), fields, profile=need_profile)
         augmented = with_generated_history(conn, base) if table["generated_history"].any() else None
+        history = (
+            query_frame(conn, f'select * from {GROUP}."leaderboard_history"')
+            if table_exists(conn, GROUP, "leaderboard_history")
+            else None
+        )
     data = base.splits[config.split]
     behaviors = base.behaviors[config.split]
     if data.n_impressions == 0:
@@ -205,21 +241,19 @@ def leaderboard(
         if getattr(foreign, "config", {}).get("profile"):
             raise ValueError(f"{folder}: profile-based scorers cannot be transferred")
         scores = foreign.score(data, base.items)
-        rows += _segment_rows(
-            f"transfer:{foreign.scorer_id}",
-            f"trained elsewhere ({folder})",
-            impression_metrics_for(data, scores),
-            segments,
-            None,
-        )
+        name = f"transfer:{foreign.scorer_id}"
+        per = impression_metrics_for(data, scores)
+        per_impression_auc[name] = per.values["auc"]
+        rows += _segment_rows(name, f"trained elsewhere ({folder})", per, segments, None)
     rng = np.random.default_rng(0)
     random_scores = rng.random(len(data.cand_items))
-    rows += _segment_rows(
-        "random", "reference", impression_metrics_for(data, random_scores), segments, None
-    )
+    per = impression_metrics_for(data, random_scores)
+    per_impression_auc["random"] = per.values["auc"]
+    rows += _segment_rows("random", "reference", per, segments, None)
     oracle = _oracle_scores(source, behaviors)
     if oracle is not None:
         per = impression_metrics_for(data, oracle)
+        per_impression_auc["oracle"] = per.values["auc"]
         rows += _segment_rows("oracle", "true click probability", per, segments, None)
     # Each GENRE variant against its base on the same impressions (paired bootstrap).
     bases = variant_bases()
@@ -237,14 +271,71 @@ def leaderboard(
         row["auc_delta_low"] = delta.low if delta else None
         row["auc_delta_high"] = delta.high if delta else None
         row["auc_delta_verdict"] = delta.verdict if delta else None
+    # Each scorer's own AUC interval (the same resampling of the impressions).
+    intervals = intervals_by_segment(
+        per_impression_auc,
+        segments,
+        n_resamples=config.bootstrap_resamples,
+        seed=config.bootstrap_seed,
+    )
+    keys = [(row["scorer"], row["segment"]) for row in rows]
     out = pl.DataFrame(rows, schema_overrides=DELTA_SCHEMA).with_columns(
-        pl.lit(config.split).alias("split")
+        pl.lit(config.split).alias("split"),
+        pl.Series("auc_low", [intervals[k].low for k in keys], dtype=pl.Float64),
+        pl.Series("auc_high", [intervals[k].high for k in keys], dtype=pl.Float64),
     )
     inactive = {
         r["name"]: json.loads(r["inactive_plugins"] or "{}") for r in table.iter_rows(named=True)
     }
-    _describe(context, out, time.perf_counter() - started, predictions_dir, inactive)
-    return out
+    metadata = _describe(out, time.perf_counter() - started, predictions_dir, inactive)
+    day, run_id = behaviors["day"].max(), context.run.run_id  # the split's newest day
+    history = _with_tonight(history, out, day, run_id)
+    metadata.update(_publish_page(out, history, reports, day, run_id))
+    yield dg.Output(out, output_name="leaderboard", metadata=metadata)
+    yield dg.Output(
+        history,
+        output_name="leaderboard_history",
+        metadata={
+            "dagster/row_count": history.height,
+            "runs": history["run_id"].n_unique(),
+            "evaluation_page": metadata["evaluation_page"],
+        },
+    )
+
+
+def _with_tonight(history: pl.DataFrame | None, out: pl.DataFrame, day, run_id: str):
+    """The stored history plus this run's rows."""
+    from genre_dagster.evaluation.report_page import history_rows
+
+    tonight = history_rows(out, day, run_id, datetime.now(UTC))
+    if history is None:
+        return tonight
+    return pl.concat([history, tonight], how="diagonal_relaxed")
+
+
+def _publish_page(
+    out: pl.DataFrame, history: pl.DataFrame, reports: ReportStore, day, run_id: str
+) -> dict:
+    """Write the evaluation page and its JSON record beside the monitoring reports, refresh the
+    report index; returns the links for the leaderboard's metadata."""
+    from genre_dagster.evaluation.report_page import (
+        PAGE_NAME,
+        evaluation_summary,
+        write_evaluation_page,
+    )
+    from genre_dagster.monitoring import write_report_index
+    from genre_dagster.monitoring.reports import report_paths, write_report_record
+
+    html_path, json_path = report_paths(reports.folder, PAGE_NAME, day, run_id)
+    title = f"Evaluation ({out['split'][0]} split) — {day}"
+    write_evaluation_page(out, history, html_path, title=title)
+    write_report_record(json_path, PAGE_NAME, day, run_id, html_path, evaluation_summary(out))
+    index = write_report_index(reports.folder)
+    return {
+        "evaluation_page": dg.MetadataValue.url(reports.url_of(html_path)),
+        "evaluation_page_path": dg.MetadataValue.path(str(html_path)),
+        "report_index": dg.MetadataValue.url(reports.url_of(index)),
+    }
 
 
 def _variants_table(out: pl.DataFrame, inactive: dict[str, dict]) -> str:
@@ -277,12 +368,12 @@ def _variants_table(out: pl.DataFrame, inactive: dict[str, dict]) -> str:
 
 
 def _describe(
-    context,
     out: pl.DataFrame,
     seconds: float,
     predictions_dir: Path,
     inactive: dict[str, dict],
-) -> None:
+) -> dict:
+    """The leaderboard's metadata: the tables as Markdown and the AUCs as numbers."""
     everyone = out.filter(pl.col("segment") == "all").sort("auc", descending=True)
     oracle = everyone.filter(pl.col("scorer") == "oracle")["auc"]
     oracle_auc = float(oracle[0]) if len(oracle) else None
@@ -314,4 +405,4 @@ def _describe(
         metadata[f"auc_delta/{r['scorer']}"] = round(r["auc_delta"], 5)
     if oracle_auc:
         metadata["oracle_auc"] = round(oracle_auc, 5)
-    context.add_output_metadata(metadata)
+    return metadata

@@ -127,31 +127,59 @@ class ReportResult:
         The JSON holds `name`, `day`, `run_id`, `created_at`, `html` (the page's file name) and
         `summary`; `write_report_index` reads these files. Returns (html_path, json_path).
         """
-        day = day.isoformat() if isinstance(day, date) else str(day)
-        run = str(run_id)[:8]
-        for label, part in (("name", name), ("day", day), ("run_id", run)):
-            if not _SAFE_NAME.match(part):
-                raise ValueError(
-                    f"ReportResult.save: {label} {part!r} must be letters, digits, '.', '_' or '-' "
-                    "(it becomes part of a file name)"
-                )
-        reports_dir = Path(reports_dir)
-        reports_dir.mkdir(parents=True, exist_ok=True)
-        stem = f"{name}_{day}_{run}"
-        html_path = reports_dir / f"{stem}.html"
-        json_path = reports_dir / f"{stem}.json"
+        html_path, json_path = report_paths(reports_dir, name, day, run_id)
         html_path.write_text(self.html(f"{name} — {day}"), encoding="utf-8")
-        record = {
-            "schema": SUMMARY_SCHEMA,
-            "name": name,
-            "day": day,
-            "run_id": str(run_id),
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "html": html_path.name,
-            "summary": self.summary,
-        }
-        json_path.write_text(json.dumps(record, indent=2, allow_nan=False), encoding="utf-8")
+        write_report_record(json_path, name, day, run_id, html_path, self.summary)
         return html_path, json_path
+
+
+def _day_text(day: str | date) -> str:
+    return day.isoformat() if isinstance(day, date) else str(day)
+
+
+def report_paths(reports_dir: Path, name: str, day: str | date, run_id: str) -> tuple[Path, Path]:
+    """(`<name>_<day>_<run_id[:8]>.html`, `.json`) in `reports_dir` (created): where a report
+    of that name, day and run is saved. Name, day and run must be safe in a file name."""
+    day, run = _day_text(day), str(run_id)[:8]
+    for label, part in (("name", name), ("day", day), ("run_id", run)):
+        if not _SAFE_NAME.match(part):
+            raise ValueError(
+                f"report file: {label} {part!r} must be letters, digits, '.', '_' or '-' "
+                "(it becomes part of a file name)"
+            )
+    reports_dir = Path(reports_dir)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{name}_{day}_{run}"
+    return reports_dir / f"{stem}.html", reports_dir / f"{stem}.json"
+
+
+def write_report_record(
+    json_path: Path,
+    name: str,
+    day: str | date,
+    run_id: str,
+    html_path: Path,
+    summary: Mapping[str, Any],
+) -> Path:
+    """Write the JSON record `write_report_index` lists: `name`, `day`, `run_id`,
+    `created_at`, `html` (the page's file name next to it) and `summary` (JSON-ready, with at
+    least `report`, `verdict` and `headline`). Returns `json_path`."""
+    summary = jsonable(summary)
+    missing = {"report", "verdict", "headline"} - set(summary)
+    if missing or summary["verdict"] not in VERDICTS:
+        raise ValueError(f"{name}: summary lacks {sorted(missing)} or has a bad verdict")
+    record = {
+        "schema": SUMMARY_SCHEMA,
+        "name": name,
+        "day": _day_text(day),
+        "run_id": str(run_id),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "html": Path(html_path).name,
+        "summary": summary,
+    }
+    json_path = Path(json_path)
+    json_path.write_text(json.dumps(record, indent=2, allow_nan=False), encoding="utf-8")
+    return json_path
 
 
 def markdown_summary(summary: Mapping[str, Any]) -> str:
