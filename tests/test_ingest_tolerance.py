@@ -27,18 +27,9 @@ from genre_dagster.ingest import (
     parse_news,
     pseudonymize_user_ids,
 )
+from genre_dagster.ingest.mind_news import NEWS_COLUMNS
 
 pseudo = partial(pseudonymize_user_ids, key=b"tolerance-test")
-NEWS_COLUMNS = [
-    "news_id",
-    "category",
-    "subcategory",
-    "title",
-    "abstract",
-    "url",
-    "title_entities",
-    "abstract_entities",
-]
 BEHAVIORS_COLUMNS = ["impression_id", "user_id", "time", "history", "impressions"]
 ENTITIES = json.dumps(
     [

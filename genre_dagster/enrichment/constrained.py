@@ -257,12 +257,7 @@ class SchemaLogitsProcessor:
             for i in range(len(seen) - n + 1)
             if seen[i : i + n - 1] == tail and allowed[seen[i + n - 1]]
         ]
-        if not banned:
-            return
-        keep = allowed.copy()
-        keep[banned] = False
-        if keep.any():
-            allowed[banned] = False
+        if banned and _clear_unless_empty(allowed, banned):
             self.repeats_banned += 1
 
     def _ban_copies(self, row: int, allowed: Any) -> None:
@@ -280,13 +275,18 @@ class SchemaLogitsProcessor:
         banned = np.concatenate([self.class_members[c] for c in following])
         banned = banned[banned < allowed.size]
         banned = banned[allowed[banned]]
-        if not banned.size:
-            return
-        keep = allowed.copy()
-        keep[banned] = False
-        if keep.any():
-            allowed[banned] = False
+        if banned.size and _clear_unless_empty(allowed, banned):
             self.copies_banned += 1
+
+
+def _clear_unless_empty(allowed: Any, banned: Any) -> bool:
+    """Clear `banned` in the mask `allowed`, unless no token would be left; whether it did."""
+    keep = allowed.copy()
+    keep[banned] = False
+    if not keep.any():
+        return False
+    allowed[banned] = False
+    return True
 
 
 def _next_classes(sources: Sequence[Any], n: int) -> dict[tuple[int, ...], set[int]]:
