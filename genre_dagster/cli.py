@@ -169,11 +169,102 @@ def _apply_source_arguments(args: argparse.Namespace) -> None:
         )
 
 
+# Split flags of `genre-dagster run`: the dbt_features config (dbt vars) of the main job.
+SPLIT_FLAGS = ("validation_start", "test_start", "validation_days", "test_days", "holdout_share")
+
+
+def _split_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "split (default: dbt_project.yml's vars; checked before any work)"
+    )
+    group.add_argument("--validation-start", metavar="YYYY-MM-DD", help="first validation day")
+    group.add_argument("--test-start", metavar="YYYY-MM-DD", help="first test day")
+    group.add_argument(
+        "--validation-days", type=int, metavar="N", help="automatic split: validation days (1)"
+    )
+    group.add_argument("--test-days", type=int, metavar="N", help="automatic split: test days (1)")
+    group.add_argument(
+        "--holdout-share",
+        type=float,
+        metavar="SHARE",
+        help="share of the users held out as validation when no train day would be left "
+        "(0.1; 0 = off)",
+    )
+
+
+def _split_settings(args: argparse.Namespace):
+    """The split settings of the run: the split flags over dbt_project.yml's defaults."""
+    from datetime import date
+
+    from genre_dagster.scoring.splits import SplitSettings
+
+    values = {n: getattr(args, n) for n in SPLIT_FLAGS if getattr(args, n, None) is not None}
+    for name in ("validation_start", "test_start"):
+        if name in values:
+            try:
+                date.fromisoformat(values[name])
+            except ValueError:
+                flag = "--" + name.replace("_", "-")
+                raise SystemExit(
+                    f"{flag}: {values[name]!r} is not a date like 2019-11-14"
+                ) from None
+    if not 0 <= values.get("holdout_share", 0) < 1:
+        raise SystemExit(f"--holdout-share: {values['holdout_share']} is not in [0, 1)")
+    for name in ("validation_days", "test_days"):
+        if values.get(name, 1) < 0:
+            raise SystemExit(f"--{name.replace('_', '-')}: must be 0 or more")
+    return SplitSettings(**values)
+
+
+def split_preflight(split) -> tuple[list[str], str | None]:
+    """The split planned from the source's impression days, as the dbt model will make it,
+    before any work: the lines to print (the source, each split's days and impressions, the
+    rule) and what is wrong when a split would be empty (naming the days and the flags), else
+    None. SystemExit when the source has no day at all."""
+    from genre_dagster.resources import dataset_source
+    from genre_dagster.scoring.splits import CLI_HINT, describe_rule, plan_splits
+    from genre_dagster.settings import load_settings
+
+    source = dataset_source(load_settings())
+    try:
+        counts = source.impression_days()
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"the {source.kind} source at {source.path}: {error}") from None
+    report = plan_splits(counts, split)
+    lines = [
+        f"source: {source.kind} at {source.path}",
+        f"split: {report.summary()}",
+        f"  rule: {describe_rule(counts, split)}",
+    ]
+    unlabelled = [c for c in counts if not c.labelled]
+    if unlabelled:
+        days = sorted({c.day for c in unlabelled})
+        lines.append(
+            f"  unlabelled (predictions only): {sum(c.impressions for c in unlabelled):,} "
+            f"impressions on {len(days)} day(s), {days[0]}..{days[-1]}"
+        )
+    problem = report.problem(CLI_HINT)
+    labelled = sorted({c.day for c in counts if c.labelled})
+    if problem and len(labelled) == 1:
+        problem += (
+            f" With one labelled day ({labelled[0]}) no setting helps: add a later day (a dev/ "
+            "folder, say); with two, the user holdout splits the first into train and validation."
+        )
+    return lines, problem
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Register the days found in the source, ingest each new one, then rebuild the graph."""
     import dagster as dg
 
     _apply_source_arguments(args)
+    split = _split_settings(args)
+    started = time.perf_counter()
+    # Before dbt, Dagster or any ingestion: a split that would be empty stops the run here.
+    plan, problem = split_preflight(split)
+    print("\n".join(plan), flush=True)
+    if problem:
+        raise SystemExit(f"split preflight: {problem}")
     if not args.verbose:
         # model loading's progress bars and advisories belong to the log, not the terminal
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -187,10 +278,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     instance = dg.DagsterInstance.get()
-    source = defs.resources["source"]
-    started = time.perf_counter()
     log_file = settings.data_dir / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    print(f"source: {source.kind} at {source.path}")
     print(f"full log: {log_file} (and the UI's Runs page)", flush=True)
 
     terminal = sys.stdout
@@ -215,6 +303,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             defs,
             instance,
             job_name=args.job,
+            run_config=(
+                {"ops": {"dbt_features": {"config": split.changed()}}} if split.changed() else None
+            ),
             on_run=show,
             log_level="INFO" if args.verbose else "CRITICAL",
             on_step=lambda line: print(line, file=terminal, flush=True),
@@ -363,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--verbose", action="store_true", help="also print Dagster's and dbt's whole log"
     )
+    _split_arguments(run)
     _source_arguments(run)
     _llm_parser(sub)
     args = parser.parse_args(argv)

@@ -4,14 +4,20 @@ A MIND-format folder whose `train/` holds one day and `dev/` another (a common c
 the time split without a train day: a seeded user holdout of that day becomes validation
 instead. A configuration that leaves a split empty fails the blocking check on
 `impression_splits` in seconds, naming the days and the setting, and no scorer trains on it.
+`genre-dagster run` plans the split from the source files before any work (the same rule in
+Python, `plan_splits`, checked here against what dbt made) and stops there on an empty split.
 """
 
 from __future__ import annotations
+
+from datetime import date, timedelta
 
 import dagster as dg
 import duckdb
 import pytest
 from llm_worlds import build_world, run_assets
+
+from genre_dagster.scoring.splits import DayCount, SplitSettings, describe_splits, plan_splits
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +26,17 @@ def one_day_train(tmp_path_factory):
 
     config = DemoWorldConfig(n_news=400, n_users=600, n_days=2, impressions_per_day=500, seed=5)
     return build_world(tmp_path_factory.mktemp("one_day_train"), config)
+
+
+def _dbt_report(database):
+    with duckdb.connect(str(database), read_only=True) as conn:
+        return describe_splits(conn)
+
+
+def _planned(world, settings: SplitSettings | None = None):
+    return plan_splits(
+        world["defs"].resources["source"].impression_days(), settings or SplitSettings()
+    )
 
 
 def _splits(database) -> dict:
@@ -89,6 +106,9 @@ def test_a_split_left_empty_fails_the_blocking_check_and_no_scorer_trains(one_da
     assert "train: no day" in check.description
     materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
     assert "impression_splits" in materialized and "popularity" not in materialized
+    # the CLI's preflight plans the same split from the files, without dbt
+    plan = _planned(one_day_train, SplitSettings(validation_start=str(first)))
+    assert (plan.rule, plan.days, plan.estimated) == ("time", _dbt_report(database).days, False)
 
 
 def test_a_scorer_on_an_empty_train_split_fails_once_without_retries(one_day_train, tmp_path):
@@ -114,3 +134,167 @@ def test_a_scorer_on_an_empty_train_split_fails_once_without_retries(one_day_tra
     assert len(failures) == 1 and retries == []
     message = failures[0].step_failure_data.error.message
     assert "empty split: train" in message and "validation_start" in message
+
+
+def test_the_split_plan_agrees_with_dbt_on_a_one_day_train_folder(one_day_train):
+    """Days, rule and test counts are dbt's; the held-out day's impressions add up, and the
+    validation estimate (holdout_share of them) is near the share the user hash picked."""
+    dbt = _dbt_report(one_day_train["settings"].duckdb_path)
+    plan = _planned(one_day_train)
+    assert plan.rule == dbt.rule == "user_holdout" and plan.estimated
+    assert {s: [d for d, _ in days] for s, days in plan.days.items()} == {
+        s: [d for d, _ in days] for s, days in dbt.days.items()
+    }
+    assert plan.days["test"] == dbt.days["test"]
+    held_out = plan.impressions["train"] + plan.impressions["validation"]
+    assert held_out == dbt.impressions["train"] + dbt.impressions["validation"]
+    assert plan.impressions["validation"] == round(0.1 * held_out)
+    assert 0.5 < dbt.impressions["validation"] / plan.impressions["validation"] < 2
+    assert "~" in plan.summary() and "user holdout" in plan.summary()
+
+
+def _day(n: int) -> date:
+    return date(2019, 11, 10) + timedelta(days=n)
+
+
+def _counts(*rows: tuple[int, str, int]) -> list[DayCount]:
+    return [DayCount(_day(d), folder, folder != "test", n) for d, folder, n in rows]
+
+
+@pytest.mark.parametrize(
+    ("rows", "settings", "rule", "expected"),
+    [
+        pytest.param(
+            [(1, "train", 10), (2, "train", 20), (3, "train", 30), (4, "dev", 40)],
+            SplitSettings(),
+            "time",
+            {"train": [(1, 10), (2, 20)], "validation": [(3, 30)], "test": [(4, 40)]},
+            id="dev_folder_is_test",
+        ),
+        pytest.param(
+            [(1, "train", 10), (2, "train", 20), (3, "train", 30), (4, "train", 40)],
+            SplitSettings(test_days=2),
+            "time",
+            {"train": [(1, 10)], "validation": [(2, 20)], "test": [(3, 30), (4, 40)]},
+            id="newest_test_days",
+        ),
+        pytest.param(
+            [(1, "train", 10), (2, "train", 20), (3, "dev", 40), (4, "test", 99)],
+            SplitSettings(validation_days=2),
+            "user_holdout",
+            {"train": [(1, 9), (2, 18)], "validation": [(1, 1), (2, 2)], "test": [(3, 40)]},
+            id="holdout_over_two_days_unlabelled_test_folder_ignored",
+        ),
+        pytest.param(
+            [(1, "train", 10), (2, "dev", 40)],
+            SplitSettings(holdout_share=0),
+            "time",
+            {"validation": [(1, 10)], "test": [(2, 40)]},
+            id="holdout_off",
+        ),
+        pytest.param(
+            [(1, "train", 10), (2, "train", 20), (3, "dev", 40)],
+            SplitSettings(validation_start=str(_day(1))),
+            "time",
+            {"validation": [(1, 10), (2, 20)], "test": [(3, 40)]},
+            id="explicit_validation_start_never_falls_back",
+        ),
+        pytest.param(
+            [(1, "train", 10), (2, "dev", 20), (3, "train", 30)],
+            SplitSettings(),
+            "time",
+            {"train": [(1, 10)], "validation": [(2, 20)], "test": [(3, 30)]},
+            id="dev_not_newest_is_like_any_day",
+        ),
+        pytest.param(
+            [(1, "train", 10), (2, "train", 20), (3, "train", 30)],
+            SplitSettings(test_start=str(_day(2)), validation_start=str(_day(2))),
+            "time",
+            {"train": [(1, 10)], "test": [(2, 20), (3, 30)]},
+            id="explicit_boundaries",
+        ),
+        pytest.param([(1, "train", 10)], SplitSettings(), "time", {"test": [(1, 10)]}, id="one"),
+        pytest.param([(1, "test", 10)], SplitSettings(), "none", {}, id="nothing_labelled"),
+    ],
+)
+def test_the_split_plan_applies_the_dbt_rule(rows, settings, rule, expected):
+    plan = plan_splits(_counts(*rows), settings)
+    assert plan.rule == rule
+    assert plan.days == {s: [(_day(d), n) for d, n in days] for s, days in expected.items()}
+    assert (plan.problem() is None) is (len(expected) == 3)
+
+
+def test_the_split_settings_defaults_are_the_dbt_vars_and_the_launchpad_config():
+    import yaml
+
+    from genre_dagster.assets.features import FeaturesConfig
+    from genre_dagster.settings import DBT_PROJECT_DIR
+
+    defaults = SplitSettings()
+    dbt_vars = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
+    config = FeaturesConfig()
+    for name in SplitSettings.__dataclass_fields__:
+        assert getattr(defaults, name) == dbt_vars[name] == getattr(config, name), name
+    assert SplitSettings(holdout_share=0.25, test_days=2).changed() == {
+        "holdout_share": 0.25,
+        "test_days": 2,
+    }
+
+
+@pytest.fixture
+def cli_environment(monkeypatch, tmp_path):
+    """`genre-dagster run` in a scratch data folder and instance; Dagster's and dbt's work is
+    forbidden: the preflight must stop before it."""
+    from genre_dagster import cli
+
+    for name in ("GENRE_SOURCE", "GENRE_SOURCE_PATH", "GENRE_COLUMN_MAP", "GENRE_DOMAIN"):
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("GENRE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+
+    def no_dbt():
+        raise AssertionError("the run went past the split preflight")
+
+    monkeypatch.setattr(cli, "prepare_dbt", no_dbt)
+    return tmp_path
+
+
+@pytest.mark.parametrize("layout", ["one_labelled_day", "validation_start_on_the_first_day"])
+def test_the_run_command_stops_in_seconds_when_no_train_data_is_left(
+    one_day_train, cli_environment, capsys, layout
+):
+    """No train day at all, by the data (one labelled day: it is the test split) or by a flag
+    (an explicit boundary never falls back to the holdout): the command fails before dbt,
+    Dagster or any ingestion, printing the plan and naming the days and the flags."""
+    import shutil
+    import time
+
+    from genre_dagster import cli
+
+    mind = one_day_train["root"] / "mind"
+    first, second = sorted(
+        {c.day for c in one_day_train["defs"].resources["source"].impression_days()}
+    )
+    argv = ["run", "--source", "mind"]
+    if layout == "one_labelled_day":
+        folder = cli_environment / "one_day"
+        shutil.copytree(mind / "train", folder / "train")
+        argv += ["--path", str(folder)]
+        days = [first]
+    else:
+        argv += ["--path", str(mind), "--validation-start", str(first)]
+        days = [first, second]
+    started = time.perf_counter()
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    seconds = time.perf_counter() - started
+    message = str(stop.value)
+    assert message.startswith("split preflight: empty split: train")
+    assert all(str(day) in message for day in days)
+    assert "--validation-start" in message and "--holdout-share" in message
+    printed = capsys.readouterr().out
+    assert "split: train: no day" in printed and "rule: " in printed
+    assert seconds < 10, seconds
+    data = cli_environment / "data"
+    assert not (data / "genre.duckdb").exists()  # nothing ingested
+    assert not (cli_environment / "home" / "history").exists()  # no Dagster run

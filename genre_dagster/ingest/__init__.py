@@ -7,10 +7,17 @@ canonical raw tables of docs/ARCHITECTURE.md.
 from genre_dagster.ingest.generic import parse_generic_items
 from genre_dagster.ingest.generic_interactions import (
     generic_days,
+    generic_impression_days,
     parse_generic_interactions,
     scan_generic_days,
 )
-from genre_dagster.ingest.mind_behaviors import behavior_days, parse_behaviors, scan_behavior_days
+from genre_dagster.ingest.mind_behaviors import (
+    IMPRESSION_DAYS_SCHEMA,
+    behavior_days,
+    impression_days,
+    parse_behaviors,
+    scan_behavior_days,
+)
 from genre_dagster.ingest.mind_news import parse_news
 from genre_dagster.ingest.privacy import (
     DEFAULT_LOCAL_PSEUDONYM_KEY,
@@ -36,6 +43,7 @@ __all__ = [
     "BEHAVIORS_SCHEMA",
     "DEFAULT_LOCAL_PSEUDONYM_KEY",
     "FILE_LEVEL_REASONS",
+    "IMPRESSION_DAYS_SCHEMA",
     "NEWS_QUARANTINE_SCHEMA",
     "NEWS_REPAIRS_SCHEMA",
     "NEWS_SCHEMA",
@@ -47,6 +55,8 @@ __all__ = [
     "behavior_days",
     "discover_mind_files",
     "generic_days",
+    "generic_impression_days",
+    "impression_days",
     "load_pseudonym_key",
     "parse_behaviors",
     "parse_generic_interactions",

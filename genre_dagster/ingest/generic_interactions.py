@@ -231,6 +231,25 @@ def generic_days(paths: Paths, column_map: dict[str, str] | None = None) -> dict
     return days_or_raise(scan_generic_days(paths, column_map), "interactions")
 
 
+def generic_impression_days(paths: Paths, column_map: dict[str, str] | None = None) -> pl.DataFrame:
+    """Impressions per day of the interactions files, in `IMPRESSION_DAYS_SCHEMA` (source folder
+    `generic`, every impression labelled): what the split preflight reads before anything is
+    ingested. Impressions are grouped and dated as ingestion groups them; rows without a user,
+    item, time or valid label form none."""
+    from genre_dagster.ingest.mind_behaviors import IMPRESSION_DAYS_SCHEMA
+
+    frame = _load(paths, column_map)
+    return (
+        frame.filter(pl.col("structural") & pl.col("file_detail").is_null())
+        .group_by("day")
+        .agg(impressions=pl.col("mind_impression_id").n_unique())
+        .with_columns(source_split=pl.lit(GENERIC_SPLIT), labelled=pl.lit(True))
+        .sort("day")
+        .cast(IMPRESSION_DAYS_SCHEMA)
+        .select(list(IMPRESSION_DAYS_SCHEMA))
+    )
+
+
 def _checks() -> list[Check]:
     return [
         (pl.col("file_detail").is_not_null(), UNATTRIBUTABLE_FILE, pl.col("file_detail")),

@@ -135,6 +135,35 @@ def behavior_days(files: list[SourceFile]) -> dict[date, int]:
     return days_or_raise(scan_behavior_days(files), "behaviors")
 
 
+IMPRESSION_DAYS_SCHEMA: dict[str, pl.DataType] = {
+    "source_split": pl.Utf8(),
+    "day": pl.Date(),
+    "labelled": pl.Boolean(),
+    "impressions": pl.Int64(),
+}
+
+
+def impression_days(files: list[SourceFile]) -> pl.DataFrame:
+    """Lines per (source folder, day, labelled) of the behaviors files (`IMPRESSION_DAYS_SCHEMA`):
+    what the split preflight reads before anything is ingested.
+
+    The lines are read as `behavior_days` reads them (header, quoting, pandas' index column,
+    day attribution), so the days are those ingestion will make; a line is `labelled` when its
+    first impression token carries a click label (`N123-1`; MIND's test folder has `N123`).
+    Unattributable files add nothing; lines that ingestion will quarantine are counted.
+    """
+    frame, _ = _dated_lines(files)
+    tokens = pl.col("fields").list.get(4, null_on_oob=True).fill_null("").str.strip_chars()
+    return (
+        frame.filter(pl.col("file_detail").is_null())
+        .group_by("source_split", "day", labelled=tokens.str.contains(r"^[^\s]+-[01](?:\s|$)"))
+        .agg(impressions=pl.len())
+        .sort("day", "source_split", "labelled")
+        .cast(IMPRESSION_DAYS_SCHEMA)
+        .select(list(IMPRESSION_DAYS_SCHEMA))
+    )
+
+
 def _with_impression_ids(frame: pl.DataFrame) -> pl.DataFrame:
     """Parse impression ids and flag repeats of a (split, id) over all lines, first one wins.
 

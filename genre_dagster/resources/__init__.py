@@ -25,7 +25,24 @@ __all__ = [
     "PrivacyResource",
     "ReportStore",
     "build_resources",
+    "dataset_source",
 ]
+
+
+def dataset_source(settings: Settings) -> DatasetSource:
+    """The data source of `settings` alone (no dbt import): what the CLI's preflight reads."""
+    return DatasetSource(
+        kind=settings.source_kind,
+        path=str(settings.source_path),
+        landing_dir=str(settings.landing_dir),
+        demo_preset=settings.demo_preset,
+        items_file=settings.items_file,
+        interactions_file=settings.interactions_file,
+        column_map=settings.column_map,
+        domain=settings.domain,
+        profile_topics=settings.profile_topics,
+        profile_regions=settings.profile_regions,
+    )
 
 
 def build_resources(settings: Settings | None = None) -> dict[str, Any]:
@@ -42,18 +59,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
     settings = settings or load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = str(settings.duckdb_path)
-    source = DatasetSource(
-        kind=settings.source_kind,
-        path=str(settings.source_path),
-        landing_dir=str(settings.landing_dir),
-        demo_preset=settings.demo_preset,
-        items_file=settings.items_file,
-        interactions_file=settings.interactions_file,
-        column_map=settings.column_map,
-        domain=settings.domain,
-        profile_topics=settings.profile_topics,
-        profile_regions=settings.profile_regions,
-    )
+    source = dataset_source(settings)
     llm = LLMResource(
         backend=settings.llm_backend,
         base_url=settings.llm_base_url,

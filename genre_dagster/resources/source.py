@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from genre_dagster.ingest import IngestResult, SourceFile
+    from genre_dagster.scoring.splits import DayCount
 
 
 class DatasetSource(dg.ConfigurableResource):
@@ -142,6 +143,24 @@ class DatasetSource(dg.ConfigurableResource):
         from genre_dagster.ingest import behavior_days
 
         return behavior_days(self._mind_files()[1])
+
+    def impression_days(self) -> list[DayCount]:
+        """Impressions per day, source folder and labelled-or-not, read as ingestion will read
+        them: the split preflight's input (generates the demo world first, like every read)."""
+        from genre_dagster.scoring.splits import DayCount
+
+        self.prepare()
+        if self.kind == "generic":
+            from genre_dagster.ingest import generic_impression_days
+
+            frame = generic_impression_days(
+                self._generic_paths(self.interactions_file), self._column_map("interactions")
+            )
+        else:
+            from genre_dagster.ingest import impression_days
+
+            frame = impression_days(self._mind_files()[1])
+        return [DayCount(**row) for row in frame.iter_rows(named=True)]
 
     def read_items(self) -> IngestResult:
         """Parse and validate all items (news)."""
