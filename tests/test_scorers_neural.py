@@ -1,8 +1,5 @@
-"""Neural recommenders (NRMS, NAML, any composition) on a small synthetic world.
-
-The world: items in categories with category-clustered embeddings; users with category
-preferences; histories drawn from the preferences (some empty); one click per impression drawn
-from the preferences. An oracle that knows the preferences sets the ceiling for AUC.
+"""Neural recommenders (NRMS, NAML, any composition) on a small synthetic world
+(tests/neural_world.py): an oracle that knows the users' preferences sets the ceiling for AUC.
 """
 
 from __future__ import annotations
@@ -12,92 +9,18 @@ import sys
 
 import numpy as np
 import pytest
+from neural_world import N_CATS, N_ITEMS, N_USERS, auc, build_world, subset
 
-from genre_dagster.evaluation.metrics import evaluate
 from genre_dagster.scoring.data import PAD, ImpressionData, ItemFeatures
-from genre_dagster.scoring.neural import (
-    NAMLScorer,
-    NeuralScorer,
-    NRMSScorer,
-    UserProfiles,
-    from_preset,
-)
+from genre_dagster.scoring.neural import NAMLScorer, NeuralScorer, NRMSScorer, from_preset
 from genre_dagster.scoring.presets import preset
 
 torch = pytest.importorskip("torch")
 
-N_ITEMS, N_CATS, DIM, N_USERS, MAX_HIST = 300, 6, 32, 200, 25
-
-
-def _impressions(rng, tag, n, users_hist, prefs, cats):
-    users = rng.integers(0, len(prefs), n)
-    offsets, cands, labels, truth = [0], [], [], []
-    for u in users:
-        k = int(rng.integers(5, 13))
-        c = rng.choice(N_ITEMS, size=k, replace=False)
-        # One click per impression: Gumbel-max over log preference = a draw from the preferences.
-        util = np.log(prefs[u][cats[c]] + 1e-3) + rng.gumbel(size=k)
-        y = np.zeros(k, np.int8)
-        y[np.argmax(util)] = 1
-        cands.extend(c)
-        labels.extend(y)
-        truth.extend(prefs[u][cats[c]])
-        offsets.append(len(cands))
-    data = ImpressionData(
-        impression_ids=np.array([f"{tag}-{j}" for j in range(n)]),
-        user_ids=np.array([f"U{u}" for u in users]),
-        history=users_hist[users],
-        cand_offsets=np.array(offsets, np.int64),
-        cand_items=np.array(cands, np.int64),
-        labels=np.array(labels, np.int8),
-    )
-    return data, np.array(truth)
-
 
 @pytest.fixture(scope="module")
 def world():
-    rng = np.random.default_rng(7)
-    cats = np.arange(N_ITEMS) % N_CATS
-    rng.shuffle(cats)
-    centers = rng.normal(0, 1, (N_CATS, DIM))
-    embeddings = {
-        "title": centers[cats] + rng.normal(0, 0.8, (N_ITEMS, DIM)),
-        "abstract": centers[cats] @ rng.normal(0, 0.3, (DIM, DIM))
-        + rng.normal(0, 1, (N_ITEMS, DIM)),
-        "summary": centers[cats] + rng.normal(0, 0.5, (N_ITEMS, DIM)),
-    }
-    items = ItemFeatures(
-        item_ids=np.array([f"N{i}" for i in range(N_ITEMS)]),
-        embeddings={k: v.astype(np.float32) for k, v in embeddings.items()},
-        categories=cats.astype(np.int64),
-        category_names=[f"cat{c}" for c in range(N_CATS)],
-    )
-    prefs = rng.dirichlet(np.full(N_CATS, 0.4), size=N_USERS)
-    by_cat = [np.flatnonzero(cats == c) for c in range(N_CATS)]
-    history = np.full((N_USERS, MAX_HIST), PAD, dtype=np.int64)
-    lengths = np.where(rng.random(N_USERS) < 0.15, 0, rng.integers(1, MAX_HIST + 1, N_USERS))
-    for u in range(N_USERS):
-        clicked_cats = rng.choice(N_CATS, size=lengths[u], p=prefs[u])
-        history[u, MAX_HIST - lengths[u] :] = [rng.choice(by_cat[c]) for c in clicked_cats]
-    train, _ = _impressions(rng, "train", 1500, history, prefs, cats)
-    valid, _ = _impressions(rng, "valid", 300, history, prefs, cats)
-    test, truth = _impressions(rng, "test", 300, history, prefs, cats)
-    # GENRE-like profiles: a noisy view of the preferences, embedded in 16 dims; 30% missing.
-    topics = rng.normal(0, 1, (N_CATS, 16))
-    has = rng.random(N_USERS) > 0.3
-    profiles = UserProfiles(
-        user_ids=np.array([f"U{u}" for u in np.flatnonzero(has)]),
-        vectors=(prefs @ topics + rng.normal(0, 0.1, (N_USERS, 16)))[has].astype(np.float32),
-    )
-    return {
-        "items": items,
-        "train": train,
-        "valid": valid,
-        "test": test,
-        "truth": truth,
-        "user_history": history,
-        "profiles": profiles,
-    }
+    return build_world()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -123,25 +46,9 @@ def naml(world):
     return scorer
 
 
-def _auc(scores, data):
-    return evaluate(data.candidate_impression, data.labels, scores)["auc"]
-
-
-def _subset(data: ImpressionData, n: int) -> ImpressionData:
-    end = data.cand_offsets[n]
-    return ImpressionData(
-        impression_ids=data.impression_ids[:n],
-        user_ids=data.user_ids[:n],
-        history=data.history[:n],
-        cand_offsets=data.cand_offsets[: n + 1],
-        cand_items=data.cand_items[:end],
-        labels=data.labels[:end],
-    )
-
-
 def _impression_pool_agreement(scorer, data, items, n=20, **kwargs):
     """score() of the first n impressions vs score_pool() of their users over their candidates."""
-    sub = _subset(data, n)
+    sub = subset(data, n)
     pool = np.unique(sub.cand_items)
     pooled = scorer.score_pool(sub.history, pool, items, **kwargs)
     scored = scorer.score(sub, items, **({"profiles": kwargs["profiles"]} if kwargs else {}))
@@ -153,9 +60,9 @@ def _impression_pool_agreement(scorer, data, items, n=20, **kwargs):
 def test_beats_random_by_a_clear_share_of_the_oracle_margin(world, request, name):
     scorer = request.getfixturevalue(name)
     test = world["test"]
-    oracle = _auc(world["truth"], test)
-    random = _auc(np.random.default_rng(1).random(len(test.cand_items)), test)
-    model = _auc(scorer.score(test, world["items"]), test)
+    oracle = auc(world["truth"], test)
+    random = auc(np.random.default_rng(1).random(len(test.cand_items)), test)
+    model = auc(scorer.score(test, world["items"]), test)
     assert oracle > 0.7
     assert abs(random - 0.5) < 0.05
     # At least 40% of the way from random to the oracle (which knows the true preferences).
@@ -173,12 +80,12 @@ def test_training_log_and_best_epoch_weights_are_kept(world, nrms):
     assert log["best_val_auc"] == max(e["val_auc"] for e in log["epochs"])
     # The model in hand is the best epoch's: it reproduces that epoch's validation AUC.
     valid = world["valid"]
-    assert _auc(nrms.score(valid, world["items"]), valid) == pytest.approx(log["best_val_auc"])
+    assert auc(nrms.score(valid, world["items"]), valid) == pytest.approx(log["best_val_auc"])
     assert log["n_train_samples"] == int((world["train"].labels == 1).sum())
 
 
 def test_same_seed_same_scores_other_seed_other_scores(world):
-    train, items, test = _subset(world["train"], 400), world["items"], world["test"]
+    train, items, test = subset(world["train"], 400), world["items"], world["test"]
     runs = []
     for seed in (3, 3, 4):
         scorer = from_preset("nrms_small", epochs=1, seed=seed)
@@ -233,7 +140,7 @@ def test_every_composition_trains_and_scores(world, user_encoder, predictor, ite
     config = preset("nrms_small", epochs=1, fields=["title", "abstract"], category_dim=4)
     config.update(user_encoder=user_encoder, predictor=predictor, item_encoder=item_encoder)
     scorer = NeuralScorer(config)
-    log = scorer.fit(_subset(world["train"], 200), world["items"])
+    log = scorer.fit(subset(world["train"], 200), world["items"])
     assert np.isfinite(log["epochs"][0]["loss"]) and log["best_val_auc"] is None
     scores = scorer.score(world["test"], world["items"])
     assert np.isfinite(scores).all()
@@ -243,7 +150,7 @@ def test_every_composition_trains_and_scores(world, user_encoder, predictor, ite
 def test_gru_ignores_padding_position(world):
     """Left- and right-padded copies of the same history give the same GRU user vector."""
     scorer = NeuralScorer(preset("nrms_small", epochs=1, user_encoder="gru"))
-    scorer.fit(_subset(world["train"], 100), world["items"])
+    scorer.fit(subset(world["train"], 100), world["items"])
     left = np.array([[PAD, PAD, 5, 9, 2]])
     right = np.array([[5, 9, 2, PAD, PAD]])
     pool = np.arange(20)

@@ -116,6 +116,43 @@ class MultiViewItemEncoder(nn.Module):
         return self.attention(torch.stack(vecs, dim=1))
 
 
+class ItemIdFusion(nn.Module):
+    """Hybrid item representation: the content vector plus a learned vector per item id seen in
+    training (DropoutNet; the hybrid towers of two-tower retrieval).
+
+    `sum`: v = c + e_id. `gated`: v = c + sigmoid(W c + b) * e_id, the content deciding per
+    dimension how much the id adds. Ids are rows 0..n_ids-1; row `n_ids` stands for every item
+    not seen in training, whose vector is the content vector exactly. In training each item's
+    id is dropped with probability `id_dropout`, so the content encoder learns to score items
+    on its own, as it must for new items.
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        cfg = spec.config
+        hidden = cfg["hidden_dim"]
+        self.unknown = spec.n_ids
+        self.p = cfg["id_dropout"]
+        # Zero init: an item starts as its content and moves away as its clicks teach it.
+        self.embedding = nn.Embedding(spec.n_ids + 1, hidden)
+        nn.init.zeros_(self.embedding.weight)
+        self.gate = nn.Linear(hidden, hidden) if cfg["id_embedding"] == "gated" else None
+
+    def forward(self, content: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """content [N, H], ids [N] (n_ids = unknown) -> [N, H]."""
+        if self.training and self.p > 0:
+            ids = ids.masked_fill(torch.rand(ids.shape) < self.p, self.unknown)
+        known = ids != self.unknown
+        extra = self.embedding(ids)
+        if self.gate is not None:
+            extra = torch.sigmoid(self.gate(content)) * extra
+        # where(), not a zero row: an unknown item's vector is the content vector bit for bit.
+        return torch.where(known[:, None], content + extra, content)
+
+    def extra_repr(self) -> str:
+        return f"n_ids={self.unknown}, id_dropout={self.p}"
+
+
 def _category_embedding(spec: ModelSpec) -> nn.Embedding | None:
     if spec.config["category_dim"] <= 0:
         return None
@@ -307,10 +344,12 @@ class ModelSpec:
     field_dims: tuple[int, ...]
     n_categories: int
     profile_dim: int | None = None
+    n_ids: int = 0  # item ids with a learned vector (config id_embedding != "none")
 
 
 class NewsRecommender(nn.Module):
-    """item encoder x user encoder x predictor (+ optional profile fusion)."""
+    """item encoder (+ optional id fusion) x user encoder x predictor (+ optional profile
+    fusion)."""
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
@@ -321,9 +360,20 @@ class NewsRecommender(nn.Module):
         self.profile = (
             ProfileFusion(cfg["hidden_dim"], spec.profile_dim) if spec.profile_dim else None
         )
+        self.item_ids = ItemIdFusion(spec) if cfg["id_embedding"] != "none" else None
 
-    def encode_items(self, views: list[torch.Tensor], categories: torch.Tensor) -> torch.Tensor:
-        return self.item_encoder(views, categories)
+    def encode_items(
+        self,
+        views: list[torch.Tensor],
+        categories: torch.Tensor,
+        ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Item vectors [N, H]. With id fusion, `ids` are the items' id rows; without `ids`
+        every item is encoded from its content alone (the path of items never seen)."""
+        content = self.item_encoder(views, categories)
+        if self.item_ids is None or ids is None:
+            return content
+        return self.item_ids(content, ids)
 
     def encode_users(
         self,

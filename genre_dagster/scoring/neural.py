@@ -22,7 +22,7 @@ import numpy as np
 
 from genre_dagster.scoring.base import Scorer
 from genre_dagster.scoring.data import PAD, ImpressionData, ItemFeatures
-from genre_dagster.scoring.presets import PRESET_KINDS, PRESETS, resolve_config
+from genre_dagster.scoring.presets import PRESET_KINDS, PRESETS, compact_config, resolve_config
 
 if TYPE_CHECKING:
     import torch
@@ -85,7 +85,8 @@ class NeuralScorer(Scorer):
     """Any item encoder x user encoder x predictor composition, trained on impressions.
 
     `config` is merged over the class preset (none for the generic class) and the defaults in
-    `presets.DEFAULTS`; the resolved config is what the scorer id hashes.
+    `presets.DEFAULTS`; the resolved config (in its compact form, `presets.compact_config`) is
+    what the scorer id hashes.
     """
 
     kind: ClassVar[str] = "neural"
@@ -102,9 +103,12 @@ class NeuralScorer(Scorer):
                     f"{type(self).__name__} needs {key}={value!r}, got {resolved[key]!r}; "
                     "use NeuralScorer for other compositions"
                 )
-        super().__init__(resolved)
+        super().__init__(compact_config(resolved))
+        self._resolved = resolved  # every key, for the model and the trainer
         self._model: NewsRecommender | None = None
         self._meta: dict[str, Any] | None = None
+        self._id_rows: dict[str, int] | None = None  # item id -> id row (id fusion)
+        self._content_only = False
         self.training_log: dict[str, Any] | None = None
 
     # ------------------------------------------------------------ training
@@ -128,7 +132,7 @@ class NeuralScorer(Scorer):
         from genre_dagster.scoring.components import ModelSpec, build_model
         from genre_dagster.scoring.training import train_model
 
-        cfg = self.config
+        cfg = self._resolved
         self._model = None  # a failed re-fit must not leave the old model with new metadata
         self._check_profiles_given(profiles)
         if valid_profiles is not None:
@@ -144,17 +148,24 @@ class NeuralScorer(Scorer):
         profile_dim = None
         if cfg["profile"]:
             profile_dim = _profile_dim(profiles)
+        synthetic = np.asarray(items.is_synthetic, dtype=bool)
+        item_ids = None
+        if cfg["id_embedding"] != "none":
+            item_ids = _ids_seen_in(train, items.item_ids, synthetic)
         self._meta = {
             "fields": fields,
             "item_dim": {f: int(items.embeddings[f].shape[1]) for f in fields},
             "category_names": [str(c) for c in items.category_names],
             "profile_dim": profile_dim,
+            "item_ids": item_ids,
         }
+        self._set_id_rows(item_ids)
         spec = ModelSpec(
             config=cfg,
             field_dims=tuple(self._meta["item_dim"][f] for f in fields),
             n_categories=len(items.category_names),
             profile_dim=profile_dim,
+            n_ids=len(item_ids or ()),
         )
         inputs = self._item_inputs(items)
         train_profile = self._profile_rows(profiles, train.user_ids, "train")
@@ -165,7 +176,6 @@ class NeuralScorer(Scorer):
             valid_rows = self._profile_rows(valid_profiles, valid.user_ids, "valid")
             validate = self._validator(valid, items, inputs, valid_rows)
 
-        synthetic = np.asarray(items.is_synthetic, dtype=bool)
         random_pool = np.flatnonzero(~synthetic)
         with torch.random.fork_rng(devices=[]):  # seed without touching the caller's RNG
             torch.manual_seed(cfg["seed"])
@@ -217,7 +227,7 @@ class NeuralScorer(Scorer):
             inputs = self._item_inputs(items)
             pool_vecs = self._item_vectors(model, inputs, pool)
             users = self._user_vectors(model, history, inputs, rows)
-            step = self.config["score_batch"]
+            step = self._resolved["score_batch"]
             for s in range(0, len(users), step):
                 out[s : s + step] = model.predictor.pool(users[s : s + step], pool_vecs).numpy()
         return out
@@ -280,7 +290,7 @@ class NeuralScorer(Scorer):
             for s in range(0, len(index_t), _ITEM_CHUNK)
         ]
         if not chunks:
-            return torch.zeros(0, self.config["hidden_dim"])
+            return torch.zeros(0, self._resolved["hidden_dim"])
         return torch.cat(chunks)
 
     def _user_vectors(
@@ -302,7 +312,7 @@ class NeuralScorer(Scorer):
         )
         from genre_dagster.scoring.user_profile import distinct_rows
 
-        history = trim_history(np.asarray(history, dtype=np.int64), self.config["max_history"])
+        history = trim_history(np.asarray(history, dtype=np.int64), self._resolved["max_history"])
         profile = None if rows is None else (rows.vectors, rows.has)
         first, inverse = distinct_rows(user_input_key(history, profile))
         history = history[first]
@@ -311,10 +321,10 @@ class NeuralScorer(Scorer):
         unique = np.unique(history[history != PAD])
         table = self._item_vectors(model, inputs, unique)
         table = torch.cat([table, table.new_zeros(1, table.shape[1])])  # last row = padding
-        step = self.config["score_batch"]
+        step = self._resolved["score_batch"]
         chunks = []
         for s in range(0, len(history), step):
-            hist = trim_history(history[s : s + step], self.config["max_history"])
+            hist = trim_history(history[s : s + step], self._resolved["max_history"])
             mask = hist != PAD
             pos = np.where(mask, np.searchsorted(unique, hist), len(unique))
             prof = has = None
@@ -325,7 +335,7 @@ class NeuralScorer(Scorer):
                 model.encode_users(take_rows(table, pos), torch.from_numpy(mask), prof, has)
             )
         if not chunks:
-            return torch.zeros(0, self.config["hidden_dim"])
+            return torch.zeros(0, self._resolved["hidden_dim"])
         return torch.cat(chunks).index_select(0, torch.from_numpy(inverse))
 
     # ------------------------------------------------------------ inputs
@@ -354,15 +364,34 @@ class NeuralScorer(Scorer):
         unknown = len(vocab)
         remap = np.array([vocab.get(str(c), unknown) for c in items.category_names], np.int64)
         categories = remap[np.asarray(items.categories, dtype=np.int64)]
-        return ItemInputs(views, torch.from_numpy(categories))
+        ids = None
+        if self._id_rows is not None and not self._content_only:
+            unknown = len(self._id_rows)
+            rows = (self._id_rows.get(str(item), unknown) for item in items.item_ids)
+            ids = torch.from_numpy(np.fromiter(rows, dtype=np.int64, count=items.n_items))
+        return ItemInputs(views, torch.from_numpy(categories), ids)
+
+    def _set_id_rows(self, item_ids: list[str] | None) -> None:
+        self._id_rows = None if item_ids is None else {x: i for i, x in enumerate(item_ids)}
+
+    def content_only(self) -> NeuralScorer:
+        """This model reading no item id: every item is scored from its content, as items never
+        seen in training are (the hybrid's cold-item path, an ablation for benchmarks). It shares
+        the weights and is not an artifact: `save` refuses it."""
+        import copy
+
+        self._require_model()
+        view = copy.copy(self)
+        view._content_only = True
+        return view
 
     def _check_profiles_given(self, profiles: ProfileInput) -> None:
-        if self.config["profile"] and profiles is None:
+        if self._resolved["profile"] and profiles is None:
             raise ValueError(
                 f"{self.scorer_id} uses the GENRE profile plug-in: pass profiles "
                 "(UserProfiles or a row-aligned matrix; missing users are allowed)"
             )
-        if not self.config["profile"] and profiles is not None:
+        if not self._resolved["profile"] and profiles is not None:
             raise ValueError(f"{self.scorer_id} has config profile=False but profiles were passed")
 
     def _profile_rows(
@@ -370,7 +399,7 @@ class NeuralScorer(Scorer):
     ) -> ProfileRows | None:
         from genre_dagster.scoring.training import ProfileRows
 
-        if not self.config["profile"]:
+        if not self._resolved["profile"]:
             return None
         if profiles is None:
             raise ValueError(f"{self.scorer_id}: profiles for {what} are missing")
@@ -408,6 +437,8 @@ class NeuralScorer(Scorer):
         import torch
 
         model = self._require_model()
+        if self._content_only:
+            raise ValueError(f"{self.scorer_id}: a content_only() view is not saved")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         manifest = {
@@ -447,11 +478,15 @@ class NeuralScorer(Scorer):
         scorer._meta = {
             key: manifest[key] for key in ("fields", "item_dim", "category_names", "profile_dim")
         }
+        # absent from artifacts saved before id fusion existed
+        scorer._meta["item_ids"] = manifest.get("item_ids")
+        scorer._set_id_rows(scorer._meta["item_ids"])
         spec = ModelSpec(
-            config=scorer.config,
+            config=scorer._resolved,
             field_dims=tuple(manifest["item_dim"][f] for f in manifest["fields"]),
             n_categories=len(manifest["category_names"]),
             profile_dim=manifest["profile_dim"],
+            n_ids=len(scorer._meta["item_ids"] or ()),
         )
         model = build_model(spec)
         model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
@@ -490,6 +525,14 @@ def from_preset(name: str, **overrides: Any) -> NeuralScorer:
     if name not in PRESETS:
         raise ValueError(f"unknown neural preset {name!r}; known: {sorted(PRESETS)}")
     return NEURAL_SCORERS[PRESET_KINDS[name]]({**PRESETS[name], **overrides})
+
+
+def _ids_seen_in(train: ImpressionData, item_ids: np.ndarray, synthetic: np.ndarray) -> list[str]:
+    """Ids of the items the train split shows (histories and candidates) that get a learned
+    vector: GENRE's synthetic items are left out (each belongs to one user's history)."""
+    history = train.history[train.history != PAD]
+    seen = np.unique(np.concatenate([history, train.cand_items]).astype(np.int64))
+    return [str(item) for item in np.asarray(item_ids)[seen[~synthetic[seen]]]]
 
 
 def _profile_dim(profiles: ProfileInput) -> int:

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 BATCHING = ("by_history", "shuffled")
+ID_EMBEDDINGS = ("none", "sum", "gated")
 
 # Every key a neural config may hold, with its default.
 DEFAULTS: MappingProxyType[str, Any] = MappingProxyType(
@@ -21,6 +22,10 @@ DEFAULTS: MappingProxyType[str, Any] = MappingProxyType(
         "optional_fields": (),  # used when present in the items at fit time
         "category_dim": 0,  # 0 = no learned category embedding
         "item_encoder": "linear",  # linear | multiview
+        # hybrid item representation: a learned vector per item seen in training, fused with
+        # the content vector (none | sum | gated); items never seen are scored from content
+        "id_embedding": "none",
+        "id_dropout": 0.5,  # share of items whose id vector is dropped per training batch
         # user side
         "user_encoder": "mhsa",  # mean | attention | mhsa | gru
         "max_history": 50,  # most recent clicks kept
@@ -52,6 +57,13 @@ DEFAULTS: MappingProxyType[str, Any] = MappingProxyType(
         # inference
         "score_batch": 1024,  # impressions / users per chunk
     }
+)
+
+# Keys added after artifacts were published, with the value that behaves as before they
+# existed: at that value they are left out of a scorer's stored config (and so of its hash),
+# so the ids and artifacts of scorers that do not use them, and ensembles of those, stay valid.
+HASH_NEUTRAL: MappingProxyType[str, Any] = MappingProxyType(
+    {"id_embedding": "none", "id_dropout": 0.5}
 )
 
 # A small, fast variant for tests and smoke runs.
@@ -114,11 +126,24 @@ def resolve_config(config: dict[str, Any] | None = None) -> dict[str, Any]:
         raise ValueError("config 'fields' must name at least one embedding field")
     if resolved["negatives"] < 1:
         raise ValueError(f"config 'negatives' must be >= 1, got {resolved['negatives']}")
+    if resolved["id_embedding"] not in ID_EMBEDDINGS:
+        raise ValueError(
+            f"config 'id_embedding' must be one of {ID_EMBEDDINGS}, "
+            f"got {resolved['id_embedding']!r}"
+        )
+    if not 0.0 <= resolved["id_dropout"] < 1.0:
+        raise ValueError(f"config 'id_dropout' must be in [0, 1), got {resolved['id_dropout']}")
     if resolved["batching"] not in BATCHING:
         raise ValueError(
             f"config 'batching' must be one of {BATCHING}, got {resolved['batching']!r}"
         )
     return resolved
+
+
+def compact_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config as a scorer stores and hashes it: HASH_NEUTRAL keys at their neutral
+    value are left out (a config written before they existed is the same config)."""
+    return {k: v for k, v in config.items() if not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
 
 
 def preset(name: str, **overrides: Any) -> dict[str, Any]:

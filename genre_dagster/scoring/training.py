@@ -21,15 +21,21 @@ from genre_dagster.scoring.user_profile import distinct_rows
 
 @dataclass
 class ItemInputs:
-    """Item-side model inputs: one float32 tensor [n_items, dim] per field, category indices."""
+    """Item-side model inputs: one float32 tensor [n_items, dim] per field, category indices,
+    and with id fusion each item's id row (the model's "unknown" row for items never seen in
+    training)."""
 
     views: list[torch.Tensor]
     categories: torch.Tensor
+    ids: torch.Tensor | None = None
 
-    def take(self, index: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        return [v.index_select(0, index) for v in self.views], self.categories.index_select(
-            0, index
-        )
+    def take(
+        self, index: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
+        """(views, categories, ids) of the items `index`: the arguments of encode_items."""
+        ids = None if self.ids is None else self.ids.index_select(0, index)
+        views = [v.index_select(0, index) for v in self.views]
+        return views, self.categories.index_select(0, index), ids
 
 
 @dataclass
@@ -76,8 +82,7 @@ def encode_batch_users(
     history = history[rows]
     hist_mask = history != PAD
     unique = np.unique(np.concatenate([history[hist_mask], extra_items.ravel()]))
-    views, cats = items.take(torch.from_numpy(unique))
-    item_vecs = model.encode_items(views, cats)
+    item_vecs = model.encode_items(*items.take(torch.from_numpy(unique)))
     # Row len(unique) of the table is a zero vector standing for padding.
     table = torch.cat([item_vecs, item_vecs.new_zeros(1, item_vecs.shape[1])])
     hist_pos = np.where(hist_mask, np.searchsorted(unique, history), len(unique))
