@@ -133,7 +133,7 @@ def test_empty_histories_get_finite_shared_scores(world, nrms):
     assert not np.array_equal(nrms.score_pool(history, np.arange(5), world["items"])[2], out[2, :5])
 
 
-@pytest.mark.parametrize("user_encoder", ["mean", "attention", "mhsa", "gru"])
+@pytest.mark.parametrize("user_encoder", ["mean", "attention", "mhsa", "gru", "causal"])
 @pytest.mark.parametrize("predictor", ["dot", "mlp"])
 @pytest.mark.parametrize("item_encoder", ["linear", "multiview"])
 def test_every_composition_trains_and_scores(world, user_encoder, predictor, item_encoder):

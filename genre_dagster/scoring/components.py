@@ -161,9 +161,13 @@ def _category_embedding(spec: ModelSpec) -> nn.Embedding | None:
 
 
 # ---------------------------------------------------------------- user encoders
-# Input: history item vectors [B, L, H] and a mask [B, L] (True = real item). Cold users (no
-# history at all) get a learned "empty user" vector; subclasses only ever see rows with at least
-# one real item, so no softmax runs over an all-masked row.
+# Input: history item vectors [B, L, H] and a mask [B, L] (True = real item), most recent last;
+# for encoders that read them, the bucketed day gap of each item to the one before (`gaps`
+# [B, L], see training.history_gaps). Cold users (no history at all) get a learned "empty
+# user" vector; subclasses only ever see rows with at least one real item, so no softmax runs
+# over an all-masked row.
+
+GAP_BUCKETS = 8  # 0 = no earlier item or unknown day; 1..7 = log2 buckets of the day gap
 
 
 class UserEncoder(nn.Module):
@@ -173,22 +177,28 @@ class UserEncoder(nn.Module):
         super().__init__()
         self.empty_user = nn.Parameter(torch.randn(spec.config["hidden_dim"]) * 0.02)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, gaps: torch.Tensor | None = None
+    ) -> torch.Tensor:
         has_history = mask.any(dim=1)
         # Empty rows attend to their (zero) padding so the math stays finite; their output is
         # replaced by the empty-user vector below.
         safe_mask = mask | ~has_history[:, None]
-        out = self.encode(x * safe_mask[..., None], safe_mask)
+        out = self.encode(x * safe_mask[..., None], safe_mask, gaps)
         return torch.where(has_history[:, None], out, self.empty_user.expand_as(out))
 
-    def encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def encode(
+        self, x: torch.Tensor, mask: torch.Tensor, gaps: torch.Tensor | None = None
+    ) -> torch.Tensor:
         raise NotImplementedError
 
 
 class MeanUserEncoder(UserEncoder):
     """Masked mean of the history item vectors."""
 
-    def encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def encode(
+        self, x: torch.Tensor, mask: torch.Tensor, gaps: torch.Tensor | None = None
+    ) -> torch.Tensor:
         weights = mask.to(x.dtype)
         return (x * weights[..., None]).sum(1) / weights.sum(1, keepdim=True)
 
@@ -200,7 +210,9 @@ class AttentionUserEncoder(UserEncoder):
         super().__init__(spec)
         self.attention = AdditiveAttention(spec.config["hidden_dim"], spec.config["attention_dim"])
 
-    def encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def encode(
+        self, x: torch.Tensor, mask: torch.Tensor, gaps: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.attention(x, mask)
 
 
@@ -219,7 +231,9 @@ class MHSAUserEncoder(UserEncoder):
         self.dropout = MaskDropout(cfg["dropout"])
         self.attention = AdditiveAttention(hidden, cfg["attention_dim"])
 
-    def encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def encode(
+        self, x: torch.Tensor, mask: torch.Tensor, gaps: torch.Tensor | None = None
+    ) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(self.dropout(x)).view(b, n, 3, self.heads, d // self.heads).unbind(2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, heads, L, d_head]
@@ -238,7 +252,9 @@ class GRUUserEncoder(UserEncoder):
         hidden = spec.config["hidden_dim"]
         self.gru = nn.GRU(hidden, hidden, batch_first=True)
 
-    def encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def encode(
+        self, x: torch.Tensor, mask: torch.Tensor, gaps: torch.Tensor | None = None
+    ) -> torch.Tensor:
         # Move the real items to the front (keeping their order) so packing can skip padding
         # wherever it is; histories are left-padded in ImpressionData.
         order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
@@ -249,6 +265,80 @@ class GRUUserEncoder(UserEncoder):
         )
         _, last = self.gru(packed)
         return last[-1]
+
+
+class CausalBlock(nn.Module):
+    """SASRec's block, pre-norm: causal multi-head self-attention and a position-wise
+    feed-forward layer, each with dropout on its output and a residual connection."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.attn_norm = nn.LayerNorm(hidden)
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.out = nn.Linear(hidden, hidden)
+        self.ff_norm = nn.LayerNorm(hidden)
+        self.ff = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
+        self.dropout = MaskDropout(dropout)
+
+    def forward(self, h: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """h [B, L, H], allowed [B, 1, L, L] (query i may read key j) -> [B, L, H]."""
+        b, n, d = h.shape
+        qkv = self.qkv(self.attn_norm(h)).view(b, n, 3, self.heads, d // self.heads)
+        q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))  # [B, heads, L, d_head]
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        h = h + self.dropout(self.out(attended.transpose(1, 2).reshape(b, n, d)))
+        return h + self.dropout(self.ff(self.ff_norm(h)))
+
+
+class CausalUserEncoder(UserEncoder):
+    """Sequential user encoder (SASRec-style): the history read in order, oldest first, by
+    causal self-attention blocks (each click sees itself and earlier clicks), with a learned
+    position per click counted back from the most recent one (and with config time_gaps, a
+    learned vector per bucket of the day gap to the click before). The output at the most
+    recent click is the user vector. Padding changes nothing: positions count real clicks only
+    and no click reads a padded slot."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        cfg = spec.config
+        hidden, heads = cfg["hidden_dim"], cfg["heads"]
+        if hidden % heads:
+            raise ValueError(f"hidden_dim={hidden} must be divisible by heads={heads}")
+        self.positions = nn.Embedding(max(1, cfg["max_history"]), hidden)
+        nn.init.normal_(self.positions.weight, std=0.02)
+        self.gaps = None
+        if cfg["time_gaps"]:
+            self.gaps = nn.Embedding(GAP_BUCKETS, hidden)
+            nn.init.normal_(self.gaps.weight, std=0.02)
+        self.dropout = MaskDropout(cfg["dropout"])
+        self.blocks = nn.ModuleList(
+            CausalBlock(hidden, heads, cfg["dropout"]) for _ in range(cfg["layers"])
+        )
+        self.norm = nn.LayerNorm(hidden)
+
+    def encode(
+        self, x: torch.Tensor, mask: torch.Tensor, gaps: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        b, n, d = x.shape
+        if n == 0:  # a batch of cold users only: each gets the empty-user vector
+            return x.new_zeros(b, d)
+        back = mask.flip(1).cumsum(1).flip(1) - 1  # 0 = the most recent click
+        h = x + self.positions(back.clamp(0, self.positions.num_embeddings - 1))
+        if self.gaps is not None:
+            if gaps is None:
+                raise ValueError("this encoder reads time gaps (config time_gaps): pass gaps")
+            h = h + self.gaps(gaps)
+        h = self.dropout(h)
+        order = torch.arange(n)
+        earlier = order[None, :] <= order[:, None]  # [query, key]
+        # Padded queries read themselves only, so no softmax row is empty; no real click
+        # reads them.
+        allowed = (earlier[None] & mask[:, None, :]) | torch.eye(n, dtype=torch.bool)[None]
+        for block in self.blocks:
+            h = block(h, allowed[:, None])
+        last = (mask * order).argmax(dim=1)  # the most recent real click
+        return self.norm(h.gather(1, last[:, None, None].expand(b, 1, d)).squeeze(1))
 
 
 # ---------------------------------------------------------------- predictors
@@ -329,6 +419,7 @@ USER_ENCODERS: dict[str, type[UserEncoder]] = {
     "attention": AttentionUserEncoder,
     "mhsa": MHSAUserEncoder,
     "gru": GRUUserEncoder,
+    "causal": CausalUserEncoder,
 }
 PREDICTORS: dict[str, type[nn.Module]] = {
     "dot": DotPredictor,
@@ -381,8 +472,9 @@ class NewsRecommender(nn.Module):
         mask: torch.Tensor,
         profile: torch.Tensor | None = None,
         has_profile: torch.Tensor | None = None,
+        gaps: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        users = self.user_encoder(history_vecs, mask)
+        users = self.user_encoder(history_vecs, mask, gaps)
         if self.profile is not None:
             if profile is None or has_profile is None:
                 raise ValueError("this model fuses user profiles: pass profile and has_profile")

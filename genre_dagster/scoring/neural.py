@@ -306,6 +306,7 @@ class NeuralScorer(Scorer):
 
         from genre_dagster.scoring.training import (
             ProfileRows,
+            history_gaps,
             take_rows,
             trim_history,
             user_input_key,
@@ -327,13 +328,16 @@ class NeuralScorer(Scorer):
             hist = trim_history(history[s : s + step], self._resolved["max_history"])
             mask = hist != PAD
             pos = np.where(mask, np.searchsorted(unique, hist), len(unique))
-            prof = has = None
+            prof = has = gaps = None
             if rows is not None:
                 prof = torch.from_numpy(rows.vectors[s : s + step])
                 has = torch.from_numpy(rows.has[s : s + step])
-            chunks.append(
-                model.encode_users(take_rows(table, pos), torch.from_numpy(mask), prof, has)
+            if inputs.days is not None:
+                gaps = torch.from_numpy(history_gaps(hist, inputs.days))
+            users = model.encode_users(
+                take_rows(table, pos), torch.from_numpy(mask), prof, has, gaps
             )
+            chunks.append(users)
         if not chunks:
             return torch.zeros(0, self._resolved["hidden_dim"])
         return torch.cat(chunks).index_select(0, torch.from_numpy(inverse))
@@ -369,7 +373,11 @@ class NeuralScorer(Scorer):
             unknown = len(self._id_rows)
             rows = (self._id_rows.get(str(item), unknown) for item in items.item_ids)
             ids = torch.from_numpy(np.fromiter(rows, dtype=np.int64, count=items.n_items))
-        return ItemInputs(views, torch.from_numpy(categories), ids)
+        days = None
+        if self._resolved["time_gaps"]:
+            known = items.publish_day is not None
+            days = items.publish_day if known else np.full(items.n_items, np.nan)
+        return ItemInputs(views, torch.from_numpy(categories), ids, days)
 
     def _set_id_rows(self, item_ids: list[str] | None) -> None:
         self._id_rows = None if item_ids is None else {x: i for i, x in enumerate(item_ids)}

@@ -27,9 +27,11 @@ DEFAULTS: MappingProxyType[str, Any] = MappingProxyType(
         "id_embedding": "none",
         "id_dropout": 0.5,  # share of items whose id vector is dropped per training batch
         # user side
-        "user_encoder": "mhsa",  # mean | attention | mhsa | gru
+        "user_encoder": "mhsa",  # mean | attention | mhsa | gru | causal
         "max_history": 50,  # most recent clicks kept
-        "heads": 4,  # mhsa
+        "heads": 4,  # mhsa, causal
+        "layers": 2,  # causal: self-attention blocks
+        "time_gaps": False,  # causal: embed the day gap between consecutive history items
         "profile": False,  # GENRE user-profile plug-in
         # GENRE generated history: trained on histories that include synthetic items. Changes
         # no layer; it is part of the config so the artifact's id names what it learned from.
@@ -63,7 +65,7 @@ DEFAULTS: MappingProxyType[str, Any] = MappingProxyType(
 # existed: at that value they are left out of a scorer's stored config (and so of its hash),
 # so the ids and artifacts of scorers that do not use them, and ensembles of those, stay valid.
 HASH_NEUTRAL: MappingProxyType[str, Any] = MappingProxyType(
-    {"id_embedding": "none", "id_dropout": 0.5}
+    {"id_embedding": "none", "id_dropout": 0.5, "layers": 2, "time_gaps": False}
 )
 
 # A small, fast variant for tests and smoke runs.
@@ -133,6 +135,10 @@ def resolve_config(config: dict[str, Any] | None = None) -> dict[str, Any]:
         )
     if not 0.0 <= resolved["id_dropout"] < 1.0:
         raise ValueError(f"config 'id_dropout' must be in [0, 1), got {resolved['id_dropout']}")
+    if resolved["layers"] < 1:
+        raise ValueError(f"config 'layers' must be >= 1, got {resolved['layers']}")
+    if resolved["time_gaps"] and resolved["user_encoder"] != "causal":
+        raise ValueError("config 'time_gaps' needs user_encoder='causal' (the others read none)")
     if resolved["batching"] not in BATCHING:
         raise ValueError(
             f"config 'batching' must be one of {BATCHING}, got {resolved['batching']!r}"

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genre_dagster.scoring.components import NewsRecommender
+from genre_dagster.scoring.components import GAP_BUCKETS, NewsRecommender
 from genre_dagster.scoring.data import PAD, ImpressionData
 from genre_dagster.scoring.user_profile import distinct_rows
 
@@ -22,12 +22,13 @@ from genre_dagster.scoring.user_profile import distinct_rows
 @dataclass
 class ItemInputs:
     """Item-side model inputs: one float32 tensor [n_items, dim] per field, category indices,
-    and with id fusion each item's id row (the model's "unknown" row for items never seen in
-    training)."""
+    with id fusion each item's id row (the model's "unknown" row for items never seen in
+    training), and for a user encoder that reads time gaps each item's day (NaN = unknown)."""
 
     views: list[torch.Tensor]
     categories: torch.Tensor
     ids: torch.Tensor | None = None
+    days: np.ndarray | None = None
 
     def take(
         self, index: torch.Tensor
@@ -54,6 +55,20 @@ def take_rows(table: torch.Tensor, index: np.ndarray) -> torch.Tensor:
     """
     flat = torch.from_numpy(np.ascontiguousarray(index, dtype=np.int64).reshape(-1))
     return table.index_select(0, flat).view(*index.shape, table.shape[1])
+
+
+def history_gaps(history: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Bucketed day gap [rows, L] between each history item and the item before it (histories
+    hold their real items contiguously): 0 for padding, the first item and unknown days; else
+    1 + floor(log2(1 + |gap|)), at most GAP_BUCKETS - 1: the same day 1, 1-2 days 2, 3-6 days
+    3, 7-14 days 4, 15-30 days 5, 31-62 days 6, longer 7."""
+    real = history != PAD
+    day = np.where(real, np.asarray(days, dtype=np.float64)[np.where(real, history, 0)], np.nan)
+    gap = np.full(history.shape, np.nan)
+    gap[:, 1:] = np.abs(day[:, 1:] - day[:, :-1])
+    known = np.isfinite(gap)
+    bucket = np.floor(np.log2(1.0 + np.where(known, gap, 0.0))).astype(np.int64)
+    return np.where(known, 1 + np.minimum(bucket, GAP_BUCKETS - 2), 0)
 
 
 def trim_history(history: np.ndarray, max_history: int) -> np.ndarray:
@@ -90,7 +105,8 @@ def encode_batch_users(
     prof = has = None
     if profile is not None:
         prof, has = (torch.from_numpy(np.ascontiguousarray(a[rows])) for a in profile)
-    users = model.encode_users(hist_vecs, torch.from_numpy(hist_mask), prof, has)
+    gaps = None if items.days is None else torch.from_numpy(history_gaps(history, items.days))
+    users = model.encode_users(hist_vecs, torch.from_numpy(hist_mask), prof, has, gaps)
     if len(rows) < len(inverse):
         users = users.index_select(0, torch.from_numpy(inverse))
     return users, item_vecs, unique
