@@ -22,6 +22,7 @@ from genre_dagster.ingest import (
     REPAIR_REASON_CODES,
     SourceFile,
     behavior_days,
+    impression_days,
     parse_behaviors,
     parse_generic_items,
     parse_news,
@@ -62,13 +63,15 @@ def write_lines(path: Path, lines: list[str]) -> Path:
     return path
 
 
-def through_pandas(source: Path, target: Path, columns: list[str], index: bool) -> Path:
+def through_pandas(
+    source: Path, target: Path, columns: list[str], index: bool, header: bool = True
+) -> Path:
     """What a user's notebook does: read the MIND file with pandas, write it back as TSV."""
     import pandas as pd
 
     frame = pd.read_csv(source, sep="\t", header=None, names=columns, dtype=str)
     target.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(target, sep="\t", index=index)
+    frame.to_csv(target, sep="\t", index=index, header=header)
     return target
 
 
@@ -275,3 +278,89 @@ def test_generic_csv_written_by_pandas_keeps_quoted_fields(tmp_path):
         ("B1", 'The "Quoted" Voyage', 'Line one\nline "two"'),
         ("B2", "Commas, tabs\tand more", ""),
     ]
+
+
+def test_pandas_index_written_without_a_header_is_dropped_and_reported(tmp_path):
+    """`to_csv(sep="\t", header=False)` keeps pandas' index: every line starts with an integer
+    and has one column too many. The column is dropped as a file repair, the rows read as the
+    originals, the days are the same, and the empty title is still quarantined."""
+    news_tsv = write_lines(tmp_path / "orig" / "news.tsv", NEWS)
+    behaviors_tsv = write_lines(tmp_path / "orig" / "behaviors.tsv", BEHAVIORS)
+    news = through_pandas(news_tsv, tmp_path / "pd" / "news.tsv", NEWS_COLUMNS, True, False)
+    behaviors = through_pandas(
+        behaviors_tsv, tmp_path / "pd" / "behaviors.tsv", BEHAVIORS_COLUMNS, True, False
+    )
+    assert news.read_text(encoding="utf-8").startswith("0\tN1\tnews\t")  # the premise
+    assert behaviors.read_text(encoding="utf-8").startswith("0\t1\tU1\t")
+
+    result = parse_news([SourceFile(news, "train")])
+    result.check_counts()
+    assert not result.skipped_headers and result.files_repaired == 1
+    assert "index" in result.file_repairs[str(news)]
+    original = parse_news([SourceFile(news_tsv, "train")])
+    assert result.accepted.drop("source_file").equals(original.accepted.drop("source_file"))
+    assert by_line(result) == {3: "empty_title"}
+    assert result.quarantine["raw_line"].item().startswith("N3\t")  # without the index
+
+    files = [SourceFile(behaviors, "train")]
+    assert behavior_days(files) == behavior_days([SourceFile(behaviors_tsv, "train")])
+    assert impression_days(files).equals(impression_days([SourceFile(behaviors_tsv, "train")]))
+    parsed = parse_behaviors(files, result.accepted["news_id"], pseudo)
+    parsed.check_counts()
+    assert parsed.quarantine.height == 0 and parsed.files_repaired == 1
+    assert parsed.accepted.select("mind_impression_id", "history", "candidate_ids").rows() == [
+        (1, ["N1"], ["N2", "N4"]),
+        (2, [], ["N1", "N2"]),
+        (3, ["N1", "N2"], ["N4"]),
+    ]
+
+
+def test_a_leading_integer_column_is_dropped_only_when_every_line_has_one(tmp_path):
+    """One line without the extra column is enough to read the file as it is: the shifted
+    lines fail the column count instead of being guessed at."""
+    lines = ["0\t" + NEWS[0], "1\t" + NEWS[1], NEWS[1].replace("N2", "N5")]
+    path = write_lines(tmp_path / "news.tsv", lines)
+    result = parse_news([SourceFile(path, "train")])
+    result.check_counts()
+    assert not result.file_repairs
+    assert by_line(result) == {1: "wrong_column_count", 2: "wrong_column_count"}
+    assert result.accepted["news_id"].to_list() == ["N5"]
+
+
+@pytest.mark.parametrize("index", [False, True], ids=["no_index", "with_index"])
+def test_quoted_fields_may_hold_tabs(tmp_path, index):
+    """pandas quotes a field holding a tab (RFC 4180 in a tab-separated file): the tab belongs
+    to the field, the row keeps its 8 columns; an empty title still quarantines its row."""
+    import pandas as pd
+
+    path = tmp_path / "news.tsv"
+    pd.DataFrame(
+        [
+            [
+                "N1",
+                "news",
+                "local",
+                "Tabs\tin a title",
+                'An "abstract"\twith a tab',
+                "",
+                "[]",
+                "[]",
+            ],
+            ["N2", "news", "local", "", "A\ttab but no title", "", "[]", "[]"],
+            ["N3", "sports", "golf", "Plain title", "", "", "[]", "[]"],
+        ],
+        columns=list(NEWS_COLUMNS),
+    ).to_csv(path, sep="\t", header=False, index=index)
+    assert '"Tabs\tin a title"' in path.read_text(encoding="utf-8")  # the premise
+    written = write_lines(  # the same by hand, with a doubled quote next to the tab
+        tmp_path / "by_hand.tsv", ['N4\tnews\tlocal\t"A ""quoted""\ttitle"\t\t\t[]\t[]']
+    )
+    result = parse_news([SourceFile(path, "train"), SourceFile(written, "dev")])
+    result.check_counts()
+    rows = {row["news_id"]: row for row in result.accepted.iter_rows(named=True)}
+    assert rows["N1"]["title"] == "Tabs\tin a title"
+    assert rows["N1"]["abstract"] == 'An "abstract"\twith a tab'
+    assert rows["N3"]["title"] == "Plain title"
+    assert rows["N4"]["title"] == 'A "quoted"\ttitle'
+    assert by_line(result) == {2: "empty_title"}
+    assert result.files_repaired == int(index)

@@ -9,7 +9,8 @@ The threshold applies to the lines of usable files. A wholly corrupt file (no pa
 unreadable) is quarantined in full and listed in the metadata (`files_quarantined`,
 `quarantined_files`) with a warning, but does not count toward the share: one bad file dropped
 next to good ones would otherwise swamp a small day and stop the whole night. A header as first
-line of a file is skipped and reported (`header_lines_skipped`), not counted as a row.
+line of a file is skipped and reported (`header_lines_skipped`), not counted as a row; a file
+whose pandas index column was dropped is reported in `files_repaired`.
 """
 
 from collections.abc import Iterator
@@ -64,6 +65,7 @@ def _counts_metadata(result: "IngestResult") -> dict[str, dg.MetadataValue | int
         "line_quarantine_share": round(result.line_quarantine_share, 6),
         "quarantine_reasons": dg.MetadataValue.md(table),
         "header_lines_skipped": result.header_lines_skipped,
+        "files_repaired": result.files_repaired,
         **_files_metadata(result),
     }
 
@@ -139,7 +141,7 @@ def _warn_quarantined_files(context: dg.AssetExecutionContext, result: "IngestRe
 
 
 def _log_headers(context: dg.AssetExecutionContext, result: "IngestResult") -> None:
-    for path, what in result.skipped_headers.items():
+    for path, what in {**result.skipped_headers, **result.file_repairs}.items():
         context.log.info(f"{path}: {what}")
 
 

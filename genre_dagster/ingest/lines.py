@@ -1,9 +1,11 @@
 """Reading tab-separated source files into a frame of lines, flagging lines that are not UTF-8.
 
 Files that went through pandas once (`pd.read_csv(...).to_csv(sep="\t")`) differ from MIND's own
-in three ways, all tolerated here: fields holding a quote are CSV-quoted (`"[{""Label"": ...}]"`,
-see `unquote`), the first line is a header, and with pandas' index a leading `""` header field
-announces an integer index column on every line (see `skip_headers`).
+in three ways, all tolerated here: fields holding a quote (or a tab) are CSV-quoted
+(`"[{""Label"": ...}]"`, see `split_fields` and `unquote`), the first line is a header, and
+pandas' index is an integer column in front of every line, announced by a leading `""` header
+field (see `skip_headers`) or, written without a header, recognized because every line of the
+file has one column too many and starts with an integer (see `drop_index_columns`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from genre_dagster.ingest.sources import SourceFile
 # RFC 4180 quoting: wrapped in double quotes, every inner quote doubled. Anything else (a title
 # like `"Yes" she said`, a stray quote) is not a quoted field and is kept as it is.
 QUOTED_FIELD = r'^"(?:[^"]|"")*"$'
+# One field and the tab after it (a tab is appended to every line first): a quoted field that is
+# followed by a tab, tabs inside it included, else everything up to the next tab. The regex
+# engine prefers the first alternative, so `"Yes" she said` (not followed by a tab) is plain.
+_FIELD_AND_TAB = r'"(?:[^"]|"")*"\t|[^\t]*\t'
 _INDEX_VALUE = r"^\d+$"
 
 LINES_SCHEMA: dict[str, pl.DataType] = {
@@ -101,17 +107,31 @@ def unquote(field: pl.Expr) -> pl.Expr:
     )
 
 
+def split_fields(line: pl.Expr) -> pl.Expr:
+    """A line's tab-separated fields, where a CSV-quoted field (RFC 4180: wrapped in quotes,
+    inner quotes doubled) may hold tabs; the quotes are kept (see `unquote`)."""
+    return (
+        (line + pl.lit("\t")).str.extract_all(_FIELD_AND_TAB).list.eval(pl.element().str.head(-1))
+    )
+
+
 def with_fields(lines: pl.DataFrame) -> pl.DataFrame:
     """Add `fields`: each line split on tabs, CSV-quoted fields unquoted.
 
-    Lines are split before unquoting, so a quoted field holding a tab or a newline (never the
-    case in MIND) stays broken and its line fails the column count.
+    A quoted field may hold a tab (pandas quotes such a field). A quoted field holding a
+    newline (never the case in MIND) is cut by the line split and its lines fail the column
+    count.
     """
-    fields = pl.col("line").str.split("\t")
-    # One fast scan decides whether the per-field pass is needed at all (MIND's behaviors.tsv
-    # has no quote anywhere).
-    if lines["line"].str.contains('"', literal=True).any():
-        fields = fields.list.eval(unquote(pl.element()))
+    # One fast scan decides whether the quote-aware pass is needed at all (MIND's behaviors.tsv
+    # has no quote anywhere); it runs only on the lines that hold a quote.
+    if not lines["line"].str.contains('"', literal=True).any():
+        return lines.with_columns(fields=pl.col("line").str.split("\t"))
+    line = pl.col("line")
+    fields = (
+        pl.when(line.str.contains('"', literal=True))
+        .then(split_fields(line).list.eval(unquote(pl.element())))
+        .otherwise(line.str.split("\t"))
+    )
     return lines.with_columns(fields=fields)
 
 
@@ -173,3 +193,50 @@ def skip_headers(
         "field of each line is dropped",
     }
     return frame, {path: described[kind] for (_, path), kind in headers.items()}
+
+
+def drop_index_columns(
+    frame: pl.DataFrame, columns: Sequence[str], skip: Sequence[str] = ()
+) -> tuple[pl.DataFrame, dict[str, str]]:
+    """Remove pandas' index column from files written without a header
+    (`to_csv(sep="\t", header=False)`), except the files in `skip` (their header said).
+
+    A file has one when every line of it has one field more than `columns` and starts with an
+    integer: a single line that does not is enough to leave the file as it is (its lines are then
+    validated, and quarantined, as they are). Line numbers stay those of the file. Returns the
+    lines and, per file repaired, what was dropped (a repair: reported, no row lost).
+    """
+    fields = pl.col("fields")
+    shifted = (
+        pl.col("utf8_ok")
+        & (fields.list.len() == len(columns) + 1)
+        & fields.list.first().str.contains(_INDEX_VALUE)
+    )
+    per_file = frame.group_by("file_index", "source_file").agg(
+        shifted=shifted.all(), lines=pl.len()
+    )
+    indexed = per_file.filter(pl.col("shifted") & ~pl.col("source_file").is_in(list(skip)))
+    if indexed.is_empty():
+        return frame, {}
+    strip = pl.col("file_index").is_in(indexed["file_index"].to_list())
+    rest = pl.col("line").str.splitn("\t", 2).struct.field("field_1")
+    frame = frame.with_columns(
+        fields=pl.when(strip).then(fields.list.slice(1)).otherwise(fields),
+        line=pl.when(strip).then(rest).otherwise(pl.col("line")),
+    )
+    return frame, {
+        path: f"no header, and each of its {n} lines starts with an integer column (pandas' "
+        f"index): dropped, {len(columns)} columns left"
+        for path, n in indexed.sort("file_index").select("source_file", "lines").iter_rows()
+    }
+
+
+def read_table_lines(
+    files: list[SourceFile], columns: Sequence[str]
+) -> tuple[pl.DataFrame, dict[str, str], dict[str, str]]:
+    """The files' lines split into fields (`with_fields`), without header lines
+    (`skip_headers`) and pandas' index columns (`drop_index_columns`); with what was skipped
+    per file with a header, and what was repaired per file with a headerless index column."""
+    lines, headers = skip_headers(with_fields(read_lines(files)), columns)
+    lines, repairs = drop_index_columns(lines, columns, skip=list(headers))
+    return lines, headers, repairs

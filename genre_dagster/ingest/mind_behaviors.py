@@ -2,7 +2,7 @@
 
 Each line is `impression_id, user_id, time, history, impressions` (tab-separated). A header as
 first line (a file written by pandas) is skipped and reported, CSV-quoted fields are unquoted
-(see `ingest/lines.py`).
+and pandas' index column is dropped (see `ingest/lines.py`).
 The work is vectorized in Polars (the whole file is one column of lines) because a per-day run
 still scans whole files: MIND-large has ~2.2M lines.
 
@@ -28,7 +28,7 @@ from datetime import date
 import polars as pl
 
 from genre_dagster.ingest.checks import Check, first_failure, pseudonym_table
-from genre_dagster.ingest.lines import read_lines, skip_headers, truncate_raw, with_fields
+from genre_dagster.ingest.lines import read_table_lines, truncate_raw
 from genre_dagster.ingest.result import (
     BAD_IMPRESSION_ID,
     BAD_IMPRESSION_TOKEN,
@@ -91,11 +91,12 @@ def _with_empty_files(lines: pl.DataFrame, files: list[SourceFile]) -> pl.DataFr
     return pl.concat([lines, placeholders]).sort("file_index", "line_number", maintain_order=True)
 
 
-def _dated_lines(files: list[SourceFile]) -> tuple[pl.DataFrame, dict[str, str]]:
+def _dated_lines(files: list[SourceFile]) -> tuple[pl.DataFrame, dict[str, str], dict[str, str]]:
     """Lines split into fields, with parsed `time`, attributed `day` and `file_detail` (why the
-    line's file is unattributable; null, with a non-null `day`, in usable files), and the
-    skipped header of each file that had one (see `skip_headers`)."""
-    lines, headers = skip_headers(with_fields(read_lines(files)), BEHAVIORS_COLUMN_NAMES)
+    line's file is unattributable; null, with a non-null `day`, in usable files), the skipped
+    header of each file that had one and the files whose pandas index column was dropped (see
+    `read_table_lines`)."""
+    lines, headers, repairs = read_table_lines(files, BEHAVIORS_COLUMN_NAMES)
     lines = _with_empty_files(lines, files)
     fields = pl.col("fields")
     frame = (
@@ -116,7 +117,7 @@ def _dated_lines(files: list[SourceFile]) -> tuple[pl.DataFrame, dict[str, str]]
             )
         )
     )
-    return frame, headers
+    return frame, headers, repairs
 
 
 def scan_behavior_days(files: list[SourceFile]) -> DayScan:
@@ -152,7 +153,7 @@ def impression_days(files: list[SourceFile]) -> pl.DataFrame:
     first impression token carries a click label (`N123-1`; MIND's test folder has `N123`).
     Unattributable files add nothing; lines that ingestion will quarantine are counted.
     """
-    frame, _ = _dated_lines(files)
+    frame, _, _ = _dated_lines(files)
     tokens = pl.col("fields").list.get(4, null_on_oob=True).fill_null("").str.strip_chars()
     return (
         frame.filter(pl.col("file_detail").is_null())
@@ -373,7 +374,7 @@ def parse_behaviors(
     of lines attributed to `day` plus the unattributable rows; `rows_merged` is always 0.
     Raises ValueError when no file has a parsable time at all.
     """
-    frame, headers = _dated_lines(files)
+    frame, headers, file_repairs = _dated_lines(files)
     require_attributable(file_scan(frame), "behaviors")
     frame = _with_impression_ids(frame)
     if day is not None:
@@ -437,4 +438,5 @@ def parse_behaviors(
         quarantine=quarantine.cast(BEHAVIORS_QUARANTINE_SCHEMA),
         rows_read=frame.height,
         skipped_headers=headers,
+        file_repairs=file_repairs,
     )

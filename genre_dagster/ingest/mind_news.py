@@ -1,7 +1,7 @@
 """MIND `news.tsv`: 8 tab-separated columns, one item per line.
 
 A header as first line (a file written by pandas) is skipped and reported, CSV-quoted fields are
-unquoted (see `ingest/lines.py`).
+unquoted, and pandas' index column is dropped (see `ingest/lines.py`).
 
 A file none of whose lines is 8 tab-separated UTF-8 columns (binary garbage, a gzip by mistake,
 an HTML error page) is unreadable as a whole: all its lines are quarantined as `unreadable_file`,
@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import polars as pl
 
-from genre_dagster.ingest.lines import read_lines, skip_headers, truncate_raw, with_fields
+from genre_dagster.ingest.lines import read_table_lines, truncate_raw
 from genre_dagster.ingest.news import validate_news
 from genre_dagster.ingest.result import (
     INVALID_UTF8,
@@ -44,7 +44,9 @@ UNREADABLE_NEWS = (
 def parse_news(files: list[SourceFile]) -> IngestResult:
     """Validate and parse MIND news files, in the given order (see `discover_mind_files`).
 
-    A header line is skipped (`skipped_headers`, not a row) and CSV-quoted fields are unquoted.
+    A header line is skipped (`skipped_headers`, not a row), CSV-quoted fields are unquoted
+    (they may hold tabs) and pandas' index column is dropped (`file_repairs` when the file has
+    no header).
     Checks per line, first failure wins: unreadable_file (every line of a file without a single
     well-formed line, see the module docstring), invalid_utf8, wrong_column_count (must be 8),
     missing_value (empty id), empty_title, missing_category, duplicate_news_id. Ids repeated
@@ -55,7 +57,7 @@ def parse_news(files: list[SourceFile]) -> IngestResult:
     too, listed in `repairs` (invalid_entity_json). Raises ValueError when every non-empty news
     file is unreadable.
     """
-    lines, headers = skip_headers(with_fields(read_lines(files)), NEWS_COLUMNS)
+    lines, headers, file_repairs = read_table_lines(files, NEWS_COLUMNS)
     fields = pl.col("fields")
     frame = lines.with_columns(
         n_columns=fields.list.len(),
@@ -94,4 +96,6 @@ def parse_news(files: list[SourceFile]) -> IngestResult:
             pl.format("expected 8 tab-separated columns, found {}", "n_columns"),
         ),
     ]
-    return replace(validate_news(frame, format_checks), skipped_headers=headers)
+    return replace(
+        validate_news(frame, format_checks), skipped_headers=headers, file_repairs=file_repairs
+    )

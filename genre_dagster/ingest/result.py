@@ -125,6 +125,8 @@ class IngestResult:
     `repairs` (`NEWS_REPAIRS_SCHEMA`) lists the fields of accepted rows that were replaced
     because they were unusable but optional. `skipped_headers` maps each file whose first line
     was a header to what was skipped; header lines are not rows, so `rows_read` leaves them out.
+    `file_repairs` maps each file repaired as a whole (pandas' index column written without a
+    header, dropped) to what was done; its rows are read as they would be without it.
     """
 
     accepted: pl.DataFrame
@@ -133,10 +135,15 @@ class IngestResult:
     rows_merged: int = 0
     repairs: pl.DataFrame = field(default_factory=_no_repairs)
     skipped_headers: dict[str, str] = field(default_factory=dict)
+    file_repairs: dict[str, str] = field(default_factory=dict)
 
     @property
     def header_lines_skipped(self) -> int:
         return len(self.skipped_headers)
+
+    @property
+    def files_repaired(self) -> int:
+        return len(self.file_repairs)
 
     @property
     def rows_repaired(self) -> int:
