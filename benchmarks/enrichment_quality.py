@@ -33,6 +33,7 @@ import random
 import re
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -259,6 +260,12 @@ def main() -> None:
     )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument(
+        "--max-text-chars",
+        type=int,
+        default=None,
+        help="length cap of a description in answers (default: the launchpad's)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -267,6 +274,7 @@ def main() -> None:
     from genre_dagster.embedding.encoder import EncoderConfig, TextEncoder
     from genre_dagster.enrichment.choices import vocabulary_for
     from genre_dagster.enrichment.local_transformers import TransformersBackend
+    from genre_dagster.enrichment.schemas import OutputLimits
 
     backend = TransformersBackend(
         dtype="auto", batch_size=args.batch_size, convert_cache=ROOT / "data" / "models" / "llm"
@@ -278,7 +286,12 @@ def main() -> None:
         loader = demo_inputs if source == "demo" else lambda n: huffpost_inputs(n, seed=3)
         inputs, categories, items = loader(args.n)
         # News prompts as the graph sends them: the dataset's categories as topics, US states.
-        vocab = vocabulary_for(categories, topics="categories", regions="us_states")
+        limits = OutputLimits()
+        if args.max_text_chars is not None:
+            limits = replace(
+                limits, summary_chars=args.max_text_chars, abstract_chars=args.max_text_chars
+            )
+        vocab = vocabulary_for(categories, topics="categories", regions="us_states", limits=limits)
         for role in args.roles.split(","):
             for mode in args.modes.split(","):
                 prompts = inputs[role]
@@ -304,7 +317,8 @@ def main() -> None:
         "command": "python benchmarks/enrichment_quality.py "
         + f"--n {args.n} --roles {args.roles} --sources {args.sources} --modes {args.modes} "
         + f"--batch-size {args.batch_size}"
-        + (f" --n-unconstrained {args.n_unconstrained}" if args.n_unconstrained else ""),
+        + (f" --n-unconstrained {args.n_unconstrained}" if args.n_unconstrained else "")
+        + (f" --max-text-chars {args.max_text_chars}" if args.max_text_chars else ""),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             **describe(),

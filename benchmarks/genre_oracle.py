@@ -11,7 +11,7 @@ impressions, with its 95% paired-bootstrap interval.
 Goal (issue 16): with informative answers, every variant's validation AUC is above its base by
 more than its 95% interval (the interval's low end is above 0); with shuffled answers, none is.
 
-    python benchmarks/genre_oracle.py [--seed 3] [--scale 1] [--out results/genre_oracle.json]
+    python benchmarks/genre_oracle.py [--seeds 3,4,5] [--scale 1] [--out results/genre_oracle.json]
 
 The networks are the tests' small ones (`tests/llm_worlds.py` SMALL_NETWORKS: 32-d, 4 epochs),
 so the run takes minutes; the effect sizes are of those networks on this world.
@@ -47,7 +47,7 @@ SPLITS = ("validation", "test")
 
 def _leaderboard_deltas(world: dict, database: Path, split: str, resamples: int) -> dict:
     """Materialize the leaderboard on `split`; each variant's paired AUC difference to its base
-    (all users) and its AUC."""
+    and its AUC, for all users (the goal) and for cold users (where a generated item acts)."""
     import duckdb
 
     from genre_dagster.assets.evaluation import leaderboard
@@ -59,12 +59,12 @@ def _leaderboard_deltas(world: dict, database: Path, split: str, resamples: int)
     with duckdb.connect(str(database), read_only=True) as conn:
         rows = conn.sql(
             "select scorer, base, auc, auc_delta, auc_delta_low, auc_delta_high, "
-            "auc_delta_verdict, impressions from evaluation.leaderboard "
-            "where segment = 'all' and base is not null"
+            "auc_delta_verdict, impressions, segment from evaluation.leaderboard "
+            "where segment in ('all', 'cold') and base is not null order by segment"
         ).fetchall()
-    return {
-        scorer: {
-            "base": base,
+    out: dict[str, dict] = {}
+    for scorer, base, auc, delta, low, high, verdict, n, segment in rows:
+        figures = {
             "auc": round(auc, 4),
             "auc_delta": round(delta, 4),
             "low": round(low, 4),
@@ -72,30 +72,23 @@ def _leaderboard_deltas(world: dict, database: Path, split: str, resamples: int)
             "verdict": verdict,
             "impressions": n,
         }
-        for scorer, base, auc, delta, low, high, verdict, n in rows
-    }
+        if segment == "all":
+            out.setdefault(scorer, {}).update({"base": base, **figures})
+        else:
+            out.setdefault(scorer, {})["cold_users"] = figures
+    return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=ORACLE_WORLD["seed"], help="world seed")
-    parser.add_argument(
-        "--scale",
-        type=float,
-        default=1.0,
-        help="users and impressions per day times this (more impressions: narrower intervals)",
-    )
-    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/genre_oracle.json")
-    args = parser.parse_args()
-
+def run_world(seed: int, scale: float, resamples: int) -> dict:
+    """Build the oracle world for `seed`, train every scorer on the informative then on the
+    shuffled answers, and measure every variant against its base on both splits."""
     from genre_dagster.assets.scoring import ensemble
     from genre_dagster.scoring.variants import DEFAULT_SCORERS
 
     world_config = {
-        "seed": args.seed,
-        "n_users": round(ORACLE_WORLD["n_users"] * args.scale),
-        "impressions_per_day": round(ORACLE_WORLD["impressions_per_day"] * args.scale),
+        "seed": seed,
+        "n_users": round(ORACLE_WORLD["n_users"] * scale),
+        "impressions_per_day": round(ORACLE_WORLD["impressions_per_day"] * scale),
     }
     started = time.perf_counter()
     variants = [spec.name for spec in DEFAULT_SCORERS if spec.base is not None]
@@ -119,35 +112,69 @@ def main() -> None:
                     n: trained[n]["inactive"] for n in variants if trained[n]["inactive"]
                 },
                 **{
-                    split: _leaderboard_deltas(world, database, split, args.resamples)
+                    split: _leaderboard_deltas(world, database, split, resamples)
                     for split in SPLITS
                 },
                 "seconds": round(time.perf_counter() - step, 1),
             }
-            print(f"{answers}: {time.perf_counter() - step:.0f} s", flush=True)
+            print(f"seed {seed} {answers}: {time.perf_counter() - step:.0f} s", flush=True)
 
     informed = results["informative"]["validation"]
     shuffled = results["shuffled"]["validation"]
     goals = {
         "every_variant_above_base_beyond_interval": all(informed[v]["low"] > 0 for v in variants),
         "variants_above_base": sorted(v for v in variants if informed[v]["low"] > 0),
+        "variants_above_base_on_cold_users": sorted(
+            v for v in variants if informed[v].get("cold_users", {}).get("low", 0) > 0
+        ),
         "shuffled_variants_above_base": sorted(v for v in variants if shuffled[v]["low"] > 0),
     }
+    return {
+        "world": {**ORACLE_WORLD, **world_config},
+        "seconds": round(time.perf_counter() - started, 1),
+        "goals": goals,
+        "results": results,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--seeds",
+        default=str(ORACLE_WORLD["seed"]),
+        help="world seeds, comma-separated (each builds and trains its own world)",
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="users and impressions per day times this (more impressions: narrower intervals)",
+    )
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/genre_oracle.json")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    worlds = {str(seed): run_world(seed, args.scale, args.resamples) for seed in seeds}
+    every = [w["goals"]["every_variant_above_base_beyond_interval"] for w in worlds.values()]
     out = {
         "benchmark": "genre_oracle",
         "command": "python benchmarks/genre_oracle.py " + " ".join(sys.argv[1:]),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": describe(),
-        "world": {**ORACLE_WORLD, **world_config},
         "networks": SMALL_NETWORKS,
         "bootstrap_resamples": args.resamples,
         "seconds": round(time.perf_counter() - started, 1),
-        "goals": goals,
-        "results": results,
+        "goals": {
+            "seeds_with_every_variant_above_base": f"{sum(every)} of {len(every)}",
+            **{f"seed {s}": w["goals"] for s, w in worlds.items()},
+        },
+        "seeds": worlds,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")
-    print(json.dumps(goals, indent=1))
+    print(json.dumps(out["goals"], indent=1))
     print(f"wrote {args.out}")
 
 

@@ -385,30 +385,42 @@ def _oracle_runs() -> list[tuple[str, dict]]:
     ]
 
 
+def _oracle_worlds(data: dict) -> list[dict]:
+    """The worlds of one results file: one per seed (older files held a single world)."""
+    return list(data["seeds"].values()) if "seeds" in data else [data]
+
+
 def _oracle_rows() -> list[tuple[str, ...]]:
     """Goal rows of the oracle worlds: every GENRE variant above its base beyond its interval."""
     rows = []
     for name, data in _oracle_runs():
-        informed = data["results"]["informative"]["validation"]
-        shuffled = data["results"]["shuffled"]["validation"]
-        above = data["goals"]["variants_above_base"]
-        world = data["world"]
-        rows.append(
-            (
-                f"Oracle demo world (seed {world['seed']}, {world['n_users']:,} users, "
-                f"{world['impressions_per_day']:,} impressions/day; `{name}`), informative LLM "
-                "answers: each GENRE variant's validation AUC minus its base's (95% "
-                "paired-bootstrap interval over impressions)",
-                "low end > 0 for every variant",
-                f"{len(above)} of {len(informed)} variants (smallest low end "
-                f"{_fmt(min(v['low'] for v in informed.values()), 4)}); shuffled answers "
-                "(control): "
-                f"{len(data['goals']['shuffled_variants_above_base'])} of {len(shuffled)}",
-                "yes" if data["goals"]["every_variant_above_base_beyond_interval"] else "no",
-                "benchmarks/genre_oracle.py",
-                label(data.get("machine")),
+        for run in _oracle_worlds(data):
+            informed = run["results"]["informative"]["validation"]
+            shuffled = run["results"]["shuffled"]["validation"]
+            above = run["goals"]["variants_above_base"]
+            world = run["world"]
+            cold = run["goals"].get("variants_above_base_on_cold_users")
+            rows.append(
+                (
+                    f"Oracle demo world (seed {world['seed']}, {world['n_users']:,} users, "
+                    f"{world['impressions_per_day']:,} impressions/day; `{name}`), informative "
+                    "LLM answers: each GENRE variant's validation AUC minus its base's (95% "
+                    "paired-bootstrap interval over impressions)",
+                    "low end > 0 for every variant",
+                    f"{len(above)} of {len(informed)} variants (smallest low end "
+                    f"{_fmt(min(v['low'] for v in informed.values()), 4)})"
+                    + (
+                        f"; on cold users {len(cold)} of {len(informed)}"
+                        if cold is not None
+                        else ""
+                    )
+                    + "; shuffled answers (control): "
+                    f"{len(run['goals']['shuffled_variants_above_base'])} of {len(shuffled)}",
+                    "yes" if run["goals"]["every_variant_above_base_beyond_interval"] else "no",
+                    "benchmarks/genre_oracle.py",
+                    label(data.get("machine")),
+                )
             )
-        )
     return rows
 
 
@@ -419,25 +431,37 @@ def _delta_cell(r: dict | None) -> str:
 
 
 def _oracle_table(name: str, data: dict) -> list[str]:
-    world = data["world"]
-    lines = [
-        f"### GENRE variants vs base on the oracle demo world: `{name}`",
-        "",
-        f"Seed {world['seed']}, {world['n_users']:,} users, {world['impressions_per_day']:,} "
-        "impressions a day. AUC of the variant minus its base's over the same impressions, 95% "
-        f"paired-bootstrap interval ({data['bootstrap_resamples']} resamples); the tests' small "
-        "networks, one training each.",
-        "",
-        "| variant | base | split | informative answers | shuffled answers (control) |",
-        "|---|---|---|---|---|",
-    ]
-    results = data["results"]
-    for split in ("validation", "test"):
-        for name, row in sorted(results["informative"][split].items()):
-            control = _delta_cell(results["shuffled"][split].get(name))
-            lines.append(f"| {name} | {row['base']} | {split} | {_delta_cell(row)} | {control} |")
-    lines += ["", f"`{data['command']}` ({label(data.get('machine'))}, {data['seconds']:.0f} s)"]
-    return lines
+    lines = []
+    for run in _oracle_worlds(data):
+        world = run["world"]
+        lines += [
+            f"### GENRE variants vs base on the oracle demo world: `{name}`, seed {world['seed']}",
+            "",
+            f"Seed {world['seed']}, {world['n_users']:,} users, "
+            f"{world['impressions_per_day']:,} impressions a day. AUC of the variant minus its "
+            "base's over the same impressions, 95% paired-bootstrap interval "
+            f"({data['bootstrap_resamples']} resamples); the tests' small networks, one "
+            "training each.",
+            "",
+            "| variant | base | split | informative answers | informative, cold users | "
+            "shuffled answers (control) |",
+            "|---|---|---|---|---|---|",
+        ]
+        results = run["results"]
+        for split in ("validation", "test"):
+            for variant, row in sorted(results["informative"][split].items()):
+                control = _delta_cell(results["shuffled"][split].get(variant))
+                cold = _delta_cell(row.get("cold_users"))
+                lines.append(
+                    f"| {variant} | {row['base']} | {split} | {_delta_cell(row)} | {cold} "
+                    f"| {control} |"
+                )
+        lines += [
+            "",
+            f"`{data['command']}` ({label(data.get('machine'))}, {run['seconds']:.0f} s)",
+            "",
+        ]
+    return lines[:-1]
 
 
 def _enrichment_table() -> list[str]:
