@@ -204,12 +204,13 @@ def train_scorers(
 
     from genre_dagster.assets import embeddings
     from genre_dagster.assets.scoring import scorer_assets
+    from genre_dagster.scoring.registry import NEURAL_KINDS
     from genre_dagster.scoring.variants import DEFAULT_SCORERS
 
     scorers = [a for a in scorer_assets if a.key.path[-1] in names]
     assets = [*enrichment_assets(), embeddings.news_embeddings, embeddings.user_profile_embeddings]
     small = {"config": {"overrides_json": json.dumps(SMALL_NETWORKS)}}
-    neural = {spec.name for spec in DEFAULT_SCORERS if spec.kind in ("nrms", "naml")}
+    neural = {spec.name for spec in DEFAULT_SCORERS if spec.kind in NEURAL_KINDS}
     ops = {f"scoring__{name}": small for name in names if name in neural}
     ops.update((run_config or {}).get("ops", {}))
     materialize(world, database, [*assets, *scorers, *(extra or [])], {"ops": ops})

@@ -24,6 +24,10 @@ def world(news_world):
     return news_world
 
 
+# a neural base scorer and its GENRE variants
+VARIANT_SUFFIXES = ("", "_summary", "_profile", "_generated", "_genre_all")
+
+
 def _query(world, sql: str):
     with duckdb.connect(str(world["settings"].duckdb_path), read_only=True) as conn:
         return conn.sql(sql).fetchall()
@@ -219,6 +223,7 @@ def test_leaderboard_has_every_scorer_variant_and_references(world):
         "naml_profile",
         "naml_generated",
         "naml_genre_all",
+        *(f"{base}{v}" for base in ("hybrid_naml", "sequential") for v in VARIANT_SUFFIXES),
         "ensemble",
         "random",
         "oracle",
@@ -301,7 +306,8 @@ def test_leaderboard_puts_each_genre_variant_next_to_its_base(world):
     )
     by = {(r[0], r[1]): r for r in rows}
     bases = variant_bases()
-    assert set(bases.values()) == {"nrms", "naml"} and len(bases) == 8
+    assert set(bases.values()) == {"nrms", "naml", "hybrid_naml", "sequential"}
+    assert len(bases) == 16
     for (scorer, segment), (_, _, base, auc, delta, low, high, verdict) in by.items():
         if scorer not in bases:
             assert base is delta is low is high is verdict is None, scorer

@@ -46,6 +46,23 @@ def naml(world):
     return scorer
 
 
+@pytest.fixture(scope="module")
+def hybrid_naml(world):
+    scorer = from_preset("hybrid_naml_small")
+    scorer.fit(world["train"], world["items"], world["valid"])
+    return scorer
+
+
+@pytest.fixture(scope="module")
+def sequential(world):
+    scorer = from_preset("sequential_small")
+    scorer.fit(world["train"], world["items"], world["valid"])
+    return scorer
+
+
+NEURAL_DEFAULTS = ["nrms", "naml", "hybrid_naml", "sequential"]
+
+
 def _impression_pool_agreement(scorer, data, items, n=20, **kwargs):
     """score() of the first n impressions vs score_pool() of their users over their candidates."""
     sub = subset(data, n)
@@ -56,7 +73,7 @@ def _impression_pool_agreement(scorer, data, items, n=20, **kwargs):
     np.testing.assert_allclose(scored, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["nrms", "naml"])
+@pytest.mark.parametrize("name", NEURAL_DEFAULTS)
 def test_beats_random_by_a_clear_share_of_the_oracle_margin(world, request, name):
     scorer = request.getfixturevalue(name)
     test = world["test"]
@@ -95,7 +112,7 @@ def test_same_seed_same_scores_other_seed_other_scores(world):
     assert not np.array_equal(runs[0], runs[2])
 
 
-@pytest.mark.parametrize("name", ["nrms", "naml"])
+@pytest.mark.parametrize("name", NEURAL_DEFAULTS)
 def test_save_load_is_exact(world, request, tmp_path, name):
     scorer = request.getfixturevalue(name)
     folder = tmp_path / scorer.scorer_id
@@ -111,7 +128,7 @@ def test_save_load_is_exact(world, request, tmp_path, name):
         other.load(folder)
 
 
-@pytest.mark.parametrize("name", ["nrms", "naml"])
+@pytest.mark.parametrize("name", NEURAL_DEFAULTS)
 def test_score_and_score_pool_agree(world, request, name):
     scorer = request.getfixturevalue(name)
     scores = scorer.score(world["test"], world["items"])
@@ -258,7 +275,7 @@ def test_every_default_scorer_variant_saves_under_its_own_artifact_id():
 
 def test_every_neural_scorer_has_the_genre_variants_next_to_its_base():
     from genre_dagster.scoring.plugins import without
-    from genre_dagster.scoring.registry import create_scorer
+    from genre_dagster.scoring.registry import NEURAL_KINDS, create_scorer
     from genre_dagster.scoring.variants import DEFAULT_SCORERS, ENSEMBLE_MEMBERS, variant_bases
 
     specs = {spec.name: spec for spec in DEFAULT_SCORERS}
@@ -266,7 +283,9 @@ def test_every_neural_scorer_has_the_genre_variants_next_to_its_base():
     def scorer_id(config, kind):
         return create_scorer(kind, config).scorer_id
 
-    for base in ("nrms", "naml"):
+    bases = [s.name for s in DEFAULT_SCORERS if s.kind in NEURAL_KINDS and s.base is None]
+    assert bases == ["nrms", "naml", "hybrid_naml", "sequential"]
+    for base in bases:
         kind = specs[base].kind
         variants = {name for name, spec in specs.items() if spec.base == base}
         assert variants == {f"{base}_{s}" for s in ("summary", "profile", "generated", "genre_all")}
@@ -283,9 +302,12 @@ def test_every_neural_scorer_has_the_genre_variants_next_to_its_base():
         both_off = without(every.config, {"profile", "generated_history"})
         assert scorer_id(both_off, kind) == scorer_id(summary.config, kind)
     assert variant_bases() == {
-        name: spec.base for name, spec in specs.items() if spec.name.startswith(("nrms_", "naml_"))
+        f"{base}_{s}": base
+        for base in bases
+        for s in ("summary", "profile", "generated", "genre_all")
     }
     assert all(specs[m].base is None for m in ENSEMBLE_MEMBERS)  # members: unchanged bases
+    assert {"hybrid_naml", "sequential"} <= set(ENSEMBLE_MEMBERS)
 
 
 def test_naml_takes_the_profile_plugin_beside_the_summary_view(world):

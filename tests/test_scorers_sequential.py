@@ -35,9 +35,9 @@ def _fit(world, **overrides) -> NeuralScorer:
     return scorer
 
 
-@pytest.fixture(scope="module")
-def sequential(world):
-    return _fit(world, user_encoder="causal")
+@pytest.fixture(scope="module", params=["attention", "last"])
+def sequential(world, request):
+    return _fit(world, user_encoder="causal", readout=request.param)
 
 
 def _histories(world, n: int = 12) -> np.ndarray:

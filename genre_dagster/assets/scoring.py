@@ -15,6 +15,7 @@ from pydantic import Field
 
 from genre_dagster.resources.model_store import ModelStore
 from genre_dagster.scoring.loading import query_frame, table_exists
+from genre_dagster.scoring.registry import NEURAL_KINDS
 from genre_dagster.scoring.variants import DEFAULT_SCORERS, ENSEMBLE_MEMBERS, ScorerSpec
 
 GROUP = "scoring"
@@ -247,7 +248,7 @@ def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
         key_prefix=[GROUP],
         deps=deps,
         group_name=GROUP,
-        kinds={"pytorch" if spec.kind in ("nrms", "naml") else "scikitlearn", "duckdb"},
+        kinds={"pytorch" if spec.kind in NEURAL_KINDS else "scikitlearn", "duckdb"},
         pool="duckdb",
         description=f"{spec.description} GENRE variant: {spec.variant}.",
     )

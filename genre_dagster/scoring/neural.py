@@ -521,10 +521,20 @@ class NAMLScorer(NeuralScorer):
     defining: ClassVar[dict[str, str]] = {"item_encoder": "multiview"}
 
 
+class SequentialScorer(NeuralScorer):
+    """Sequential recommender (SASRec-style): the history read in order by causal
+    self-attention with learned positions, over hybrid item vectors (content + learned id)."""
+
+    kind: ClassVar[str] = "sequential"
+    preset_name: ClassVar[str | None] = "sequential"
+    defining: ClassVar[dict[str, str]] = {"user_encoder": "causal"}
+
+
 NEURAL_SCORERS: dict[str, type[NeuralScorer]] = {
     "neural": NeuralScorer,
     "nrms": NRMSScorer,
     "naml": NAMLScorer,
+    "sequential": SequentialScorer,
 }
 
 

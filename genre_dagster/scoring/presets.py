@@ -13,6 +13,7 @@ from typing import Any
 
 BATCHING = ("by_history", "shuffled")
 ID_EMBEDDINGS = ("none", "sum", "gated")
+READOUTS = ("attention", "last")
 
 # Every key a neural config may hold, with its default.
 DEFAULTS: MappingProxyType[str, Any] = MappingProxyType(
@@ -31,6 +32,10 @@ DEFAULTS: MappingProxyType[str, Any] = MappingProxyType(
         "max_history": 50,  # most recent clicks kept
         "heads": 4,  # mhsa, causal
         "layers": 2,  # causal: self-attention blocks
+        # causal: the user vector is additive attention over every click's output (each a
+        # summary of the history up to it, its position telling how recent) or, as in SASRec,
+        # the most recent click's output
+        "readout": "attention",  # attention | last
         "time_gaps": False,  # causal: embed the day gap between consecutive history items
         "profile": False,  # GENRE user-profile plug-in
         # GENRE generated history: trained on histories that include synthetic items. Changes
@@ -65,7 +70,13 @@ DEFAULTS: MappingProxyType[str, Any] = MappingProxyType(
 # existed: at that value they are left out of a scorer's stored config (and so of its hash),
 # so the ids and artifacts of scorers that do not use them, and ensembles of those, stay valid.
 HASH_NEUTRAL: MappingProxyType[str, Any] = MappingProxyType(
-    {"id_embedding": "none", "id_dropout": 0.5, "layers": 2, "time_gaps": False}
+    {
+        "id_embedding": "none",
+        "id_dropout": 0.5,
+        "layers": 2,
+        "readout": "attention",
+        "time_gaps": False,
+    }
 )
 
 # A small, fast variant for tests and smoke runs.
@@ -89,6 +100,16 @@ _NAML = {
     "predictor": "dot",
 }
 _NRMS_GENRE = {**_NRMS, "fields": ("title", "summary"), "profile": True}
+# NAML's views plus a learned vector per item seen in training, gated by the content.
+_HYBRID_NAML = {**_NAML, "id_embedding": "gated"}
+# SASRec-style: the history read in order by causal self-attention over hybrid item vectors.
+_SEQUENTIAL = {
+    "fields": ("title",),
+    "item_encoder": "linear",
+    "user_encoder": "causal",
+    "id_embedding": "sum",
+    "predictor": "dot",
+}
 
 PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
     {
@@ -98,6 +119,10 @@ PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
         "nrms_small": MappingProxyType({**_NRMS, **_SMALL}),
         "naml_small": MappingProxyType({**_NAML, **_SMALL, "category_dim": 8}),
         "nrms_genre_small": MappingProxyType({**_NRMS_GENRE, **_SMALL}),
+        "hybrid_naml": MappingProxyType(_HYBRID_NAML),
+        "hybrid_naml_small": MappingProxyType({**_HYBRID_NAML, **_SMALL, "category_dim": 8}),
+        "sequential": MappingProxyType(_SEQUENTIAL),
+        "sequential_small": MappingProxyType({**_SEQUENTIAL, **_SMALL}),
     }
 )
 
@@ -110,6 +135,10 @@ PRESET_KINDS: MappingProxyType[str, str] = MappingProxyType(
         "nrms_small": "nrms",
         "naml_small": "naml",
         "nrms_genre_small": "nrms",
+        "hybrid_naml": "naml",
+        "hybrid_naml_small": "naml",
+        "sequential": "sequential",
+        "sequential_small": "sequential",
     }
 )
 
@@ -137,6 +166,8 @@ def resolve_config(config: dict[str, Any] | None = None) -> dict[str, Any]:
         raise ValueError(f"config 'id_dropout' must be in [0, 1), got {resolved['id_dropout']}")
     if resolved["layers"] < 1:
         raise ValueError(f"config 'layers' must be >= 1, got {resolved['layers']}")
+    if resolved["readout"] not in READOUTS:
+        raise ValueError(f"config 'readout' must be one of {READOUTS}, got {resolved['readout']!r}")
     if resolved["time_gaps"] and resolved["user_encoder"] != "causal":
         raise ValueError("config 'time_gaps' needs user_encoder='causal' (the others read none)")
     if resolved["batching"] not in BATCHING:

@@ -24,7 +24,12 @@ _KIND_LOCATIONS: dict[str, tuple[str, str]] = {
     "nrms": ("genre_dagster.scoring.neural", "NRMSScorer"),
     "neural": ("genre_dagster.scoring.neural", "NeuralScorer"),
     "naml": ("genre_dagster.scoring.neural", "NAMLScorer"),
+    "sequential": ("genre_dagster.scoring.neural", "SequentialScorer"),
 }
+# Kinds trained with torch (their steps go where the GPU is in production).
+NEURAL_KINDS = frozenset(
+    k for k, (module, _) in _KIND_LOCATIONS.items() if module.endswith("neural")
+)
 
 
 class _LazyScorerKinds(Mapping[str, type[Scorer]]):

@@ -94,6 +94,23 @@ NAML = ScorerSpec(
     variant="title+abstract+category",
     description="NAML: multi-view item encoder (title, abstract, category).",
 )
+HYBRID_NAML = ScorerSpec(
+    "hybrid_naml",
+    "naml",
+    {"fields": ["title", "abstract"], "optional_fields": [], "id_embedding": "gated"},
+    variant="title+abstract+category+item id",
+    description="Hybrid NAML: NAML's item vector plus a learned vector per item seen in "
+    "training (gated, dropped at random in training, so new items are scored from content).",
+)
+SEQUENTIAL = ScorerSpec(
+    "sequential",
+    "sequential",
+    {"fields": ["title"], "id_embedding": "sum"},
+    variant="title+item id, in order",
+    description="Sequential (SASRec-style): causal self-attention over the history in order, "
+    "with learned positions, over title vectors plus a learned vector per item seen in "
+    "training.",
+)
 
 DEFAULT_SCORERS: tuple[ScorerSpec, ...] = (
     ScorerSpec(
@@ -130,9 +147,20 @@ DEFAULT_SCORERS: tuple[ScorerSpec, ...] = (
     *genre_variants(NRMS, "NRMS"),
     NAML,
     *genre_variants(NAML, "NAML"),
+    HYBRID_NAML,
+    *genre_variants(HYBRID_NAML, "Hybrid NAML"),
+    SEQUENTIAL,
+    *genre_variants(SEQUENTIAL, "The sequential model"),
 )
 
-ENSEMBLE_MEMBERS = ("popularity", "content_similarity", "matrix_factorization", "nrms")
+ENSEMBLE_MEMBERS = (
+    "popularity",
+    "content_similarity",
+    "matrix_factorization",
+    "nrms",
+    "hybrid_naml",
+    "sequential",
+)
 
 
 def variant_bases(specs: tuple[ScorerSpec, ...] = DEFAULT_SCORERS) -> dict[str, str]:
