@@ -102,6 +102,19 @@ def test_time_based_splits_use_the_dev_folder_as_test(world):
     assert by_split["test"][3] is True  # the dev folder is the evaluation split
 
 
+def test_the_split_plan_from_the_files_is_the_split_dbt_made(world):
+    """`genre-dagster run` plans the split from the source files before any work, with the
+    rule of dbt's model rewritten in Python: on the normal layout it is dbt's, day for day
+    and impression for impression (tests/test_splits.py: the one-day-train layout)."""
+    from genre_dagster.scoring.splits import describe_splits, plan_splits
+
+    plan = plan_splits(world["defs"].resources["source"].impression_days())
+    with duckdb.connect(str(world["settings"].duckdb_path), read_only=True) as conn:
+        made = describe_splits(conn)
+    assert (plan.rule, plan.estimated) == ("time", False)
+    assert plan.days == made.days and plan.rule == made.rule
+
+
 def test_cold_users_are_about_a_fifth(world):
     (cold_share,) = _query(
         world, "select avg(case when segment = 'cold' then 1.0 else 0 end) from main.user_segments"

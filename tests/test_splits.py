@@ -15,17 +15,59 @@ from datetime import date, timedelta
 import dagster as dg
 import duckdb
 import pytest
-from llm_worlds import build_world, run_assets
+from llm_worlds import NO_LLM_CALLS, SMALL_NETWORKS, run_assets
 
 from genre_dagster.scoring.splits import DayCount, SplitSettings, describe_splits, plan_splits
 
 
 @pytest.fixture(scope="module")
 def one_day_train(tmp_path_factory):
-    from genre_dagster.demo import DemoWorldConfig
+    """A MIND-format folder with a one-day train/ and a one-day dev/, after `refresh` ran the
+    whole main job on it as `genre-dagster run` does (small networks, no LLM call: the cost of
+    the graph itself); the tests below rebuild copies of its warehouse with other settings."""
+    import json
 
+    from genre_dagster.definitions import build_definitions
+    from genre_dagster.demo import DemoWorldConfig, generate_world
+    from genre_dagster.pipeline import refresh
+    from genre_dagster.scoring.registry import SCORER_KINDS
+    from genre_dagster.scoring.variants import DEFAULT_SCORERS
+    from genre_dagster.settings import Settings
+
+    root = tmp_path_factory.mktemp("one_day_train")
     config = DemoWorldConfig(n_news=400, n_users=600, n_days=2, impressions_per_day=500, seed=5)
-    return build_world(tmp_path_factory.mktemp("one_day_train"), config)
+    generate_world(config, root / "mind")
+    settings = Settings(
+        env="local",
+        data_dir=root / "data",
+        source_kind="mind",
+        source_path=root / "mind",
+        landing_dir=root / "landing",
+        demo_preset="small",
+        llm_backend="openai",
+        llm_base_url="http://127.0.0.1:9/v1",  # never called: budgets are 0
+        llm_model="no-llm",
+    )
+    defs = build_definitions(settings)
+    small = {"config": {"overrides_json": json.dumps(SMALL_NETWORKS)}}
+    neural = [s.name for s in DEFAULT_SCORERS if SCORER_KINDS[s.kind].__module__.endswith("neural")]
+    run_config = {"ops": {**NO_LLM_CALLS["ops"], **{f"scoring__{n}": small for n in neural}}}
+    lines: list[str] = []
+    log_file = root / "logs" / "run.log"
+    (root / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(root / "home")) as instance:
+        report = refresh(
+            defs, instance, run_config=run_config, on_step=lines.append, log_file=log_file
+        )
+    return {
+        "config": config,
+        "root": root,
+        "settings": settings,
+        "defs": defs,
+        "report": report,
+        "step_lines": lines,
+        "log_file": log_file,
+    }
 
 
 def _dbt_report(database):
@@ -298,3 +340,42 @@ def test_the_run_command_stops_in_seconds_when_no_train_data_is_left(
     data = cli_environment / "data"
     assert not (data / "genre.duckdb").exists()  # nothing ingested
     assert not (cli_environment / "home" / "history").exists()  # no Dagster run
+
+
+def test_a_one_day_train_mind_folder_runs_the_whole_main_job_to_the_end(one_day_train):
+    """The layout of issue 20 (train/ and dev/ one day each) through `refresh`, as `genre-dagster
+    run` does: the user holdout gives train and validation, every scorer trains, the
+    leaderboard and the lists are written. dbt's source tests run as checks of the raw assets,
+    with no 'AssetObservation instead of an AssetCheckResult' warning in the run's log."""
+    from genre_dagster.scoring.variants import DEFAULT_SCORERS
+
+    report = one_day_train["report"]
+    assert report.success, [r["failures"] for r in report.runs]
+    assert [r["job"] for r in report.runs] == ["ingest_day", "nightly_refresh"]
+    (splits,) = [line for line in one_day_train["step_lines"] if line.strip().startswith("splits:")]
+    assert "user holdout" in splits
+
+    names = [spec.name for spec in DEFAULT_SCORERS]
+    with duckdb.connect(str(one_day_train["settings"].duckdb_path), read_only=True) as conn:
+        aucs = dict(
+            conn.sql(
+                " union all ".join(f"select '{n}', val_auc from scoring.{n}" for n in names)
+            ).fetchall()
+        )
+        board = {
+            s for (s,) in conn.sql("select distinct scorer from evaluation.leaderboard").fetchall()
+        }
+        (users, items) = conn.sql(
+            "select count(distinct user_id), count(distinct news_id) from serving.recommendations"
+        ).fetchone()
+    assert sorted(aucs) == sorted(names) and all(0 < auc < 1 for auc in aucs.values()), aucs
+    assert set(names) <= board
+    assert users > 0 and items > 0
+
+    night = report.runs[-1]
+    assert {"source_unique_raw_behaviors_impression_id", "source_not_null_raw_news_news_id"} <= set(
+        night["checks_passed"]
+    )
+    log = one_day_train["log_file"].read_text()
+    assert "source_unique_raw_behaviors_impression_id" in log
+    assert "instead of an `AssetCheckResult`" not in log
