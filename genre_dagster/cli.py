@@ -437,7 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("prepare", help="parse the dbt project (needed once after install)")
     demo = sub.add_parser("demo", help="generate the demo world (MIND format)")
-    demo.add_argument("--preset", default="small", choices=["small", "mind_small"])
+    demo.add_argument(
+        "--preset", default="small", choices=["small", "mind_small", "catalogue_small"]
+    )
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--out", default=None, help="default: $GENRE_DATA_DIR/demo")
     demo.add_argument("--extra-days", type=int, default=0, help="also write N later days")

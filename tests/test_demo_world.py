@@ -1,5 +1,5 @@
 """The demo world generator: determinism, the exact MIND format, the truth file, topic text,
-the shift day, extra landing days and idempotent generation."""
+the shift day, extra landing days, idempotent generation, and the catalogue-style preset."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import polars as pl
 import pytest
 
 from genre_dagster.demo import (
+    TRUTH_FILE,
     DemoWorldConfig,
     ensure_world,
     generate_extra_days,
@@ -356,3 +357,133 @@ def test_config_presets_and_validation() -> None:
         DemoWorldConfig(shift_day=7)
     with pytest.raises(ValueError, match="shift_categories"):
         DemoWorldConfig(shift_categories=("cricket",))
+
+
+# sha256 over every file (relative path + bytes) of the `small` preset, before the catalogue
+# fields existed (generator at commit 0f94f69): adding them must not change a default world.
+SMALL_DIGEST = "ecf9f8b8f46a2e68395918082e645ac4ad26c7f3fb08dbcb2d541d81e70223f9"
+SMALL_WITH_TWO_EXTRA_DAYS_DIGEST = (
+    "50de7e749827d1a15a96602a2f73755a0ff80e259d456789275800ae4820aab7"
+)
+
+
+def _tree_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_default_presets_are_byte_identical_to_before_the_catalogue_fields(tmp_path: Path) -> None:
+    small = DemoWorldConfig.preset("small")
+    world = tmp_path / "w"
+    generate_world(small, world)
+    assert _tree_digest(world) == SMALL_DIGEST
+    generate_extra_days(small, world, tmp_path / "landing", 2)
+    assert _tree_digest(tmp_path) == SMALL_WITH_TWO_EXTRA_DAYS_DIGEST  # w/ and landing/
+    assert "reread_share" not in read_world_summary(world)["config"]
+
+
+@pytest.fixture(scope="module")
+def catalogue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("catalogue") / "world"
+    generate_world(DemoWorldConfig.preset("catalogue_small"), out)
+    return out
+
+
+def test_catalogue_preset_writes_valid_mind_files(catalogue_dir: Path) -> None:
+    summary = read_world_summary(catalogue_dir)
+    config = DemoWorldConfig.from_dict(summary["config"])
+    assert config == DemoWorldConfig.preset("catalogue_small")
+    assert summary["shift_day"] is None
+    for split in ("train", "dev"):
+        news = _lines(catalogue_dir / split / "news.tsv")
+        assert news and all(len(r) == 8 for r in news)
+        known = {r[0] for r in news}
+        assert len(known) == len(news)
+        for _, user, time, history, impressions in _lines(catalogue_dir / split / "behaviors.tsv"):
+            assert re.fullmatch(r"U\d+", user) and _mind_time(datetime.strptime(time, MIND_TIME))
+            assert set(history.split()) <= known
+            tokens = [t.rsplit("-", 1) for t in impressions.split(" ")]
+            assert {n for n, _ in tokens} <= known and len({n for n, _ in tokens}) == len(tokens)
+            assert any(label == "1" for _, label in tokens)
+    truth = pl.read_parquet(catalogue_dir / TRUTH_FILE)
+    assert truth.height == _candidates(catalogue_dir).height
+    assert 0.03 < truth["label"].mean() < 0.08
+    with pytest.raises(ValueError, match="reread_share"):
+        DemoWorldConfig(reread_share=1.5)
+    with pytest.raises(ValueError, match="taste_drift"):
+        DemoWorldConfig(taste_drift=-0.1)
+
+
+def test_catalogue_items_persist_are_reread_and_tastes_drift(catalogue_dir: Path) -> None:
+    shown = _candidates(catalogue_dir)
+    # Items stay on offer for weeks: most of the last day's candidates were shown before it.
+    last = shown["day"].max()
+    earlier = set(shown.filter(pl.col("day") < last)["news_id"])
+    today = shown.filter(pl.col("day") == last)["news_id"]
+    assert today.is_in(list(earlier)).mean() > 0.9
+    # About a tenth of the candidates are items the reader has in their history.
+    histories = {
+        user: set(history.split())
+        for split in ("train", "dev")
+        for _, user, _, history, _ in _lines(catalogue_dir / split / "behaviors.tsv")
+    }
+    reread = np.array(
+        [n in histories[u] for n, u in zip(shown["news_id"], shown["user_id"], strict=True)]
+    )
+    assert 0.07 < reread.mean() < 0.13
+    # Tastes drift: the recent half of a history is closer to the reader's tastes today than
+    # the older half.
+    world = World(DemoWorldConfig.preset("catalogue_small"))
+    users, catalog = world.users, world.catalog
+    everyone = np.arange(users.ids.size)
+    now = users.affinity(
+        everyone[:, None], np.arange(users.log_affinity.shape[1])[None, :], np.full((1, 1), 6e5)
+    )
+    older, recent = [], []
+    for user in everyone[users.history_length() >= 10]:
+        clicks = catalog.subcategory[
+            users.hist_news[users.hist_ptr[user] : users.hist_ptr[user + 1]]
+        ]
+        half = clicks.size // 2
+        older.append(now[user, clicks[:half]].mean())
+        recent.append(now[user, clicks[half:]].mean())
+    assert np.mean(recent) - np.mean(older) > 0.03
+
+
+def test_catalogue_world_runs_through_ingestion(catalogue_dir: Path, tmp_path: Path) -> None:
+    import dagster as dg
+    from dagster_duckdb import DuckDBResource
+
+    from genre_dagster.assets.raw import raw_behaviors, raw_news
+    from genre_dagster.resources import DatasetSource, PrivacyResource
+    from genre_dagster.resources.storage import DuckDBPolarsTablesIOManager
+
+    database = str(tmp_path / "genre.duckdb")
+    resources = {
+        "io_manager": DuckDBPolarsTablesIOManager(database=database),
+        "duckdb": DuckDBResource(database=database),
+        "source": DatasetSource(kind="mind", path=str(catalogue_dir)),
+        "privacy": PrivacyResource(pseudonym_key="test-key"),
+    }
+    days = read_world_summary(catalogue_dir)["days"]
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("behavior_days", days)
+    accepted = 0
+    for day in days:
+        result = dg.materialize(
+            [raw_news, raw_behaviors], partition_key=day, resources=resources, instance=instance
+        )
+        assert result.success
+        for event in result.get_asset_materialization_events():
+            if event.asset_key.path[-1] not in ("news", "behaviors"):
+                continue  # the quarantine and repairs tables
+            meta = {k: v.value for k, v in event.materialization.metadata.items()}
+            assert meta["rows_quarantined"] == 0, (day, event.asset_key)
+            if event.asset_key.path[-1] == "behaviors":
+                accepted += meta["rows_accepted"]
+    lines = sum(len(_lines(catalogue_dir / split / "behaviors.tsv")) for split in ("train", "dev"))
+    assert accepted == lines == read_world_summary(catalogue_dir)["counts"]["n_impressions"]

@@ -18,6 +18,7 @@ from genre_dagster.demo.vocabulary import CATEGORIES
 SECONDS_PER_DAY = 86_400
 STREAM_NEWS, STREAM_TEXT, STREAM_USERS, STREAM_HISTORY, STREAM_DAY = 1, 2, 3, 4, 5
 STREAM_TEXT_TOPIC = 6
+STREAM_TASTE_DRIFT, STREAM_REREAD = 7, 8
 # SeedSequence entropy must be non-negative; pre-period days have negative indices.
 _INDEX_OFFSET = 1_000_000
 # Ids are scrambled (a bijection modulo a prime) so they look like MIND's and hide order.

@@ -28,6 +28,14 @@ class DemoWorldConfig:
     Text: a share `text_topic_noise` of the news have a title and abstract written about a random
     subcategory instead of their own (their category column stays true), so the text alone
     does not always reveal what an item is about (0: every text is on topic).
+    Catalogue worlds (books, products; see the `catalogue_small` preset): items stay live for
+    weeks (`candidate_window_days`, `pre_days`, a small `freshness_weight`); `reread_share` is
+    the expected share of an impression's candidates drawn from the reader's own history,
+    popular items first (0: nothing read is shown again, as in news); with `taste_drift` > 0
+    each user's log-affinity moves from their tastes at the first pre-period day toward a
+    second, independent draw of tastes, linearly in time, reaching that share of the way at the
+    end of the base days; histories are then read over the pre-period along the drift and
+    listed in reading order, so their recent part is closer to today's tastes.
     """
 
     seed: int = 7
@@ -52,6 +60,8 @@ class DemoWorldConfig:
     candidate_window_days: int = 2
     subcategory_interest: float = 0.6
     text_topic_noise: float = 0.0
+    reread_share: float = 0.0
+    taste_drift: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -75,6 +85,8 @@ class DemoWorldConfig:
             (self.noise_sd >= 0, "noise_sd must be >= 0"),
             (0.0 <= self.text_topic_noise <= 1.0, "text_topic_noise must be in [0, 1]"),
             (self.subcategory_interest >= 0, "subcategory_interest must be >= 0"),
+            (0.0 <= self.reread_share <= 1.0, "reread_share must be in [0, 1]"),
+            (0.0 <= self.taste_drift <= 1.0, "taste_drift must be in [0, 1]"),
         ]
         for ok, message in checks:
             if not ok:
@@ -100,16 +112,20 @@ class DemoWorldConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> DemoWorldConfig:
-        """A named size (`small`, `mind_small`) with optional field overrides."""
+        """A named world (`small`, `mind_small`, `catalogue_small`) with optional overrides."""
         if name not in PRESETS:
             raise ValueError(f"unknown demo preset {name!r}; choose one of {sorted(PRESETS)}")
         return dataclasses.replace(PRESETS[name], **overrides)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (as stored in world.json)."""
+        """JSON-ready form (as stored in world.json). Fields added after worlds were published
+        are left out at their default, so those worlds' world.json stay byte-identical."""
         out = dataclasses.asdict(self)
         out["start_date"] = self.start_date.isoformat()
         out["shift_categories"] = list(self.shift_categories)
+        for name, default in LATER_FIELDS.items():
+            if out[name] == default:
+                del out[name]
         return out
 
     @classmethod
@@ -127,8 +143,26 @@ class DemoWorldConfig:
         return cls(**values)
 
 
+# Fields added after the first worlds were generated, with the default that leaves a world as
+# it was (see to_dict).
+LATER_FIELDS: dict[str, Any] = {"reread_share": 0.0, "taste_drift": 0.0}
+
 PRESETS: dict[str, DemoWorldConfig] = {
     "small": DemoWorldConfig(),
     # About MIND-small's size: ~50k news, ~50k users, ~150k impressions.
     "mind_small": DemoWorldConfig(n_news=50_000, n_users=50_000, impressions_per_day=21_500),
+    # Books or products rather than news, at `small`'s size: items stay live for four weeks and
+    # barely age, popularity is a lasting trait of an item (what its id can learn and its text
+    # cannot say, the more so as a fifth of the texts are off topic), readers are shown items
+    # they read before, tastes drift slowly, and there is no event day.
+    "catalogue_small": DemoWorldConfig(
+        pre_days=28,
+        candidate_window_days=28,
+        freshness_weight=0.05,
+        popularity_weight=1.0,
+        shift_day=None,
+        text_topic_noise=0.2,
+        reread_share=0.1,
+        taste_drift=0.5,
+    ),
 }

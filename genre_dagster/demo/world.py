@@ -12,6 +12,7 @@ import numpy as np
 from genre_dagster.demo.catalog import (
     SECONDS_PER_DAY,
     STREAM_DAY,
+    STREAM_REREAD,
     Taxonomy,
     build_catalog,
     day_rng,
@@ -107,10 +108,10 @@ class World:
         """Readers, times and candidates of one day, with logits before the bias."""
         cfg, cat = self.config, self.catalog
         user, time_s = self._readers(day, rng, shift)
-        imp, news = self._candidates(day, rng, shift, time_s)
+        imp, news = self._candidates(day, rng, shift, time_s, user)
         age_days = np.maximum(time_s[imp] - cat.publish_s[news], 0) / SECONDS_PER_DAY
         logit = (
-            cfg.interest_weight * self.users.log_affinity[user[imp], cat.subcategory[news]]
+            cfg.interest_weight * self.users.affinity(user[imp], cat.subcategory[news], time_s[imp])
             + cfg.popularity_weight * cat.z[news]
             - cfg.freshness_weight * np.log1p(age_days / FRESHNESS_SCALE_DAYS)
             + rng.normal(0.0, cfg.noise_sd, size=imp.size)
@@ -142,7 +143,12 @@ class World:
         return user[order], time_s[order].astype(np.int64)
 
     def _candidates(
-        self, day: int, rng: np.random.Generator, shift: bool, time_s: np.ndarray
+        self,
+        day: int,
+        rng: np.random.Generator,
+        shift: bool,
+        time_s: np.ndarray,
+        reader: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Candidates of each impression (impression row, catalog index), in shown order.
 
@@ -185,10 +191,45 @@ class World:
         keep = first_per_group(imp, pick, pool.size)
         imp, pick = imp[keep], pick[keep]
         keep = rank_in_group(imp, n_imp) < n_cand[imp]
-        imp, pick = imp[keep], pick[keep]
+        imp, news = imp[keep], pool[pick[keep]]
+        if cfg.reread_share > 0:
+            imp, news = self._with_rereads(day, reader, imp, news, n_cand)
         # Shown order is random: the sampling order would leak popularity through position.
         order = np.lexsort((rng.random(imp.size), imp))
-        return imp[order], pool[pick[order]]
+        return imp[order], news[order]
+
+    def _with_rereads(
+        self,
+        day: int,
+        reader: np.ndarray,
+        imp: np.ndarray,
+        news: np.ndarray,
+        n_cand: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Catalogue worlds: about `reread_share` of each impression's candidates are items
+        from the reader's own history (popular ones more often); the pool's candidates make up
+        the rest. Drawn from a stream of their own, after the pool's."""
+        users, cat = self.users, self.catalog
+        rng = day_rng(self.config.seed, STREAM_REREAD, day)
+        lengths = users.history_length()[reader]
+        n_reread = np.minimum(rng.binomial(n_cand, self.config.reread_share), lengths)
+        # Every history item of every impression, ranked by popularity with Gumbel noise: the
+        # first n_reread are drawn without replacement in proportion to exp(POOL_POPULARITY z).
+        row = np.repeat(np.arange(reader.size), lengths)
+        offset = np.arange(row.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        item = users.hist_news[users.hist_ptr[reader][row] + offset]
+        key = POOL_POPULARITY * cat.z[item] + rng.gumbel(size=item.size)
+        order = np.lexsort((-key, row))
+        row, item = row[order], item[order]
+        chosen = rank_in_group(row, reader.size) < n_reread[row]
+        # Rereads first, then the pool's picks not already among them, n_cand in all.
+        both_imp = np.concatenate([row[chosen], imp])
+        both_news = np.concatenate([item[chosen], news])
+        keep = first_per_group(both_imp, both_news, cat.ids.size)
+        order = keep[np.argsort(both_imp[keep], kind="stable")]
+        both_imp, both_news = both_imp[order], both_news[order]
+        keep = rank_in_group(both_imp, reader.size) < n_cand[both_imp]
+        return both_imp[keep], both_news[keep]
 
     def _shift_category_index(self) -> np.ndarray:
         return np.array([self.taxonomy.categories.index(c) for c in self.config.shift_categories])

@@ -31,7 +31,9 @@ class DatasetSource(dg.ConfigurableResource):
     kind: str = Field(default="demo", description="demo | mind | generic")
     path: str = Field(description="MIND root, generic folder, or where the demo world is written")
     landing_dir: str = Field(default="", description="folder watched for new daily files")
-    demo_preset: str = Field(default="small", description="demo size: small | mind_small")
+    demo_preset: str = Field(
+        default="small", description="demo world: small | mind_small | catalogue_small"
+    )
     demo_seed: int = Field(default=7, description="seed of the demo world")
     items_file: str = Field(
         default="items.parquet", description="generic: items file name or glob pattern"
