@@ -744,9 +744,9 @@ def measure_mask(adapter: Adapter, schema: dict, tokens: list[int], eos: int, re
 def generate_case(backend: Any, case: str, vocab: Any, inputs: list, constrained: bool):
     """Generate the case's prompts; strict and pipeline validity, tokens/s."""
     from genre_dagster.enrichment.prompts import load_template
+    from genre_dagster.enrichment.runner import Stage
     from genre_dagster.enrichment.sanitize import PromptLimits
     from genre_dagster.enrichment.schemas import validate_answer
-    from genre_dagster.enrichment.stage import Stage
 
     role = ROLE_OF[case]
     stage = Stage(
@@ -900,8 +900,8 @@ def worker(args: argparse.Namespace) -> None:
 
 def _warmup_request(inputs: dict, vocabs: dict) -> Any:
     from genre_dagster.enrichment.prompts import load_template
+    from genre_dagster.enrichment.runner import Stage
     from genre_dagster.enrichment.sanitize import PromptLimits
-    from genre_dagster.enrichment.stage import Stage
 
     stage = Stage(
         backend=None, cache=None, batch_size=1, vocab=vocabs["summarizer"], limits=PromptLimits(),

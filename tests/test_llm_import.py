@@ -174,8 +174,8 @@ def test_export_sends_what_the_next_run_would_in_its_order_and_budget(world, db,
     from genre_dagster.enrichment.enrich import role_vocabulary
     from genre_dagster.enrichment.inputs import item_categories, role_inputs
     from genre_dagster.enrichment.prompts import load_template
+    from genre_dagster.enrichment.runner import Stage
     from genre_dagster.enrichment.sanitize import PromptLimits
-    from genre_dagster.enrichment.stage import Stage
 
     plan = _export(world, db, "profiler", tmp_path / "p.jsonl")  # the asset's budget: 8
     with duckdb.connect(str(db), read_only=True) as conn:

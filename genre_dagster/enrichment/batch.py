@@ -156,9 +156,8 @@ def _keys_by_hash(
     one request). The role's own requests are named by its rows; the profiler step of a chain
     is rendered again here because its rows stay inside the chain."""
     from genre_dagster.enrichment.prompts import load_template
-    from genre_dagster.enrichment.runner import chain_profile_inputs
+    from genre_dagster.enrichment.runner import Stage, chain_profile_inputs
     from genre_dagster.enrichment.sanitize import PromptLimits
-    from genre_dagster.enrichment.stage import Stage
 
     keys: dict[str, list[str]] = defaultdict(list)
     for row in rows:

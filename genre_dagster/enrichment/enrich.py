@@ -17,8 +17,8 @@ from typing import Any
 from genre_dagster.enrichment.backends import LLMBackend
 from genre_dagster.enrichment.cache import IMPORTED_PREFIX, CachedResponse, ResponseCache
 from genre_dagster.enrichment.roles import RoleInput
+from genre_dagster.enrichment.runner import RoleRow, RoleRunResult, run_role, with_earlier_answers
 from genre_dagster.enrichment.schemas import OutputLimits, VocabularyConfig
-from genre_dagster.enrichment.stage import RoleRow, RoleRunResult
 
 # The cache roles whose imported answers an asset's role publishes: a released generator log
 # serves the synthetic items whichever mode (direct or chain) the asset runs in.
@@ -102,8 +102,6 @@ def enrich(
     `config` carries the role's run settings (the enrichment assets' RoleConfig): budget,
     batch_size, prompt_version, retry_failed, max_new_tokens, constrained, use_imported.
     `earlier=False` leaves out the earlier answers (what an export needs: only tonight's)."""
-    from genre_dagster.enrichment.runner import run_role, with_earlier_answers
-
     keys = [item.key for item in inputs]
     use_imported = bool(getattr(config, "use_imported", True))
     imported = cache.latest_imported(IMPORTED_ROLES[role], keys) if use_imported else {}

@@ -1,29 +1,88 @@
-"""Run one GENRE role over many inputs: cache first, budget, batches, validation, one retry.
+"""Run one GENRE role over many inputs: render, hash, cache first, budget, batches,
+validation, one stricter retry.
 
 For each input the prompt is rendered and hashed; cached ok answers are reused (and cached
 failures too when `retry_failed` is False). The rest are sent to the backend in batches, up to
 `budget` items (inputs come newest first, so the newest are served first); each answer is
 validated, a failing one is retried once with a stricter reminder, and every finished batch is
-written to the cache at once, so a crash loses at most the batch in flight. An exception
-raised by a backend (rather than an error result) stops the run; finished batches are kept.
+written to the cache at once, so a crash loses at most the batch in flight. A backend's error
+results become failed rows; an exception raised by a backend stops the run (finished batches
+are kept).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from genre_dagster.enrichment.backends import LLMBackend
-from genre_dagster.enrichment.cache import ResponseCache
-from genre_dagster.enrichment.prompts import load_template
-from genre_dagster.enrichment.roles import ROLES, RoleInput
+from genre_dagster.enrichment.backends import ChatRequest, LLMBackend, LLMResult, check_aligned
+from genre_dagster.enrichment.cache import CachedResponse, ResponseCache
+from genre_dagster.enrichment.prompts import PromptTemplate, input_hash, load_template
+from genre_dagster.enrichment.roles import (
+    CONTEXT_VALUES,
+    ROLES,
+    STRICT_REMINDER,
+    RoleInput,
+    avoid_copying,
+    prompt_values,
+)
 from genre_dagster.enrichment.sanitize import PromptLimits
-from genre_dagster.enrichment.schemas import OutputLimits, VocabularyConfig
-from genre_dagster.enrichment.stage import RoleRow, RoleRunResult, Stage, stats_of
+from genre_dagster.enrichment.schemas import (
+    OutputLimits,
+    Validated,
+    VocabularyConfig,
+    json_schema,
+    max_answer_tokens,
+    validate_answer,
+)
 from genre_dagster.enrichment.vocabulary import Vocabulary, us_states_vocabulary
 
-__all__ = ["RoleInput", "RoleRow", "RoleRunResult", "run_role", "vocabulary_config"]
+__all__ = ["RoleInput", "RoleRow", "RoleRunResult", "Stage", "run_role", "vocabulary_config"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RoleRow:
+    """The outcome for one input: status "ok", "failed" or "skipped" (over budget).
+
+    `stale`: an ok row that answers an earlier input of the same item (see
+    `with_earlier_answers`), kept because tonight's input got no valid answer."""
+
+    key: str
+    status: str
+    output: dict[str, Any] | None
+    error: str | None
+    cached: bool
+    input_hash: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    seconds: float = 0.0
+    attempts: int = 0
+    notes: list[str] = field(default_factory=list)
+    stale: bool = False
+
+
+@dataclass
+class RoleRunResult:
+    """Rows in input order and run statistics.
+
+    stats: answered (fresh ok), cached (served from the cache), failed, skipped_by_budget,
+    sent (items sent to the LLM), requests (LLM calls incl. retries), repaired (ok rows with
+    repair notes), prompt_tokens / completion_tokens (spent in this run), seconds (wall time).
+    For chain_generator, `stage_stats` holds the profiler's and the generator's own stats.
+    """
+
+    role: str
+    prompt_version: str
+    model: str
+    rows: list[RoleRow]
+    stats: dict[str, float]
+    stage_stats: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def vocabulary_config(
@@ -129,7 +188,7 @@ def run_role(
         else:
             error = None if profile.status == "skipped" else f"profiler: {profile.error}"
             rows.append(RoleRow(item.key, profile.status, None, error, profile.cached))
-    stats = stats_of(rows, profiles.stats["seconds"] + generated.stats["seconds"])
+    stats = _stats_of(rows, profiles.stats["seconds"] + generated.stats["seconds"])
     for name in ("sent", "requests", "prompt_tokens", "completion_tokens"):
         stats[name] = profiles.stats[name] + generated.stats[name]
     return RoleRunResult(
@@ -190,3 +249,240 @@ def with_earlier_answers(result: RoleRunResult, cache: ResponseCache | None) -> 
     return RoleRunResult(
         result.role, result.prompt_version, result.model, rows, stats, result.stage_stats
     )
+
+
+# --- one pass of one template over its inputs -------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    request: ChatRequest
+    keys: list[str]  # item keys sharing this exact prompt
+
+
+@dataclass
+class Stage:
+    """Runs template passes; `sent` (item keys sent to the LLM) is shared between the passes
+    of a chain so they spend one budget."""
+
+    backend: LLMBackend
+    cache: ResponseCache | None
+    batch_size: int
+    vocab: VocabularyConfig
+    limits: PromptLimits
+    temperature: float
+    retry_failed: bool
+    validation_retries: int
+    budget: int | None
+    sent: set[str]
+    domain: str = "news"
+    constrained: bool = True
+
+    def render(self, template: PromptTemplate, fields: Any) -> tuple[dict[str, str], ...]:
+        """The messages of one input (ValueError for an invalid input)."""
+        values = prompt_values(template.role, fields, self.limits, self.vocab, self.domain)
+        return template.render(values, CONTEXT_VALUES)
+
+    def request_for(
+        self, template: PromptTemplate, item: RoleInput, max_new_tokens: int | None
+    ) -> ChatRequest:
+        """The chat request of one input: rendered, hashed (prompt + schema), schema attached."""
+        role, version = template.role, template.version
+        messages = self.render(template, item.fields)
+        schema = json_schema(role, self.vocab) if self.constrained else None
+        prefix = "" if schema is not None else template.response_prefix
+        avoid = (
+            avoid_copying(role, item.fields, self.limits, template.instructions)
+            if schema is not None
+            else ()
+        )
+        return ChatRequest(
+            key=input_hash(role, version, messages, prefix, schema, avoid),
+            messages=messages,
+            max_new_tokens=max_new_tokens or max_answer_tokens(role, self.vocab),
+            temperature=self.temperature,
+            item_id=item.key,
+            response_prefix=prefix,
+            json_object=True,
+            json_schema=schema,
+            avoid_copying=avoid,
+        )
+
+    def run(
+        self, template: PromptTemplate, inputs: Sequence[RoleInput], max_new_tokens: int | None
+    ) -> RoleRunResult:
+        start = time.perf_counter()
+        role, version, model = template.role, template.version, self.backend.model_name
+        counters = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        rows: dict[str, RoleRow] = {}
+        hashed: list[tuple[RoleInput, ChatRequest]] = []
+        for item in inputs:
+            try:
+                request = self.request_for(template, item, max_new_tokens)
+            except ValueError as exc:
+                rows[item.key] = RoleRow(item.key, "failed", None, f"invalid input: {exc}", False)
+                continue
+            hashed.append((item, request))
+        cached = (
+            self.cache.get(role, version, model, [r.key for _, r in hashed]) if self.cache else {}
+        )
+        pending: dict[str, _Pending] = {}
+        for item, request in hashed:
+            hit = cached.get(request.key)
+            if hit is not None and (hit.status == "ok" or not self.retry_failed):
+                rows[item.key] = _row_from_cache(item.key, hit)
+            elif request.key in pending:
+                pending[request.key].keys.append(item.key)  # same prompt: answered once
+            elif item.key in self.sent or self.budget is None or len(self.sent) < self.budget:
+                self.sent.add(item.key)
+                pending[request.key] = _Pending(request, [item.key])
+            else:
+                rows[item.key] = RoleRow(
+                    item.key, "skipped", None, None, False, input_hash=request.key
+                )
+        todo = list(pending.values())
+        for first in range(0, len(todo), self.batch_size):
+            batch = todo[first : first + self.batch_size]
+            finished = self._answer(batch, role, counters)
+            responses = [
+                _response(role, version, model, p, result, checked)
+                for p, (result, checked) in zip(batch, finished, strict=True)
+            ]
+            if self.cache is not None:
+                self.cache.put(responses)  # at once: a crash later loses nothing finished
+            for p, response in zip(batch, responses, strict=True):
+                for key in p.keys:
+                    rows[key] = _row_from_cache(key, response, cached=False)
+            logger.info(
+                "%s: %d/%d sent items finished", role, min(first + len(batch), len(todo)), len(todo)
+            )
+        ordered = [rows[item.key] for item in inputs]
+        stats = _stats_of(ordered, time.perf_counter() - start)
+        stats["sent"] = sum(len(p.keys) for p in todo)
+        stats.update(counters)
+        return RoleRunResult(role, version, model, ordered, stats)
+
+    def _answer(
+        self, batch: list[_Pending], role: str, counters: dict[str, int]
+    ) -> list[tuple[LLMResult, Validated]]:
+        """Generate, validate and retry invalid answers with the stricter reminder."""
+        requests = [p.request for p in batch]
+        results = self._generate(requests, counters)
+        checked = [self._check(role, r) for r in results]
+        merged = list(zip(results, checked, strict=True))
+        for _ in range(self.validation_retries):
+            # Retry answers that came back but were unusable; backend errors were already
+            # retried by the backend.
+            redo = [i for i, (res, chk) in enumerate(merged) if res.ok and chk.error is not None]
+            if not redo:
+                break
+            retry_requests = [_stricter(requests[i], merged[i]) for i in redo]
+            for i, result in zip(redo, self._generate(retry_requests, counters), strict=True):
+                earlier, earlier_check = merged[i]
+                check = self._check(role, result)
+                if result.ok and check.error is None:
+                    check.notes.insert(0, f"retried after: {earlier_check.error}")
+                elif result.ok:
+                    check.error = f"{check.error} (retry after: {earlier_check.error})"
+                else:
+                    # No text on retry: keep the first answer and both reasons.
+                    result = LLMResult(
+                        key=result.key,
+                        text=None,
+                        error=f"{earlier_check.error}; retry failed: {result.error}",
+                        seconds=result.seconds,
+                        attempts=result.attempts,
+                    )
+                    result.extra["raw_text"] = earlier.text
+                    check = Validated(None, result.error, earlier_check.notes)
+                merged[i] = (_combine(earlier, result), check)
+        return merged
+
+    def _generate(self, requests: list[ChatRequest], counters: dict[str, int]) -> list[LLMResult]:
+        results = self.backend.generate(requests)
+        check_aligned(requests, results, type(self.backend).__name__)
+        counters["requests"] += len(requests)
+        counters["prompt_tokens"] += sum(r.prompt_tokens or 0 for r in results)
+        counters["completion_tokens"] += sum(r.completion_tokens or 0 for r in results)
+        return results
+
+    def _check(self, role: str, result: LLMResult) -> Validated:
+        if not result.ok:
+            return Validated(None, result.error)
+        return validate_answer(role, result.text, self.vocab)
+
+
+def _stricter(request: ChatRequest, answered: tuple[LLMResult, Validated]) -> ChatRequest:
+    result, check = answered
+    reminder = STRICT_REMINDER.format(reason=(check.error or "")[:200])
+    messages = (
+        *request.messages,
+        {"role": "assistant", "content": (result.text or "")[:1000]},
+        {"role": "user", "content": reminder},
+    )
+    return replace(request, messages=messages)
+
+
+def _combine(first: LLMResult, second: LLMResult) -> LLMResult:
+    """The retry's outcome with the costs of both tries."""
+    add = lambda a, b: None if a is None and b is None else (a or 0) + (b or 0)  # noqa: E731
+    combined = LLMResult(
+        key=second.key,
+        text=second.text,
+        error=second.error,
+        prompt_tokens=add(first.prompt_tokens, second.prompt_tokens),
+        completion_tokens=add(first.completion_tokens, second.completion_tokens),
+        seconds=first.seconds + second.seconds,
+        attempts=first.attempts + second.attempts,
+    )
+    combined.extra.update(second.extra)
+    return combined
+
+
+def _response(
+    role: str, version: str, model: str, p: _Pending, result: LLMResult, checked: Validated
+) -> CachedResponse:
+    ok = checked.error is None
+    return CachedResponse(
+        role=role,
+        prompt_version=version,
+        model=model,
+        input_hash=p.request.key,
+        item_key=p.keys[0],
+        status="ok" if ok else "failed",
+        raw_text=result.text if result.text is not None else result.extra.get("raw_text"),
+        parsed=checked.output if ok else None,
+        error=checked.error,
+        notes=checked.notes,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        seconds=result.seconds,
+        attempts=result.attempts,
+    )
+
+
+def _row_from_cache(key: str, hit: CachedResponse, cached: bool = True) -> RoleRow:
+    return RoleRow(
+        key=key,
+        status=hit.status,
+        output=hit.parsed,
+        error=hit.error,
+        cached=cached,
+        input_hash=hit.input_hash,
+        prompt_tokens=hit.prompt_tokens,
+        completion_tokens=hit.completion_tokens,
+        seconds=hit.seconds,
+        attempts=hit.attempts,
+        notes=list(hit.notes),
+    )
+
+
+def _stats_of(rows: list[RoleRow], seconds: float) -> dict[str, float]:
+    return {
+        "answered": sum(r.status == "ok" and not r.cached for r in rows),
+        "cached": sum(r.cached for r in rows),
+        "failed": sum(r.status == "failed" for r in rows),
+        "skipped_by_budget": sum(r.status == "skipped" for r in rows),
+        "repaired": sum(r.status == "ok" and bool(r.notes) for r in rows),
+        "seconds": round(seconds, 3),
+    }
