@@ -1,8 +1,10 @@
-"""The GENRE roles: which input fields each needs and how they become prompt values.
+"""The LLM roles: which input fields each needs and how they become prompt values.
 
-All item text passes through `clean_text` (control characters and delimiters removed, capped)
-and sits inside the `<item>` block of the template; vocabulary lists are our own configuration
-and are listed outside it.
+The GENRE roles enrich items and users; steering maps a reader's instruction to list settings
+at serving time. All run through the same pass (`runner.run_role`). All item text (and the
+reader's instruction) passes through `clean_text` (control characters and delimiters removed,
+capped) and sits inside the `<item>` block of the template; vocabulary lists are our own
+configuration and are listed outside it.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ from typing import Any
 
 from genre_dagster.enrichment.choices import domain_nouns
 from genre_dagster.enrichment.sanitize import PromptLimits, clean_text, history_block
-from genre_dagster.enrichment.schemas import VocabularyConfig
+from genre_dagster.enrichment.schemas import MAX_INSTRUCTION_CHARS, VocabularyConfig
 
+# The enrichment roles, run over items and users by the enrichment assets (and exported and
+# imported as batches).
 ROLES = ("summarizer", "profiler", "generator", "chain_generator")
+# Roles run at serving time, one input at a time.
+SERVING_ROLES = ("steering",)
 
 # Values every template may use or leave out (the domain's nouns, the profiler's rules for
 # its two template generations); any other value a template does not use is an error.
@@ -38,6 +44,7 @@ class RoleInput:
     summarizer: title, abstract, category, subcategory.
     profiler: history = titles, oldest first.
     generator / chain_generator: history = [{"category": ..., "title": ...}, ...], oldest first.
+    steering: instruction = the reader's text.
     """
 
     key: str
@@ -94,7 +101,18 @@ def prompt_values(
                 raise ValueError("chain_generator input needs the profiler's topics (a list)")
             values["topics"] = ", ".join(clean_text(t, 50) for t in topics)
         return values
-    raise ValueError(f"unknown role {role!r}; known: {ROLES}")
+    if role == "steering":
+        if vocab.categories is None:
+            raise ValueError("steering needs a category list")
+        instruction = clean_text(fields.get("instruction"), MAX_INSTRUCTION_CHARS)
+        if not instruction:
+            raise ValueError("steering input needs a non-empty instruction")
+        return {
+            **nouns,
+            "instruction": instruction,
+            "categories": ", ".join(vocab.categories.terms),
+        }
+    raise ValueError(f"unknown role {role!r}; known: {(*ROLES, *SERVING_ROLES)}")
 
 
 def avoid_copying(

@@ -25,6 +25,7 @@ from genre_dagster.enrichment.prompts import PromptTemplate, input_hash, load_te
 from genre_dagster.enrichment.roles import (
     CONTEXT_VALUES,
     ROLES,
+    SERVING_ROLES,
     STRICT_REMINDER,
     RoleInput,
     avoid_copying,
@@ -50,6 +51,7 @@ logger = logging.getLogger(__name__)
 class RoleRow:
     """The outcome for one input: status "ok", "failed" or "skipped" (over budget).
 
+    `raw_text`: the model's answer as it came (None when there was none).
     `stale`: an ok row that answers an earlier input of the same item (see
     `with_earlier_answers`), kept because tonight's input got no valid answer."""
 
@@ -65,6 +67,7 @@ class RoleRow:
     attempts: int = 0
     notes: list[str] = field(default_factory=list)
     stale: bool = False
+    raw_text: str | None = None
 
 
 @dataclass
@@ -142,8 +145,8 @@ def run_role(
         known_profiles: chain_generator: profiles already known per input key (e.g. imported
             answers); the profiler step is skipped for these inputs and their topics are used.
     """
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; known: {ROLES}")
+    if role not in (*ROLES, *SERVING_ROLES):
+        raise ValueError(f"unknown role {role!r}; known: {(*ROLES, *SERVING_ROLES)}")
     if batch_size < 1 or (budget is not None and budget < 0) or validation_retries < 0:
         raise ValueError("run_role: need batch_size >= 1, budget >= 0, validation_retries >= 0")
     keys = [item.key for item in inputs]
@@ -474,6 +477,7 @@ def _row_from_cache(key: str, hit: CachedResponse, cached: bool = True) -> RoleR
         seconds=hit.seconds,
         attempts=hit.attempts,
         notes=list(hit.notes),
+        raw_text=hit.raw_text,
     )
 
 

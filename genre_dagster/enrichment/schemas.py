@@ -10,10 +10,15 @@ construction.
 servers that ignore the schema): JSON extraction/repair, vocabulary repair for topics, regions
 and categories, then the same pydantic model. Every repair and every dropped value is listed in
 `notes`.
+
+The steering role (a reader's instruction -> list settings, at serving time) has its own answer
+form: a boost is an object whose keys are the categories, so its JSON schema is written out
+(`steering_schema`) and its answer checked by `SteeringAnswer` after vocabulary repair.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -31,6 +36,14 @@ from genre_dagster.enrichment.json_repair import parse_json_object
 from genre_dagster.enrichment.vocabulary import Vocabulary, normalize_open_term
 
 ROLES_WITH_SCHEMA = ("summarizer", "profiler", "generator", "chain_generator")
+
+# Steering's bounds: boosts are in score standard deviations (3 already dominates any ranking);
+# an instruction is capped like item text.
+MAX_WEIGHT = 3.0
+MAX_FRESHNESS_DAYS = 3650
+MAX_INSTRUCTION_CHARS = 500
+# A steering answer names a few categories and two numbers.
+STEERING_ANSWER_TOKENS = 96
 
 
 @dataclass(frozen=True)
@@ -175,21 +188,73 @@ def output_model(role: str, vocab: VocabularyConfig, generation: bool = False) -
             )
         return create_model("ProfilerOutput", __base__=_Output, **fields)
     if role in ("generator", "chain_generator"):
-        if vocab.categories is None or not vocab.categories.terms:
-            raise ValueError(f"{role} needs a category list")
         return create_model(
             "GeneratedItem",
             __base__=_Output,
             title=(_text(3, limits.title_chars, generation), ...),
             abstract=(_text(3, limits.abstract_chars, generation), ...),
-            category=(_enum(vocab.categories), ...),
+            category=(_enum(_categories(role, vocab)), ...),
         )
     raise ValueError(f"unknown role {role!r}; known: {ROLES_WITH_SCHEMA}")
 
 
 def json_schema(role: str, vocab: VocabularyConfig) -> dict[str, Any]:
     """The JSON schema a model's answer to `role` must match (for constrained decoding)."""
+    if role == "steering":
+        return steering_schema(_categories("steering", vocab))
     return output_model(role, vocab, generation=True).model_json_schema()
+
+
+class SteeringAnswer(BaseModel):
+    """The LLM's answer to the steering prompt, before vocabulary repair."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    boost: dict[str, float] = Field(default_factory=dict, max_length=50)
+    exclude: list[str] = Field(default_factory=list, max_length=50)
+    freshness_days: int | None = None
+    diversity: float | None = None
+
+
+def steering_schema(vocab: Vocabulary) -> dict[str, Any]:
+    """The JSON schema of a steering answer over the categories `vocab`.
+
+    Written out rather than derived from `SteeringAnswer`: a boost is an object whose optional
+    keys are the categories, which a pydantic model of the run's categories would express only
+    as one nullable field per category (and a small model then lists every one as null)."""
+    number = {"type": "number", "minimum": -MAX_WEIGHT, "maximum": MAX_WEIGHT}
+    return {
+        "type": "object",
+        "properties": {
+            "boost": {
+                "type": "object",
+                "properties": {term: number for term in vocab.terms},
+                "additionalProperties": False,
+            },
+            "exclude": {
+                "type": "array",
+                "items": {"type": "string", "enum": list(vocab.terms)},
+                "maxItems": len(vocab.terms),
+            },
+            "freshness_days": {
+                "anyOf": [
+                    {"type": "integer", "minimum": 1, "maximum": MAX_FRESHNESS_DAYS},
+                    {"type": "null"},
+                ]
+            },
+            "diversity": {
+                "anyOf": [{"type": "number", "minimum": 0, "maximum": 1}, {"type": "null"}]
+            },
+        },
+        "required": ["boost", "exclude", "freshness_days", "diversity"],
+        "additionalProperties": False,
+    }
+
+
+def _categories(role: str, vocab: VocabularyConfig) -> Vocabulary:
+    if vocab.categories is None or not vocab.categories.terms:
+        raise ValueError(f"{role} needs a category list")
+    return vocab.categories
 
 
 def max_answer_tokens(role: str, vocab: VocabularyConfig) -> int:
@@ -197,6 +262,8 @@ def max_answer_tokens(role: str, vocab: VocabularyConfig) -> int:
     characters a token for prose, the longest term for lists), so constrained answers are not
     cut off before their JSON closes."""
     limits = vocab.limits
+    if role == "steering":
+        return STEERING_ANSWER_TOKENS
     if role == "summarizer":
         return 24 + (limits.title_chars + limits.summary_chars) // 3
     if role in ("generator", "chain_generator"):
@@ -229,6 +296,8 @@ def validate_output(
     """Check an already parsed answer (a JSON object) of `role`."""
     notes = list(notes or [])
     raw = dict(raw)
+    if role == "steering":
+        return _check_steering(raw, _categories(role, vocab), notes)
     for key in ("title", "description", "abstract"):
         if isinstance(raw.get(key), str):
             raw[key] = " ".join(raw[key].split())
@@ -309,6 +378,65 @@ def _check_category(
             return Validated(None, f"category {value!r} is not in the category list", notes)
         raw["category"] = category
     return _final(role, raw, vocab, notes)
+
+
+def _check_steering(raw: dict[str, Any], categories: Vocabulary, notes: list[str]) -> Validated:
+    """Nulls and a list of boosts read leniently, categories repaired against `categories` (the
+    rest rejected with a note), weights clipped to the bounds; an answer that steers nothing
+    fails."""
+    for name in ("boost", "exclude"):
+        if name in raw and raw[name] is None:
+            raw[name] = {} if name == "boost" else []
+            notes.append(f"{name} was null: read as empty")
+    if isinstance(raw.get("boost"), list):  # small models list the categories to boost
+        notes.append("boost was a list: weight 1 for each")
+        raw["boost"] = {str(c): 1.0 for c in raw["boost"]}
+    extra = sorted(set(raw) - set(SteeringAnswer.model_fields))
+    if extra:
+        notes.append(f"ignored extra keys {extra}")
+    try:
+        answer = SteeringAnswer.model_validate(raw)
+    except ValidationError as exc:
+        return Validated(None, f"schema: {_errors(exc)}", notes)
+    offered = len(answer.boost) + len(answer.exclude)
+    exclude = _map_terms(answer.exclude, categories, notes, "exclude")
+    boost: dict[str, float] = {}
+    for name, weight in answer.boost.items():
+        (category,) = _map_terms([name], categories, notes, "boost") or (None,)
+        if category is None:
+            continue
+        if not math.isfinite(weight) or weight == 0:
+            notes.append(f"boost {category!r}: weight {weight} dropped")
+        elif category in exclude:
+            notes.append(f"boost {category!r}: dropped, the category is excluded")
+        elif category in boost:
+            notes.append(f"boost {name!r}: duplicate of {category!r}")
+        else:
+            clipped = max(-MAX_WEIGHT, min(MAX_WEIGHT, weight))
+            if clipped != weight:
+                notes.append(f"boost {category!r}: weight {weight} clipped to {clipped}")
+            boost[category] = clipped
+    freshness = answer.freshness_days
+    if freshness is not None and not 1 <= freshness <= MAX_FRESHNESS_DAYS:
+        notes.append(f"freshness_days {freshness} dropped (needs 1..{MAX_FRESHNESS_DAYS})")
+        freshness = None
+    diversity = answer.diversity
+    if diversity is not None and not 0 <= diversity <= 1:
+        clipped = min(1.0, max(0.0, diversity)) if math.isfinite(diversity) else None
+        notes.append(f"diversity {diversity} -> {clipped}")
+        diversity = clipped
+    if not boost and not exclude and freshness is None and not diversity:
+        if offered:
+            rejected = "; ".join(n for n in notes if "rejected" in n or "dropped" in n)
+            return Validated(None, f"nothing in the answer fits the categories ({rejected})", notes)
+        return Validated(None, "the answer maps the instruction to no change", notes)
+    output = {
+        "boost": boost,
+        "exclude": exclude,
+        "freshness_days": freshness,
+        "diversity": diversity,
+    }
+    return Validated(output, None, notes)
 
 
 def _map_terms(values: list[Any], vocabulary: Vocabulary, notes: list[str], what: str) -> list[str]:

@@ -27,14 +27,11 @@ from pydantic import (
     model_validator,
 )
 
+from genre_dagster.enrichment.schemas import MAX_FRESHNESS_DAYS, MAX_INSTRUCTION_CHARS, MAX_WEIGHT
 from genre_dagster.scoring.data import PAD, ItemFeatures
 from genre_dagster.serving.topk import TopK, top_k
 
-MAX_WEIGHT = 3.0  # boosts are in score standard deviations; 3 already dominates any ranking
-MAX_INSTRUCTION_CHARS = 500
-MAX_FRESHNESS_DAYS = 3650
 SEGMENTS = ("all", "cold", "warm")
-ROLE = "steering"
 
 
 class SteeringParams(BaseModel):
