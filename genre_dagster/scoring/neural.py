@@ -523,7 +523,8 @@ class NAMLScorer(NeuralScorer):
 
 class SequentialScorer(NeuralScorer):
     """Sequential recommender (SASRec-style): the history read in order by causal
-    self-attention with learned positions, over hybrid item vectors (content + learned id)."""
+    self-attention with learned positions, over hybrid item vectors (NAML's multi-view content
+    vector + a learned id vector)."""
 
     kind: ClassVar[str] = "sequential"
     preset_name: ClassVar[str | None] = "sequential"

@@ -105,11 +105,11 @@ HYBRID_NAML = ScorerSpec(
 SEQUENTIAL = ScorerSpec(
     "sequential",
     "sequential",
-    {"fields": ["title"], "id_embedding": "sum"},
-    variant="title+item id, in order",
+    {"fields": ["title", "abstract"], "optional_fields": [], "id_embedding": "sum"},
+    variant="title+abstract+category+item id, in order",
     description="Sequential (SASRec-style): causal self-attention over the history in order, "
-    "with learned positions, over title vectors plus a learned vector per item seen in "
-    "training.",
+    "with learned positions, over NAML's item vectors (title, abstract, category) plus a "
+    "learned vector per item seen in training.",
 )
 
 DEFAULT_SCORERS: tuple[ScorerSpec, ...] = (
