@@ -14,21 +14,17 @@ import pytest
 from genre_dagster.enrichment.cache import ResponseCache
 from genre_dagster.enrichment.fake_server import FakeChatServer
 from genre_dagster.enrichment.openai_http import OpenAICompatibleBackend
+from genre_dagster.monitoring.beyond_accuracy import intra_list_diversity
+from genre_dagster.monitoring.steering_effect import category_mix, mix_shift
 from genre_dagster.scoring.data import PAD, ItemFeatures
 from genre_dagster.serving.instructions import instruction_to_params
-from genre_dagster.serving.steering import (
-    NO_STEERING,
-    SteeringParams,
+from genre_dagster.serving.reranking import (
     apply_steering,
-    category_mix,
-    intra_list_diversity,
-    merge,
-    mix_shift,
     mmr_rerank,
     mmr_rerank_batch,
-    resolve_segments,
     top_k_steered,
 )
+from genre_dagster.serving.steering import NO_STEERING, SteeringParams, merge, resolve_segments
 from genre_dagster.serving.topk import top_k
 
 CATEGORIES = ["news", "science", "entertainment", "sports", "finance", "weather"]

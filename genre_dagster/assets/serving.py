@@ -201,14 +201,11 @@ def recommendations(
     Steering (launchpad): category weights, exclusions, a freshness window, MMR diversity, a
     natural-language instruction, and per-segment refinements."""
     from genre_dagster.assets.scoring import embedding_fields
+    from genre_dagster.monitoring.steering_effect import category_mix, mix_shift
     from genre_dagster.scoring.inputs import load_generated_history, load_scorer_inputs
     from genre_dagster.scoring.loading import build_impressions, query_frame
-    from genre_dagster.serving.steering import (
-        category_mix,
-        mix_shift,
-        resolve_segments,
-        top_k_steered,
-    )
+    from genre_dagster.serving.reranking import top_k_steered
+    from genre_dagster.serving.steering import resolve_segments
     from genre_dagster.serving.topk import explain, top_k
 
     current = serving.sort("decided_at").row(-1, named=True)

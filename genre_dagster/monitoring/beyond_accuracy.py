@@ -5,9 +5,11 @@ agree wherever Evidently's assumptions hold (every list has k items); where Evid
 ambiguous we say what we do:
 
 - personalization@k: 1 - mean over pairs of distinct lists of |overlap| / k.
-- intra_list_diversity@k: mean over lists (>= 2 items) of the share of item pairs whose
-  categories differ (Evidently's `Diversity` instead sums cosine distances of item features
-  and divides by the list length, not the pair count).
+- intra_list_diversity@k: mean over lists (>= 2 items) of the mean pairwise cosine distance
+  of their items' vectors; reported over one-hot category vectors, where it is the share of
+  item pairs whose categories differ (Evidently's `Diversity` instead sums cosine distances of
+  item features and divides by the list length, not the pair count). Steering measures MMR
+  with the same function over item embeddings.
 - novelty@k: mean over lists of the mean self-information -log2(p_i) of their items, p_i = share
   of interaction users who interacted with item i; items without interactions are left out
   (as in Evidently) and counted in `unseen_topk_share`.
@@ -38,19 +40,51 @@ def personalization(top: pl.DataFrame, k: int) -> float:
     return 1.0 - shared_ordered_pairs / (k * n * (n - 1))
 
 
-def intra_list_diversity(top: pl.DataFrame) -> float:
-    """Mean share of item pairs with different categories per list (lists with >= 2 items)."""
-    per_list = (
-        top.group_by("impression_id", "category")
-        .len()
-        .group_by("impression_id")
-        .agg(size=pl.col("len").sum(), same=(pl.col("len") * (pl.col("len") - 1)).sum())
-        .filter(pl.col("size") >= 2)
-    )
-    if per_list.height == 0:
+def intra_list_diversity(lists: np.ndarray, item_vectors: np.ndarray) -> float:
+    """Mean over lists (>= 2 items) of the mean pairwise cosine distance of their items.
+
+    `lists` [n_lists, k] index the rows of `item_vectors` (-1 pads shorter lists); NaN when no
+    list has two items. Over one-hot category vectors (`category_lists`) this is the share of
+    item pairs whose categories differ.
+    """
+    lists = np.asarray(lists, dtype=np.int64)
+    if lists.ndim != 2:
+        raise ValueError(f"intra_list_diversity: lists must be [n_lists, k], got {lists.shape}")
+    vectors = np.asarray(item_vectors, dtype=np.float64)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit = vectors / np.where(norms == 0, 1, norms)
+    unit = np.vstack([unit, np.zeros((1, unit.shape[1]))])  # padding (-1) picks this zero row
+    size = (lists >= 0).sum(axis=1)
+    pair_similarity = np.zeros(len(lists))
+    chunk = max(1, 2**22 // max(1, lists.shape[1] * unit.shape[1]))
+    for start in range(0, len(lists), chunk):
+        picked = unit[lists[start : start + chunk]]
+        # sum of cos(i, j) over ordered pairs i != j: |sum of the unit vectors|^2 minus each
+        # vector's own |u|^2 (0 for an all-zero vector, which is 0-similar to everything)
+        total = picked.sum(axis=1)
+        own = np.einsum("lkd,lkd->l", picked, picked)
+        pair_similarity[start : start + chunk] = np.einsum("ld,ld->l", total, total) - own
+    keep = size >= 2
+    if not keep.any():
         return float("nan")
-    pairs = per_list["size"] * (per_list["size"] - 1)
-    return float((1.0 - per_list["same"] / pairs).mean())
+    pairs = size[keep] * (size[keep] - 1)
+    return float(np.mean(1.0 - pair_similarity[keep] / pairs))
+
+
+def category_lists(top: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each impression's top-k as category codes [n_lists, longest list] (-1 pads) and one
+    one-hot vector per category: `intra_list_diversity` over categories."""
+    if top.height == 0:
+        return np.empty((0, 0), dtype=np.int64), np.empty((0, 0))
+    index = top.select(
+        row=pl.col("impression_id").rank("dense").cast(pl.Int64) - 1,
+        position=pl.int_range(pl.len()).over("impression_id"),
+        code=pl.col("category").cast(pl.Categorical).to_physical().rank("dense").cast(pl.Int64) - 1,
+    )
+    row, position, code = (index[name].to_numpy() for name in ("row", "position", "code"))
+    lists = np.full((row.max() + 1, position.max() + 1), -1, dtype=np.int64)
+    lists[row, position] = code
+    return lists, np.eye(code.max() + 1)
 
 
 def catalog_coverage(top: pl.DataFrame, candidates: pl.DataFrame) -> float:

@@ -87,7 +87,8 @@ def quality_numbers(
     out[f"catalog_coverage@{k}"] = ba.catalog_coverage(top, ranked)
     out[f"gini@{k}"] = ba.gini(top)
     if news is not None:
-        out[f"intra_list_diversity@{k}"] = ba.intra_list_diversity(_with_category(top, news))
+        lists, categories = ba.category_lists(_with_category(top, news))
+        out[f"intra_list_diversity@{k}"] = ba.intra_list_diversity(lists, categories)
     if interactions is not None:
         out.update(ba.popularity_numbers(top, interactions, k))
     return out
