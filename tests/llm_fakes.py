@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from genre_dagster.enrichment.fake_server import FakeChatServer
+from fake_chat_server import FakeChatServer
 
 CATEGORY_IN_HISTORY = re.compile(r"\(\d+\) \((\w+)\)")
 TOPIC_LIST = re.compile(r"chosen only from this list: ([^\n]+)")

@@ -612,8 +612,9 @@ def bad_night(world):
     import dataclasses
     import gzip
 
+    from fake_chat_server import FakeChatServer
+
     from genre_dagster.definitions import build_definitions
-    from genre_dagster.enrichment.fake_server import FakeChatServer
 
     landing = world["settings"].landing_dir
     before = _night_state(world)

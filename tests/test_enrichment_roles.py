@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 import duckdb
 import pytest
+from fake_chat_server import FakeChatServer
 
 from genre_dagster.enrichment.backends import ChatRequest, LLMBackend, LLMResult
 from genre_dagster.enrichment.cache import ResponseCache
-from genre_dagster.enrichment.fake_server import FakeChatServer
 from genre_dagster.enrichment.json_repair import object_end, parse_json_object
 from genre_dagster.enrichment.openai_http import OpenAICompatibleBackend
 from genre_dagster.enrichment.precomputed import PrecomputedBackend

@@ -9,9 +9,9 @@ import os
 import time
 
 import pytest
+from fake_chat_server import FakeChatServer
 
 from genre_dagster.enrichment.backends import ChatRequest, LLMResult
-from genre_dagster.enrichment.fake_server import FakeChatServer
 from genre_dagster.enrichment.openai_http import OpenAICompatibleBackend, _retry_after
 from genre_dagster.enrichment.precomputed import PrecomputedBackend
 

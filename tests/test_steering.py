@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fake_chat_server import FakeChatServer
 
 from genre_dagster.enrichment.cache import ResponseCache
-from genre_dagster.enrichment.fake_server import FakeChatServer
 from genre_dagster.enrichment.openai_http import OpenAICompatibleBackend
 from genre_dagster.monitoring.beyond_accuracy import intra_list_diversity
 from genre_dagster.monitoring.steering_effect import category_mix, mix_shift

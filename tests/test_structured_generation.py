@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from fake_chat_server import FakeChatServer
 
 from genre_dagster.enrichment.choices import domain_nouns, topic_vocabulary, vocabulary_for
-from genre_dagster.enrichment.fake_server import FakeChatServer
 from genre_dagster.enrichment.openai_http import OpenAICompatibleBackend
 from genre_dagster.enrichment.roles import RoleInput
 from genre_dagster.enrichment.runner import run_role

@@ -1,4 +1,4 @@
-"""A scripted OpenAI-compatible chat server on loopback, for tests and offline demos.
+"""A scripted OpenAI-compatible chat server on loopback, for the tests.
 
 It answers `POST /chat/completions` over real HTTP. Each request is attributed to an item (a
 regex over the first user message) and follows that item's script, one action per attempt
