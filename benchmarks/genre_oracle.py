@@ -156,7 +156,15 @@ def main() -> None:
 
     started = time.perf_counter()
     seeds = [int(s) for s in args.seeds.split(",")]
-    worlds = {str(seed): run_world(seed, args.scale, args.resamples) for seed in seeds}
+    worlds: dict[str, dict] = {}
+    for seed in seeds:  # written after every world: a long run keeps what it measured
+        worlds[str(seed)] = run_world(seed, args.scale, args.resamples)
+        _write(args, worlds, started)
+    print(json.dumps(_write(args, worlds, started)["goals"], indent=1))
+    print(f"wrote {args.out}")
+
+
+def _write(args: argparse.Namespace, worlds: dict[str, dict], started: float) -> dict:
     every = [w["goals"]["every_variant_above_base_beyond_interval"] for w in worlds.values()]
     out = {
         "benchmark": "genre_oracle",
@@ -174,8 +182,7 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")
-    print(json.dumps(out["goals"], indent=1))
-    print(f"wrote {args.out}")
+    return out
 
 
 if __name__ == "__main__":
