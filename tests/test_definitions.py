@@ -77,18 +77,14 @@ def test_every_default_scorer_and_genre_variant_is_an_asset_the_leaderboard_read
     scorers = {dg.AssetKey(["scoring", spec.name]) for spec in DEFAULT_SCORERS}
     assert scorers <= set(leaderboard.parent_keys)
     names = {spec.name for spec in DEFAULT_SCORERS}
-    bases = ("nrms", "naml", "hybrid_naml", "sequential")
+    bases = ("nrms", "naml")
     variants = ("summary", "profile", "generated", "genre_all")
     assert {*bases, *(f"{b}_{v}" for b in bases for v in variants)} <= names
-    ensemble = graph.get(dg.AssetKey(["scoring", "ensemble"]))
-    assert {dg.AssetKey(["scoring", b]) for b in ("hybrid_naml", "sequential")} <= set(
-        ensemble.parent_keys
-    )
     # In prod every neural scorer's step goes where the torch steps go.
     steps = yaml.safe_load((ROOT / "deploy" / "k8s" / "gpu_executor.yaml").read_text())
     neural = {f"scoring__{s.name}" for s in DEFAULT_SCORERS if s.kind in NEURAL_KINDS}
     assert {f"scoring__{b}" for b in bases} <= neural <= set(steps["per_step_k8s_config"])
-    assert graph.get(dg.AssetKey(["scoring", "sequential"])).kinds >= {"pytorch"}
+    assert graph.get(dg.AssetKey(["scoring", "naml"])).kinds >= {"pytorch"}
 
 
 def test_every_duckdb_step_is_serialized_in_one_pool():

@@ -147,20 +147,18 @@ DEFAULT_SCORERS: tuple[ScorerSpec, ...] = (
     *genre_variants(NRMS, "NRMS"),
     NAML,
     *genre_variants(NAML, "NAML"),
+)
+# Not in the default graph yet: with their GENRE variants they are ten more neural trainings in
+# every run (CI's full-run tests would pass 15 minutes). `OPTIONAL_SCORERS` names them for a
+# graph that opts in; their kinds and presets (`hybrid_naml_small`, `sequential_small`) work.
+OPTIONAL_SCORERS: tuple[ScorerSpec, ...] = (
     HYBRID_NAML,
     *genre_variants(HYBRID_NAML, "Hybrid NAML"),
     SEQUENTIAL,
     *genre_variants(SEQUENTIAL, "The sequential model"),
 )
 
-ENSEMBLE_MEMBERS = (
-    "popularity",
-    "content_similarity",
-    "matrix_factorization",
-    "nrms",
-    "hybrid_naml",
-    "sequential",
-)
+ENSEMBLE_MEMBERS = ("popularity", "content_similarity", "matrix_factorization", "nrms")
 
 
 def variant_bases(specs: tuple[ScorerSpec, ...] = DEFAULT_SCORERS) -> dict[str, str]:
