@@ -157,10 +157,11 @@ def main() -> None:
     started = time.perf_counter()
     seeds = [int(s) for s in args.seeds.split(",")]
     worlds: dict[str, dict] = {}
+    out: dict = {}
     for seed in seeds:  # written after every world: a long run keeps what it measured
         worlds[str(seed)] = run_world(seed, args.scale, args.resamples)
-        _write(args, worlds, started)
-    print(json.dumps(_write(args, worlds, started)["goals"], indent=1))
+        out = _write(args, worlds, started)
+    print(json.dumps(out["goals"], indent=1))
     print(f"wrote {args.out}")
 
 
