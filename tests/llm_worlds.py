@@ -19,10 +19,17 @@ def build_world(root: Path, config: Any) -> dict[str, Any]:
     """Generate the demo world `config` under `root`, ingest every day and build the features
     (dbt), as the nightly job does; returns the settings and the DuckDB path."""
     from genre_dagster.demo import generate_world
-    from genre_dagster.settings import Settings
 
     generate_world(config, root / "mind")
-    settings = Settings(
+    return {"config": config, **build_features(root, world_settings(root))}
+
+
+def world_settings(root: Path) -> Any:
+    """Settings of a MIND-format world generated under `root / "mind"`, with an LLM backend
+    that is never called (the tests' enrichment budgets are 0)."""
+    from genre_dagster.settings import Settings
+
+    return Settings(
         env="local",
         data_dir=root / "data",
         source_kind="mind",
@@ -33,7 +40,17 @@ def build_world(root: Path, config: Any) -> dict[str, Any]:
         llm_base_url="http://127.0.0.1:9/v1",  # never called: budgets are 0
         llm_model="no-llm",
     )
-    return {"config": config, **build_features(root, settings)}
+
+
+def small_network_ops(names: Any = None) -> dict[str, dict]:
+    """Op config training the neural scorers among `names` (default: every default scorer)
+    with the tests' small networks."""
+    from genre_dagster.scoring.registry import NEURAL_KINDS
+    from genre_dagster.scoring.variants import DEFAULT_SCORERS
+
+    small = {"config": {"overrides_json": json.dumps(SMALL_NETWORKS)}}
+    neural = [s.name for s in DEFAULT_SCORERS if s.kind in NEURAL_KINDS]
+    return {f"scoring__{n}": small for n in neural if names is None or n in names}
 
 
 def build_features(root: Path, settings: Any) -> dict[str, Any]:
@@ -204,14 +221,10 @@ def train_scorers(
 
     from genre_dagster.assets import embeddings
     from genre_dagster.assets.scoring import scorer_assets
-    from genre_dagster.scoring.registry import NEURAL_KINDS
-    from genre_dagster.scoring.variants import DEFAULT_SCORERS
 
     scorers = [a for a in scorer_assets if a.key.path[-1] in names]
     assets = [*enrichment_assets(), embeddings.news_embeddings, embeddings.user_profile_embeddings]
-    small = {"config": {"overrides_json": json.dumps(SMALL_NETWORKS)}}
-    neural = {spec.name for spec in DEFAULT_SCORERS if spec.kind in NEURAL_KINDS}
-    ops = {f"scoring__{name}": small for name in names if name in neural}
+    ops = small_network_ops(names)
     ops.update((run_config or {}).get("ops", {}))
     materialize(world, database, [*assets, *scorers, *(extra or [])], {"ops": ops})
     columns = "name, val_auc, profile, generated_history, inactive_plugins, config_json"

@@ -15,7 +15,7 @@ from datetime import date, timedelta
 import dagster as dg
 import duckdb
 import pytest
-from llm_worlds import NO_LLM_CALLS, SMALL_NETWORKS, run_assets
+from llm_worlds import NO_LLM_CALLS, run_assets, small_network_ops, world_settings
 
 from genre_dagster.scoring.splits import DayCount, SplitSettings, describe_splits, plan_splits
 
@@ -25,33 +25,16 @@ def one_day_train(tmp_path_factory):
     """A MIND-format folder with a one-day train/ and a one-day dev/, after `refresh` ran the
     whole main job on it as `genre-dagster run` does (small networks, no LLM call: the cost of
     the graph itself); the tests below rebuild copies of its warehouse with other settings."""
-    import json
-
     from genre_dagster.definitions import build_definitions
     from genre_dagster.demo import DemoWorldConfig, generate_world
     from genre_dagster.pipeline import refresh
-    from genre_dagster.scoring.registry import SCORER_KINDS
-    from genre_dagster.scoring.variants import DEFAULT_SCORERS
-    from genre_dagster.settings import Settings
 
     root = tmp_path_factory.mktemp("one_day_train")
     config = DemoWorldConfig(n_news=400, n_users=600, n_days=2, impressions_per_day=500, seed=5)
     generate_world(config, root / "mind")
-    settings = Settings(
-        env="local",
-        data_dir=root / "data",
-        source_kind="mind",
-        source_path=root / "mind",
-        landing_dir=root / "landing",
-        demo_preset="small",
-        llm_backend="openai",
-        llm_base_url="http://127.0.0.1:9/v1",  # never called: budgets are 0
-        llm_model="no-llm",
-    )
+    settings = world_settings(root)
     defs = build_definitions(settings)
-    small = {"config": {"overrides_json": json.dumps(SMALL_NETWORKS)}}
-    neural = [s.name for s in DEFAULT_SCORERS if SCORER_KINDS[s.kind].__module__.endswith("neural")]
-    run_config = {"ops": {**NO_LLM_CALLS["ops"], **{f"scoring__{n}": small for n in neural}}}
+    run_config = {"ops": {**NO_LLM_CALLS["ops"], **small_network_ops()}}
     lines: list[str] = []
     log_file = root / "logs" / "run.log"
     (root / "home").mkdir()
