@@ -406,3 +406,29 @@ def test_a_one_category_catalogue_drifts_without_dividing_by_zero():
     ).summary
     assert prediction["skipped_columns"] == {"topk_category": "one single value on both sides"}
     assert prediction["n_columns"] == 1 and prediction["drifted_columns"] == ["score"]
+
+
+def test_tied_scores_rank_by_display_position_in_evidently_too():
+    # A constant model: every candidate of an impression has the same score. Evidently averages
+    # tied ranks (all five would rank 3rd, leaving no top-2 and dividing by zero in Diversity);
+    # the report breaks ties by display position, as our own numbers do.
+    scored = pl.DataFrame(
+        {
+            "impression_id": ["a"] * 5 + ["b"] * 5,
+            "news_id": ["n1", "n2", "n3", "n4", "n5", "n3", "n4", "n5", "n1", "n2"],
+            "score": [0.5] * 10,
+            "label": [0, 1, 0, 0, 0, 1, 0, 0, 0, 1],
+            "position": list(range(5)) * 2,
+        }
+    )
+    news = pl.DataFrame(
+        {"news_id": ["n1", "n2", "n3", "n4", "n5"], "category": ["x", "y", "x", "y", "x"]}
+    )
+    interactions = pl.DataFrame({"user_id": ["u1", "u2"], "news_id": ["n1", "n2"]})
+    result = recommendation_quality_report(scored, k=2, news=news, interactions=interactions)
+    ours, theirs = result.summary["metrics"], result.summary["evidently"]
+    # Top-2 by position: a = [n1, n2] (click n2), b = [n3, n4] (click n3).
+    assert ours["precision@2"] == pytest.approx(0.5)
+    assert theirs["precision@2"] == pytest.approx(ours["precision@2"])
+    assert theirs["hit_rate@2"] == pytest.approx(1.0)
+    assert theirs["diversity@2"] == pytest.approx(0.5)  # both lists mix x and y: distance 1 / 2

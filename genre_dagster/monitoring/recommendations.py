@@ -107,7 +107,15 @@ def _with_category(frame: pl.DataFrame, news: pl.DataFrame) -> pl.DataFrame:
 
 
 def _evidently_frame(ranked: pl.DataFrame, categories: list[str], news: Any) -> Any:
-    frame = ranked.select(user_id="impression_id", news_id="news_id", score="score", label="label")
+    # Evidently ranks tied scores by their average rank, so a list of more than 2k equal scores
+    # (a constant model, an empty history) has no top-k at all and its Diversity divides by zero.
+    # Ties are broken here as in our numbers (by `rank`, i.e. display position), by an offset of
+    # 1e-9 of the score's magnitude per tied place: the order changes, the values barely do.
+    tied_place = pl.col("rank") - pl.col("rank").min().over("impression_id", "score")
+    offset = tied_place * 1e-9 * pl.max_horizontal(pl.col("score").abs(), pl.lit(1.0))
+    frame = ranked.select(
+        user_id="impression_id", news_id="news_id", score=pl.col("score") - offset, label="label"
+    )
     if news is not None:
         frame = _one_hot(frame, news, categories)
     return frame.to_pandas()
