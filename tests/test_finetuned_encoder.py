@@ -186,6 +186,7 @@ def test_live_states_equal_cached_states(tiny_bert, tmp_path):
     lower = _lower(tiny_bert, 2)
     cached, _ = cached_layer_states(_texts_frame(TEXTS), lower, LayerStateCache(tmp_path / "c"))
     live = LiveLayerStates(lower, TEXTS)
+    assert live.text_hashes == cached.text_hashes  # a scorer's serving memo keys on them
     rows = np.array([3, 0, 2])
     a, b = cached.gather(rows), live.gather(rows)
     assert torch.equal(a.mask, b.mask)

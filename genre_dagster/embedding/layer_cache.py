@@ -122,7 +122,10 @@ class LiveLayerStates:
     every `gather` (rounded to the same storage dtype, so both paths feed the same numbers)."""
 
     def __init__(self, lower: LowerLayers, texts: Sequence[str]) -> None:
+        from genre_dagster.embedding.fields import text_hash
+
         self.source = lower.source
+        self.text_hashes = [text_hash(t) for t in texts]
         self._lower = lower
         self._token_ids = lower.tokenize(list(texts))
 
