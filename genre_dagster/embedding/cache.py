@@ -48,17 +48,15 @@ class Encoder(Protocol):
     def encode(self, texts: Sequence[str], on_progress: Any = None) -> np.ndarray: ...
 
 
-class EmbeddingCache:
-    """Vectors keyed by (model_id, text_hash) in a DuckDB table.
+class CacheTable:
+    """A DuckDB table of values keyed by (model_id, text_hash); subclasses define the table.
 
     `db` is a DuckDB file path or a zero-argument factory returning a connection or a context
     manager that yields one (e.g. dagster-duckdb's `DuckDBResource.get_connection`); connections
     are used in a `with` block and so closed (or handed back) after each call.
     """
 
-    def __init__(
-        self, db: str | Path | Callable[[], Any], table: str = "embeddings.text_embeddings"
-    ) -> None:
+    def __init__(self, db: str | Path | Callable[[], Any], table: str) -> None:
         if not _IDENT.match(table):
             raise ValueError(f"table must be 'name' or 'schema.name' (identifiers), got {table!r}")
         self.table = table
@@ -72,6 +70,10 @@ class EmbeddingCache:
 
         return connect(Path(self._db), purpose=f"embedding cache {self.table}")
 
+    def _columns_sql(self) -> str:
+        """Column definitions besides model_id, text_hash and created_at."""
+        raise NotImplementedError
+
     def _ensure_table(self, con: Any) -> None:
         if self._ready:
             return
@@ -81,13 +83,38 @@ class EmbeddingCache:
             f"""CREATE TABLE IF NOT EXISTS {self.table} (
                 model_id VARCHAR NOT NULL,
                 text_hash VARCHAR NOT NULL,
-                dim INTEGER NOT NULL,
-                vector FLOAT[] NOT NULL,
+                {self._columns_sql()},
                 created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
                 PRIMARY KEY (model_id, text_hash)
             )"""
         )
         self._ready = True
+
+    def _count(self, con: Any, model_id: str) -> int:
+        row = con.execute(
+            f"SELECT count(*) FROM {self.table} WHERE model_id = ?", [model_id]
+        ).fetchone()
+        return int(row[0])
+
+    def count(self, model_id: str | None = None) -> int:
+        """Rows cached for `model_id` (all models when None)."""
+        with self._connect() as con:
+            self._ensure_table(con)
+            if model_id is not None:
+                return self._count(con, model_id)
+            return int(con.execute(f"SELECT count(*) FROM {self.table}").fetchone()[0])
+
+
+class EmbeddingCache(CacheTable):
+    """Vectors keyed by (model_id, text_hash) in a DuckDB table (see CacheTable for `db`)."""
+
+    def __init__(
+        self, db: str | Path | Callable[[], Any], table: str = "embeddings.text_embeddings"
+    ) -> None:
+        super().__init__(db, table)
+
+    def _columns_sql(self) -> str:
+        return "dim INTEGER NOT NULL, vector FLOAT[] NOT NULL"
 
     def lookup_matrix(self, model_id: str, hashes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(found [n] bool, matrix [n, dim] float32) for `hashes` in order; missing rows are 0.
@@ -172,19 +199,29 @@ class EmbeddingCache:
             finally:
                 con.unregister("_new_vectors")
 
-    def _count(self, con: Any, model_id: str) -> int:
-        row = con.execute(
-            f"SELECT count(*) FROM {self.table} WHERE model_id = ?", [model_id]
-        ).fetchone()
-        return int(row[0])
 
-    def count(self, model_id: str | None = None) -> int:
-        """Rows cached for `model_id` (all models when None)."""
-        with self._connect() as con:
-            self._ensure_table(con)
-            if model_id is not None:
-                return self._count(con, model_id)
-            return int(con.execute(f"SELECT count(*) FROM {self.table}").fetchone()[0])
+def checked_texts(
+    texts_df: pl.DataFrame, caller: str
+) -> tuple[list[str], list[str], dict[str, int]]:
+    """(texts, hashes, first row of each distinct hash) of a frame with columns text and
+    text_hash; raises ValueError on a missing column, a null or a hash that is not sha256(text)."""
+    missing_cols = [c for c in ("text", "text_hash") if c not in texts_df.columns]
+    if missing_cols:
+        raise ValueError(f"{caller}: texts_df lacks columns {missing_cols}")
+    texts = texts_df["text"].to_list()
+    hashes = texts_df["text_hash"].to_list()
+    if None in texts or None in hashes:
+        raise ValueError(f"{caller}: text and text_hash must not be null")
+    bad = [i for i, (t, h) in enumerate(zip(texts, hashes, strict=True)) if text_hash(t) != h]
+    if bad:
+        raise ValueError(
+            f"{caller}: {len(bad)} row(s) have a text_hash that is not sha256(text), "
+            f"e.g. rows {bad[:5]}"
+        )
+    first_row: dict[str, int] = {}
+    for i, h in enumerate(hashes):
+        first_row.setdefault(h, i)
+    return texts, hashes, first_row
 
 
 def embed_with_cache(
@@ -202,23 +239,8 @@ def embed_with_cache(
     encode_seconds. Raises ValueError when a text_hash is not the sha256 of its text.
     """
     start = time.perf_counter()
-    missing_cols = [c for c in ("text", "text_hash") if c not in texts_df.columns]
-    if missing_cols:
-        raise ValueError(f"embed_with_cache: texts_df lacks columns {missing_cols}")
     model_id = model_id or encoder.model_id
-    texts = texts_df["text"].to_list()
-    hashes = texts_df["text_hash"].to_list()
-    if None in texts or None in hashes:
-        raise ValueError("embed_with_cache: text and text_hash must not be null")
-    bad = [i for i, (t, h) in enumerate(zip(texts, hashes, strict=True)) if text_hash(t) != h]
-    if bad:
-        raise ValueError(
-            f"embed_with_cache: {len(bad)} row(s) have a text_hash that is not sha256(text), "
-            f"e.g. rows {bad[:5]}"
-        )
-    first_row: dict[str, int] = {}
-    for i, h in enumerate(hashes):
-        first_row.setdefault(h, i)
+    texts, hashes, first_row = checked_texts(texts_df, "embed_with_cache")
     unique_hashes = list(first_row)
     found, cached = cache.lookup_matrix(model_id, unique_hashes)
     todo = [h for h, hit in zip(unique_hashes, found, strict=True) if not hit]

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genre_dagster.embedding.layer_cache import TokenStates
+
 
 class AdditiveAttention(nn.Module):
     """Additive attention pooling: weight_i = softmax_i(q . tanh(W x_i + b))."""
@@ -462,6 +464,11 @@ class NewsRecommender(nn.Module):
             ProfileFusion(cfg["hidden_dim"], spec.profile_dim) if spec.profile_dim else None
         )
         self.item_ids = ItemIdFusion(spec) if cfg["id_embedding"] != "none" else None
+        self.text_top = None
+        if cfg["text_encoder"] == "tuned":
+            from genre_dagster.scoring.tuned_text import TextTop
+
+            self.text_top = TextTop(cfg)
 
     def encode_items(
         self,
@@ -470,7 +477,13 @@ class NewsRecommender(nn.Module):
         ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Item vectors [N, H]. With id fusion, `ids` are the items' id rows; without `ids`
-        every item is encoded from its content alone (the path of items never seen)."""
+        every item is encoded from its content alone (the path of items never seen). A view is
+        a vector per item, or with the fine-tuned text encoder the items' token states, which
+        its top layers turn into vectors here."""
+        if any(isinstance(v, TokenStates) for v in views):
+            if self.text_top is None:
+                raise ValueError("token states reach a model without text_encoder='tuned'")
+            views = [self.text_top(v) if isinstance(v, TokenStates) else v for v in views]
         content = self.item_encoder(views, categories)
         if self.item_ids is None or ids is None:
             return content

@@ -9,6 +9,7 @@ hand-made arrays.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +28,9 @@ class ItemFeatures:
         category_names: category vocabulary; categories[i] indexes it.
         is_synthetic: True for LLM-generated items (never candidates, never recommended).
         publish_day: optional day index per item (float; NaN when unknown), for recency.
+        layer_states: optional text field name -> token states of each item's text after
+            layer k of a language model (embedding.layer_cache.LayerStates), read by a
+            fine-tuned text encoder (config text_encoder="tuned").
     """
 
     item_ids: np.ndarray
@@ -35,6 +39,7 @@ class ItemFeatures:
     category_names: list[str]
     is_synthetic: np.ndarray | None = None
     publish_day: np.ndarray | None = None
+    layer_states: dict[str, Any] | None = None
     _index: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -43,6 +48,11 @@ class ItemFeatures:
             if matrix.shape[0] != n:
                 raise ValueError(
                     f"embedding field {name!r} has {matrix.shape[0]} rows, expected {n} items"
+                )
+        for name, states in (self.layer_states or {}).items():
+            if states.n_rows != n:
+                raise ValueError(
+                    f"layer states of field {name!r} have {states.n_rows} rows, expected {n} items"
                 )
         if len(self.categories) != n:
             raise ValueError(f"categories has {len(self.categories)} rows, expected {n}")

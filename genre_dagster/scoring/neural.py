@@ -12,6 +12,7 @@ load inside the methods that need them, so importing the scorer classes is cheap
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 _ITEM_CHUNK = 8192  # items encoded per forward pass at inference
+_TUNED_ITEM_CHUNK = 1024  # the same with the fine-tuned text encoder ([N, tokens, dim] states)
 _PAIR_CHUNK = 65536  # (user, candidate) pairs per predictor call in `score`
 
 
@@ -109,6 +111,7 @@ class NeuralScorer(Scorer):
         self._meta: dict[str, Any] | None = None
         self._id_rows: dict[str, int] | None = None  # item id -> id row (id fusion)
         self._content_only = False
+        self._text_memo: Any = None  # tuned text vectors per text hash (tuned_text.TextVectorMemo)
         self.training_log: dict[str, Any] | None = None
 
     # ------------------------------------------------------------ training
@@ -137,13 +140,17 @@ class NeuralScorer(Scorer):
         self._check_profiles_given(profiles)
         if valid_profiles is not None:
             self._check_profiles_given(valid_profiles)
+        tuned = cfg["text_encoder"] == "tuned"
+        # the tuned text encoder reads the texts' layer states, the frozen one their vectors
+        available = (items.layer_states or {}) if tuned else items.embeddings
+        what = "layer-state" if tuned else "embedding"
         fields = [*cfg["fields"]]
-        fields += [f for f in cfg["optional_fields"] if f in items.embeddings and f not in fields]
-        missing = [f for f in fields if f not in items.embeddings]
+        fields += [f for f in cfg["optional_fields"] if f in available and f not in fields]
+        missing = [f for f in fields if f not in available]
         if missing:
             raise ValueError(
-                f"{self.scorer_id}: embedding fields {missing} not in items "
-                f"(available: {sorted(items.embeddings)})"
+                f"{self.scorer_id}: {what} fields {missing} not in items "
+                f"(available: {sorted(available)})"
             )
         profile_dim = None
         if cfg["profile"]:
@@ -154,10 +161,11 @@ class NeuralScorer(Scorer):
             item_ids = _ids_seen_in(train, items.item_ids, synthetic)
         self._meta = {
             "fields": fields,
-            "item_dim": {f: int(items.embeddings[f].shape[1]) for f in fields},
+            "item_dim": {f: _field_dim(available[f]) for f in fields},
             "category_names": [str(c) for c in items.category_names],
             "profile_dim": profile_dim,
             "item_ids": item_ids,
+            "lm_model_id": None,
         }
         self._set_id_rows(item_ids)
         spec = ModelSpec(
@@ -167,7 +175,7 @@ class NeuralScorer(Scorer):
             profile_dim=profile_dim,
             n_ids=len(item_ids or ()),
         )
-        inputs = self._item_inputs(items)
+        inputs = self._item_inputs(items, training=True)
         train_profile = self._profile_rows(profiles, train.user_ids, "train")
         validate = None
         if valid is not None:
@@ -180,9 +188,18 @@ class NeuralScorer(Scorer):
         with torch.random.fork_rng(devices=[]):  # seed without touching the caller's RNG
             torch.manual_seed(cfg["seed"])
             model = build_model(spec)
+            if tuned:
+                for field, states in zip(fields, inputs.views, strict=True):
+                    model.text_top.check_states(field, states)
+                self._meta["lm_model_id"] = model.text_top.source.model
             log = train_model(model, train, inputs, random_pool, cfg, train_profile, validate)
         self._model = model
         self.training_log = {"scorer_id": self.scorer_id, "fields": fields, **log}
+        if tuned:
+            # Serving: every item's tuned text vectors once, reused by each later score.
+            start = time.perf_counter()
+            self._item_inputs(items)
+            self.training_log["text_vectors_seconds"] = time.perf_counter() - start
         return self.training_log
 
     # ------------------------------------------------------------ scoring
@@ -285,9 +302,10 @@ class NeuralScorer(Scorer):
         import torch
 
         index_t = torch.from_numpy(np.ascontiguousarray(index, dtype=np.int64))
+        step = _ITEM_CHUNK if model.text_top is None else _TUNED_ITEM_CHUNK
         chunks = [
-            model.encode_items(*inputs.take(index_t[s : s + _ITEM_CHUNK]))
-            for s in range(0, len(index_t), _ITEM_CHUNK)
+            model.encode_items(*inputs.take(index_t[s : s + step]))
+            for s in range(0, len(index_t), step)
         ]
         if not chunks:
             return torch.zeros(0, self._resolved["hidden_dim"])
@@ -344,24 +362,20 @@ class NeuralScorer(Scorer):
 
     # ------------------------------------------------------------ inputs
 
-    def _item_inputs(self, items: ItemFeatures) -> ItemInputs:
-        """Tensors of the fitted fields (dims checked) and categories in the model's vocabulary."""
+    def _item_inputs(self, items: ItemFeatures, training: bool = False) -> ItemInputs:
+        """Tensors of the fitted fields (dims checked) and categories in the model's vocabulary.
+
+        With the tuned text encoder the views are the items' layer states while `training` (the
+        top layers run per batch) and, after training, the tuned vectors (computed once)."""
         import torch
 
         from genre_dagster.scoring.training import ItemInputs
 
         meta = self._require_meta()
-        views = []
-        for field in meta["fields"]:
-            if field not in items.embeddings:
-                raise ValueError(f"{self.scorer_id}: items lack embedding field {field!r}")
-            matrix = np.ascontiguousarray(items.embeddings[field], dtype=np.float32)
-            if matrix.shape[1] != meta["item_dim"][field]:
-                raise ValueError(
-                    f"{self.scorer_id}: field {field!r} has dim {matrix.shape[1]}, "
-                    f"the model was trained on {meta['item_dim'][field]}"
-                )
-            views.append(_shared_tensor(matrix))
+        if self._resolved["text_encoder"] == "tuned":
+            views = self._text_views(items, training)
+        else:
+            views = self._embedding_views(items)
         # Category indices are re-mapped by name: another ItemFeatures may order its vocabulary
         # differently; names unseen at training time go to the model's "unknown" row.
         vocab = {name: i for i, name in enumerate(meta["category_names"])}
@@ -378,6 +392,40 @@ class NeuralScorer(Scorer):
             known = items.publish_day is not None
             days = items.publish_day if known else np.full(items.n_items, np.nan)
         return ItemInputs(views, torch.from_numpy(categories), ids, days)
+
+    def _embedding_views(self, items: ItemFeatures) -> list[Any]:
+        meta = self._require_meta()
+        views = []
+        for field in meta["fields"]:
+            if field not in items.embeddings:
+                raise ValueError(f"{self.scorer_id}: items lack embedding field {field!r}")
+            matrix = np.ascontiguousarray(items.embeddings[field], dtype=np.float32)
+            if matrix.shape[1] != meta["item_dim"][field]:
+                raise ValueError(
+                    f"{self.scorer_id}: field {field!r} has dim {matrix.shape[1]}, "
+                    f"the model was trained on {meta['item_dim'][field]}"
+                )
+            views.append(_shared_tensor(matrix))
+        return views
+
+    def _text_views(self, items: ItemFeatures, training: bool) -> list[Any]:
+        fields = self._require_meta()["fields"]
+        states = items.layer_states or {}
+        missing = [f for f in fields if f not in states]
+        if missing:
+            raise ValueError(
+                f"{self.scorer_id}: items lack the layer states of fields {missing}, which its "
+                "tuned text encoder reads (ItemFeatures.layer_states; embedding/layer_cache.py)"
+            )
+        if training:
+            return [states[f] for f in fields]
+        from genre_dagster.scoring.tuned_text import TextVectorMemo
+
+        model = self._require_model()
+        if self._text_memo is None:
+            self._text_memo = TextVectorMemo()
+        with _eval(model):
+            return self._text_memo.views(model.text_top, fields, states)
 
     def _set_id_rows(self, item_ids: list[str] | None) -> None:
         self._id_rows = None if item_ids is None else {x: i for i, x in enumerate(item_ids)}
@@ -458,7 +506,14 @@ class NeuralScorer(Scorer):
             "training_log": self.training_log,
         }
         (folder / "scorer.json").write_text(json.dumps(manifest, indent=2, default=float))
-        torch.save(model.state_dict(), folder / "model.pt")
+        state = model.state_dict()
+        if model.text_top is not None:
+            from genre_dagster.scoring.tuned_text import frozen_keys
+
+            # the language model's own weights are rebuilt from its folder at load time
+            frozen = frozen_keys(model)
+            state = {k: v for k, v in state.items() if k not in frozen}
+        torch.save(state, folder / "model.pt")
 
     @classmethod
     def load(cls, folder: Path) -> NeuralScorer:
@@ -486,8 +541,9 @@ class NeuralScorer(Scorer):
         scorer._meta = {
             key: manifest[key] for key in ("fields", "item_dim", "category_names", "profile_dim")
         }
-        # absent from artifacts saved before id fusion existed
+        # absent from artifacts saved before id fusion / the tuned text encoder existed
         scorer._meta["item_ids"] = manifest.get("item_ids")
+        scorer._meta["lm_model_id"] = manifest.get("lm_model_id")
         scorer._set_id_rows(scorer._meta["item_ids"])
         spec = ModelSpec(
             config=scorer._resolved,
@@ -497,7 +553,18 @@ class NeuralScorer(Scorer):
             n_ids=len(scorer._meta["item_ids"] or ()),
         )
         model = build_model(spec)
-        model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+        state = torch.load(folder / "model.pt", weights_only=True)
+        if model.text_top is None:
+            model.load_state_dict(state)
+        else:
+            from genre_dagster.scoring.tuned_text import load_trained
+
+            if model.text_top.source.model != manifest["lm_model_id"]:
+                raise ValueError(
+                    f"{folder}: trained on top of {manifest['lm_model_id']}, but the configured "
+                    f"model folder holds {model.text_top.source.model}: restore that model"
+                )
+            load_trained(model, state)
         model.eval()
         scorer._model = model
         scorer.training_log = manifest.get("training_log")
@@ -544,6 +611,11 @@ def from_preset(name: str, **overrides: Any) -> NeuralScorer:
     if name not in PRESETS:
         raise ValueError(f"unknown neural preset {name!r}; known: {sorted(PRESETS)}")
     return NEURAL_SCORERS[PRESET_KINDS[name]]({**PRESETS[name], **overrides})
+
+
+def _field_dim(view: Any) -> int:
+    """Width of a field's item input: an embedding matrix's columns or layer states' dim."""
+    return int(view.dim if hasattr(view, "gather") else view.shape[1])
 
 
 def _ids_seen_in(train: ImpressionData, item_ids: np.ndarray, synthetic: np.ndarray) -> list[str]:

@@ -14,6 +14,8 @@ from typing import Any
 BATCHING = ("by_history", "shuffled")
 ID_EMBEDDINGS = ("none", "sum", "gated")
 READOUTS = ("attention", "last")
+TEXT_ENCODERS = ("frozen", "tuned")
+LM_POOLINGS = ("mean", "cls", "last")
 
 # Every key a neural config may hold, with its default.
 DEFAULTS: MappingProxyType[str, Any] = MappingProxyType(
@@ -27,6 +29,17 @@ DEFAULTS: MappingProxyType[str, Any] = MappingProxyType(
         # the content vector (none | sum | gated); items never seen are scored from content
         "id_embedding": "none",
         "id_dropout": 0.5,  # share of items whose id vector is dropped per training batch
+        # item text: "frozen" reads precomputed vectors (ItemFeatures.embeddings); "tuned" trains
+        # the layers above lm_split_layer of a language model, with the rest of the model, over
+        # the texts' cached layer states (ItemFeatures.layer_states; scoring/tuned_text.py)
+        "text_encoder": "frozen",
+        "lm_model": None,  # model folder; None = the offline MiniLM (6 layers)
+        "lm_gguf_file": None,  # a GGUF file inside lm_model (e.g. SmolLM2's)
+        "lm_split_layer": 4,  # layers 1..k cached, k+1..N trained (MiniLM: the top 2)
+        "lm_max_length": 32,  # tokens kept per text
+        "lm_pooling": "mean",  # mean | cls | last (decoders: last)
+        "lm_lora_rank": 8,  # 0 = train the top layers' weights; r > 0 = LoRA rank r, alpha 2r
+        "lm_lr": 5e-4,  # learning rate of the text top (the rest uses lr)
         # user side
         "user_encoder": "mhsa",  # mean | attention | mhsa | gru | causal
         "max_history": 50,  # most recent clicks kept
@@ -76,8 +89,12 @@ HASH_NEUTRAL: MappingProxyType[str, Any] = MappingProxyType(
         "layers": 1,
         "readout": "attention",
         "time_gaps": False,
+        "text_encoder": "frozen",
     }
 )
+# Read only with text_encoder="tuned": left out of a frozen config (and of its hash), and
+# refused there at any other value than the default.
+LM_KEYS = tuple(k for k in DEFAULTS if k.startswith("lm_"))
 
 # A small, fast variant for tests and smoke runs.
 _SMALL = {
@@ -112,6 +129,10 @@ _SEQUENTIAL = {
     "id_embedding": "sum",
 }
 
+# The fine-tuned text encoder (ONCE's DIRE path): MiniLM's top 2 layers with LoRA adapters,
+# trained over cached states of its first 4; each NRMS/NAML view is a tuned MiniLM vector.
+_TUNED = {"text_encoder": "tuned"}
+
 PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
     {
         "nrms": MappingProxyType(_NRMS),
@@ -124,6 +145,9 @@ PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
         "hybrid_naml_small": MappingProxyType({**_HYBRID_NAML, **_SMALL, "category_dim": 8}),
         "sequential": MappingProxyType(_SEQUENTIAL),
         "sequential_small": MappingProxyType({**_SEQUENTIAL, **_SMALL, "category_dim": 8}),
+        "nrms_tuned": MappingProxyType({**_NRMS, **_TUNED}),
+        "naml_tuned": MappingProxyType({**_NAML, **_TUNED}),
+        "nrms_tuned_small": MappingProxyType({**_NRMS, **_SMALL, **_TUNED}),
     }
 )
 
@@ -140,6 +164,9 @@ PRESET_KINDS: MappingProxyType[str, str] = MappingProxyType(
         "hybrid_naml_small": "naml",
         "sequential": "sequential",
         "sequential_small": "sequential",
+        "nrms_tuned": "nrms",
+        "naml_tuned": "naml",
+        "nrms_tuned_small": "nrms",
     }
 )
 
@@ -171,6 +198,7 @@ def resolve_config(config: dict[str, Any] | None = None) -> dict[str, Any]:
         raise ValueError(f"config 'readout' must be one of {READOUTS}, got {resolved['readout']!r}")
     if resolved["time_gaps"] and resolved["user_encoder"] != "causal":
         raise ValueError("config 'time_gaps' needs user_encoder='causal' (the others read none)")
+    _check_text_encoder(resolved)
     if resolved["batching"] not in BATCHING:
         raise ValueError(
             f"config 'batching' must be one of {BATCHING}, got {resolved['batching']!r}"
@@ -178,10 +206,36 @@ def resolve_config(config: dict[str, Any] | None = None) -> dict[str, Any]:
     return resolved
 
 
+def _check_text_encoder(resolved: dict[str, Any]) -> None:
+    if resolved["text_encoder"] not in TEXT_ENCODERS:
+        raise ValueError(
+            f"config 'text_encoder' must be one of {TEXT_ENCODERS}, "
+            f"got {resolved['text_encoder']!r}"
+        )
+    if resolved["text_encoder"] == "frozen":
+        changed = [k for k in LM_KEYS if resolved[k] != DEFAULTS[k]]
+        if changed:
+            raise ValueError(f"config {changed} are read only with text_encoder='tuned'")
+        return
+    if resolved["lm_pooling"] not in LM_POOLINGS:
+        raise ValueError(
+            f"config 'lm_pooling' must be one of {LM_POOLINGS}, got {resolved['lm_pooling']!r}"
+        )
+    for key, low in (("lm_split_layer", 0), ("lm_max_length", 2), ("lm_lora_rank", 0)):
+        if resolved[key] < low:
+            raise ValueError(f"config {key!r} must be >= {low}, got {resolved[key]}")
+
+
 def compact_config(config: dict[str, Any]) -> dict[str, Any]:
     """A resolved config as a scorer stores and hashes it: HASH_NEUTRAL keys at their neutral
-    value are left out (a config written before they existed is the same config)."""
-    return {k: v for k, v in config.items() if not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
+    value are left out (a config written before they existed is the same config), and so are
+    the language-model keys of a frozen text encoder (they are unused there)."""
+    frozen = config.get("text_encoder", "frozen") == "frozen"
+    return {
+        k: v
+        for k, v in config.items()
+        if not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k]) and not (frozen and k in LM_KEYS)
+    }
 
 
 def preset(name: str, **overrides: Any) -> dict[str, Any]:

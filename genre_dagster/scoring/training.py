@@ -21,11 +21,12 @@ from genre_dagster.scoring.user_profile import distinct_rows
 
 @dataclass
 class ItemInputs:
-    """Item-side model inputs: one float32 tensor [n_items, dim] per field, category indices,
+    """Item-side model inputs: one float32 tensor [n_items, dim] per field (or, for the
+    fine-tuned text encoder, the field's layer states, gathered per batch), category indices,
     with id fusion each item's id row (the model's "unknown" row for items never seen in
     training), and for a user encoder that reads time gaps each item's day (NaN = unknown)."""
 
-    views: list[torch.Tensor]
+    views: list[Any]
     categories: torch.Tensor
     ids: torch.Tensor | None = None
     days: np.ndarray | None = None
@@ -35,7 +36,10 @@ class ItemInputs:
     ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
         """(views, categories, ids) of the items `index`: the arguments of encode_items."""
         ids = None if self.ids is None else self.ids.index_select(0, index)
-        views = [v.index_select(0, index) for v in self.views]
+        views = [
+            v.index_select(0, index) if isinstance(v, torch.Tensor) else v.gather(index.numpy())
+            for v in self.views
+        ]
         return views, self.categories.index_select(0, index), ids
 
 
@@ -211,6 +215,18 @@ def history_groups(history: np.ndarray) -> np.ndarray:
     return distinct_rows(history)[1].astype(np.int64)
 
 
+def parameter_groups(model: NewsRecommender, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The trainable parameters for the optimizer: the fine-tuned text encoder's (adapters or
+    top layers of a pretrained model) at config lm_lr, the rest at lr; frozen ones left out."""
+    top = [p for p in (model.text_top.parameters() if model.text_top else ()) if p.requires_grad]
+    top_ids = {id(p) for p in top}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in top_ids]
+    groups = [{"params": rest}]
+    if top:
+        groups.append({"params": top, "lr": config["lm_lr"]})
+    return groups
+
+
 def train_model(
     model: NewsRecommender,
     train: ImpressionData,
@@ -235,7 +251,10 @@ def train_model(
     history = trim_history(train.history, config["max_history"])
     # foreach: one kernel per step over all parameters, the same numbers
     optimizer = torch.optim.Adam(
-        model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"], foreach=True
+        parameter_groups(model, config),
+        lr=config["lr"],
+        weight_decay=config["weight_decay"],
+        foreach=True,
     )
     n_impressions = len(np.unique(sampler.sample_impression))
     sample_lengths = (history != PAD).sum(axis=1)[sampler.sample_impression]
@@ -299,5 +318,6 @@ def train_model(
         "n_train_samples": sampler.n_samples,
         "n_impressions_without_click": int(train.n_impressions - n_impressions),
         "n_parameters": sum(p.numel() for p in model.parameters()),
+        "n_trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "threads": torch.get_num_threads(),
     }
