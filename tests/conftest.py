@@ -79,6 +79,32 @@ def news_world(tmp_path_factory):
         }
 
 
+@pytest.fixture(scope="module")
+def world(news_world):
+    """The session's news world as its first nightly run left it, for the `test_first_night_*`
+    modules. Fails instead of handing out a world that test_later_nights.py has moved on."""
+    assert not news_world.get("later_nights"), "a first-night test ran after the later nights"
+    return news_world
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "later_nights: adds nights to the session's news world; runs after all others"
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """Tests marked `later_nights` change the session's `news_world`: they run after every other
+    test (in their own order), so whatever order the files are collected or listed in, each
+    first-night reader sees the first night. (test_generic_source.py and test_inactive_plugins.py
+    use the world's models and a copy of its database; they pass on either state.)"""
+    later = [item for item in items if item.get_closest_marker("later_nights")]
+    if later:
+        moved = set(later)
+        items[:] = [item for item in items if item not in moved] + later
+
+
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"

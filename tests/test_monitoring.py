@@ -2,7 +2,7 @@
 
 The demo world's last day has a strong category-mix and hour-of-day shift; the day before is an
 ordinary day. Canonical tables are built with the real ingest parsers and the dbt staging logic
-restated in Polars (the dbt models themselves are tested in test_data_layer.py).
+restated in Polars (the dbt models themselves are tested in test_first_night_warehouse.py).
 """
 
 from __future__ import annotations
