@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from genre_dagster.arrays import PAD, ImpressionData, ItemFeatures
 from genre_dagster.evaluation.metrics import evaluate_impressions
 from genre_dagster.scoring.content import ContentSimilarityScorer
-from genre_dagster.scoring.data import PAD, ImpressionData, ItemFeatures
 from genre_dagster.scoring.ensemble import EnsembleScorer, standardize_within
 from genre_dagster.scoring.popularity import PopularityScorer
 from genre_dagster.scoring.ranker import FEATURE_NAMES, SklearnRankerScorer, candidate_features

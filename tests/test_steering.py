@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from fake_chat_server import FakeChatServer
 
+from genre_dagster.arrays import PAD, ItemFeatures
 from genre_dagster.enrichment.cache import ResponseCache
 from genre_dagster.enrichment.openai_http import OpenAICompatibleBackend
 from genre_dagster.monitoring.beyond_accuracy import intra_list_diversity
 from genre_dagster.monitoring.steering_effect import category_mix, mix_shift
-from genre_dagster.scoring.data import PAD, ItemFeatures
 from genre_dagster.serving.instructions import instruction_to_params
 from genre_dagster.serving.reranking import (
     apply_steering,

@@ -12,7 +12,7 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from genre_dagster.scoring.data import ImpressionData, ItemFeatures
+from genre_dagster.arrays import ImpressionData, ItemFeatures
 from genre_dagster.scoring.loading import (
     build_impressions,
     build_item_features,

@@ -12,7 +12,7 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from genre_dagster.scoring.data import PAD, ImpressionData, ItemFeatures
+from genre_dagster.arrays import PAD, ImpressionData, ItemFeatures
 
 SPLITS = ("train", "validation", "test", "unlabeled")
 

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from genre_dagster.arrays import PAD, ImpressionData, ItemFeatures
 from genre_dagster.scoring.base import Scorer
-from genre_dagster.scoring.data import PAD, ImpressionData, ItemFeatures
 from genre_dagster.scoring.presets import PRESET_KINDS, PRESETS, compact_config, resolve_config
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from genre_dagster.scoring.data import PAD, ImpressionData
+from genre_dagster.arrays import PAD, ImpressionData
 
 # The table that holds each plug-in's LLM output (schema, table).
 PLUGIN_TABLES = {
