@@ -62,9 +62,9 @@ def new_days(source: DatasetSource, instance: dg.DagsterInstance) -> list[str]:
 
 def unmaterialized_days(instance: dg.DagsterInstance) -> list[str]:
     """Registered days whose impressions were never ingested, oldest first."""
-    from genre_dagster.assets.raw import BEHAVIORS
+    from genre_dagster.warehouse import RAW_BEHAVIORS
 
-    done = instance.get_materialized_partitions(BEHAVIORS)
+    done = instance.get_materialized_partitions(RAW_BEHAVIORS.key)
     return sorted(set(instance.get_dynamic_partitions(behavior_days.name)) - set(done))
 
 

@@ -13,10 +13,11 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from genre_dagster.assets.scoring import embedding_fields
+from genre_dagster import warehouse as wh
 from genre_dagster.resources import DatasetSource
 from genre_dagster.resources.model_store import ModelStore
 from genre_dagster.resources.reports import ReportStore
+from genre_dagster.scoring.inputs import embedding_fields
 from genre_dagster.scoring.variants import DEFAULT_SCORERS, variant_bases
 
 GROUP = "evaluation"
@@ -125,7 +126,7 @@ UTC): the evaluation page draws each scorer's AUC across nights from it."""
     name="evaluation__leaderboard",
     outs={
         "leaderboard": dg.AssetOut(
-            key=[GROUP, "leaderboard"],
+            key=wh.LEADERBOARD.key,
             description=LEADERBOARD_DESCRIPTION,
             kinds={"duckdb"},
             # Declarative: when a scorer is retrained outside the nightly job (a launchpad
@@ -134,14 +135,14 @@ UTC): the evaluation page draws each scorer's AUC across nights from it."""
             automation_condition=dg.AutomationCondition.eager(),
         ),
         "leaderboard_history": dg.AssetOut(
-            key=[GROUP, "leaderboard_history"],
+            key=wh.LEADERBOARD_HISTORY.key,
             description=HISTORY_DESCRIPTION,
             kinds={"duckdb"},
             automation_condition=dg.AutomationCondition.eager(),
         ),
     },
     ins={name: dg.AssetIn(key) for name, key in SCORER_KEYS.items()},
-    deps=["impression_splits", "stg_behaviors"],
+    deps=[wh.IMPRESSION_SPLITS.key, wh.STG_BEHAVIORS.key],
     group_name=GROUP,
     pool="duckdb",
 )
@@ -160,7 +161,6 @@ def leaderboard(
     from genre_dagster.evaluation.paired import compare_with_bases, intervals_by_segment
     from genre_dagster.evaluation.prediction_file import write_mind_prediction_file
     from genre_dagster.scoring.inputs import load_scorer_inputs, with_generated_history
-    from genre_dagster.scoring.loading import query_frame, table_exists
 
     table = pl.concat(list(scorers.values()), how="vertical_relaxed")
     fields = sorted({f for c in table["config_json"] for f in embedding_fields(json.loads(c))})
@@ -168,11 +168,7 @@ def leaderboard(
     with duckdb.get_connection() as conn:
         base = load_scorer_inputs(conn, (config.split,), fields, profile=need_profile)
         augmented = with_generated_history(conn, base) if table["generated_history"].any() else None
-        history = (
-            query_frame(conn, f'select * from {GROUP}."leaderboard_history"')
-            if table_exists(conn, GROUP, "leaderboard_history")
-            else None
-        )
+        history = wh.read_table(conn, wh.LEADERBOARD_HISTORY)
     data = base.splits[config.split]
     behaviors = base.behaviors[config.split]
     if data.n_impressions == 0:
