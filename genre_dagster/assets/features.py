@@ -115,7 +115,7 @@ def dbt_features(
     defaults = FeaturesConfig().model_dump()
     changed = {k: v for k, v in config.model_dump().items() if v != defaults[k]}
     args = ["build", *(["--vars", json.dumps(changed)] if changed else [])]
-    from genre_dagster.duckdb_lock import exclusive
+    from genre_dagster.warehouse import exclusive
 
     # dbt opens the file from its own process: hold the project's writer lock for the whole
     # build so a concurrent run waits instead of failing on DuckDB's lock.
