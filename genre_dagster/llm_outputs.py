@@ -17,6 +17,7 @@ from pydantic import Field
 
 from genre_dagster.resources.privacy import PrivacyResource
 from genre_dagster.resources.source import DatasetSource
+from genre_dagster.settings import COLD_MAX_CLICKS
 
 if TYPE_CHECKING:
     from genre_dagster.enrichment.batch import BatchPlan
@@ -176,7 +177,7 @@ def export_batch(
 
     config = role_config(role, budget, everything, prompt_version)
     with connect(database, "LLM batch export (inputs)") as conn:
-        cold = getattr(config, "cold_max_clicks", 5)
+        cold = getattr(config, "cold_max_clicks", COLD_MAX_CLICKS)
         inputs = _features(conn, lambda c: role_inputs(c, role, cold))
         categories = _features(conn, item_categories) if role != "summarizer" else []
     vocabulary = role_vocabulary(role, config, source, categories)

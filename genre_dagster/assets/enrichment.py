@@ -19,6 +19,7 @@ from pydantic import Field
 from genre_dagster import warehouse as wh
 from genre_dagster.resources.llm import LLMResource
 from genre_dagster.resources.source import DatasetSource
+from genre_dagster.settings import COLD_MAX_CLICKS
 
 GROUP = "enrichment"
 
@@ -70,7 +71,9 @@ class ProfilerConfig(RoleConfig):
 
 class GeneratorConfig(ProfilerConfig):
     mode: str = Field(default="chain", description="direct | chain (profile first, then generate)")
-    cold_max_clicks: int = Field(default=5, description="cold user = at most this many clicks")
+    cold_max_clicks: int = Field(
+        default=COLD_MAX_CLICKS, description="cold user = at most this many clicks"
+    )
     budget: int = Field(default=4, description="most cold users sent to the LLM in one run")
 
 

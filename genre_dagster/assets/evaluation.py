@@ -19,6 +19,7 @@ from genre_dagster.resources.model_store import ModelStore
 from genre_dagster.resources.reports import ReportStore
 from genre_dagster.scoring.inputs import embedding_fields
 from genre_dagster.scoring.variants import DEFAULT_SCORERS, variant_bases
+from genre_dagster.settings import COLD_MAX_CLICKS
 
 GROUP = "evaluation"
 SCORER_KEYS = {s.name: dg.AssetKey(["scoring", s.name]) for s in DEFAULT_SCORERS}
@@ -37,7 +38,9 @@ DELTA_SCHEMA = {
 
 class EvaluationConfig(dg.Config):
     split: str = Field(default="test", description="split to evaluate: test | validation")
-    cold_max_clicks: int = Field(default=5, description="cold user = at most this many clicks")
+    cold_max_clicks: int = Field(
+        default=COLD_MAX_CLICKS, description="cold user = at most this many clicks"
+    )
     write_prediction_files: bool = Field(
         default=True, description="write MIND-format prediction files (impression_id [ranks])"
     )

@@ -18,6 +18,7 @@ from genre_dagster.resources.model_store import ModelStore
 from genre_dagster.scoring.inputs import embedding_fields
 from genre_dagster.scoring.registry import NEURAL_KINDS
 from genre_dagster.scoring.variants import DEFAULT_SCORERS, ENSEMBLE_MEMBERS, ScorerSpec
+from genre_dagster.settings import HISTORY_CAP
 
 GROUP = "scoring"
 FEATURE_DEPS = [
@@ -38,7 +39,7 @@ class ScorerConfig(dg.Config):
             '{"fields": ["title", "summary"], "predictor": "mlp"}; unknown keys are rejected'
         ),
     )
-    max_history: int = Field(default=50, description="most recent history items per user")
+    max_history: int = Field(default=HISTORY_CAP, description="most recent history items per user")
     retrain_every_days: int | None = Field(
         default=None,
         description=(

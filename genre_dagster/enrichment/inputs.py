@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 
 from genre_dagster.enrichment.roles import RoleInput
+from genre_dagster.settings import COLD_MAX_CLICKS
 from genre_dagster.warehouse import ITEM_DAILY_STATS, STG_NEWS, USER_HISTORIES, query_frame
 
 HISTORY_TITLES = 20  # most recent history titles shown to the profiler
@@ -78,7 +79,7 @@ def cold_user_inputs(conn: Any, cold_max_clicks: int) -> tuple[pl.DataFrame, lis
     return cold, [RoleInput(key=u, fields={"history": items}) for u, items in cold.iter_rows()]
 
 
-def role_inputs(conn: Any, role: str, cold_max_clicks: int = 5) -> list[RoleInput]:
+def role_inputs(conn: Any, role: str, cold_max_clicks: int = COLD_MAX_CLICKS) -> list[RoleInput]:
     """The inputs of `role` (summarizer, profiler, generator or chain_generator)."""
     if role == "summarizer":
         return summarizer_inputs(conn)[1]

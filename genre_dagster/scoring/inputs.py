@@ -19,6 +19,7 @@ from genre_dagster.scoring.loading import (
     load_behaviors,
     load_item_table,
 )
+from genre_dagster.settings import HISTORY_CAP
 from genre_dagster.warehouse import (
     NEWS_EMBEDDINGS,
     STG_BEHAVIORS,
@@ -121,7 +122,7 @@ def load_scorer_inputs(
     fields: list[str],
     profile: bool = False,
     generated_history: bool = False,
-    max_history: int = 50,
+    max_history: int = HISTORY_CAP,
 ) -> ScorerInputs:
     """Items with the embedding `fields`, impressions of `splits`, and the GENRE extras."""
     (day_zero,) = conn.execute(f"select min(day) from {STG_BEHAVIORS}").fetchone()
@@ -142,7 +143,9 @@ def load_scorer_inputs(
     return ScorerInputs(items, item_table, data, frames, day_zero, extra, profiles)
 
 
-def with_generated_history(conn, inputs: ScorerInputs, max_history: int = 50) -> ScorerInputs:
+def with_generated_history(
+    conn, inputs: ScorerInputs, max_history: int = HISTORY_CAP
+) -> ScorerInputs:
     """`inputs` with GENRE's synthetic items appended to cold users' histories.
 
     Rebuilds only the impression arrays from the frames already loaded (items, embeddings and

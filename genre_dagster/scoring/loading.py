@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from genre_dagster.arrays import PAD, ImpressionData, ItemFeatures
+from genre_dagster.settings import HISTORY_CAP
 from genre_dagster.warehouse import (
     IMPRESSION_SPLITS,
     ITEM_DAILY_STATS,
@@ -151,7 +152,7 @@ def pad_histories(offsets: np.ndarray, flat: np.ndarray, max_history: int) -> np
 def build_impressions(
     behaviors: pl.DataFrame,
     items: ItemFeatures,
-    max_history: int = 50,
+    max_history: int = HISTORY_CAP,
     extra_history: dict[str, list[str]] | None = None,
     day_zero: date | None = None,
 ) -> ImpressionData:
