@@ -16,10 +16,6 @@ from genre_dagster.resources.model_store import ModelStore
 from genre_dagster.resources.reports import ReportStore
 
 GROUP = "monitoring"
-CHALLENGER = wh.CHALLENGER.key
-STG_NEWS = wh.STG_NEWS.key
-STG_BEHAVIORS = wh.STG_BEHAVIORS.key
-ITEM_DAILY_STATS = wh.ITEM_DAILY_STATS.key
 
 
 class ReportConfig(dg.Config):
@@ -148,7 +144,7 @@ INTERACTION = dg.AssetKey([GROUP, "interaction_drift"])
 
 @dg.asset(
     key=INTERACTION,
-    deps=[STG_BEHAVIORS, wh.IMPRESSIONS.key, STG_NEWS],
+    deps=[wh.STG_BEHAVIORS.key, wh.IMPRESSIONS.key, wh.STG_NEWS.key],
     check_specs=[dg.AssetCheckSpec("drift_share_within_thresholds", asset=INTERACTION)],
     group_name=GROUP,
     kinds={"evidently", "duckdb"},
@@ -203,7 +199,7 @@ QUALITY = dg.AssetKey([GROUP, "data_quality"])
 
 @dg.asset(
     key=QUALITY,
-    deps=[STG_BEHAVIORS, STG_NEWS, ITEM_DAILY_STATS],
+    deps=[wh.STG_BEHAVIORS.key, wh.STG_NEWS.key, wh.ITEM_DAILY_STATS.key],
     group_name=GROUP,
     kinds={"evidently", "duckdb"},
     pool="duckdb",
@@ -245,7 +241,7 @@ EMBEDDING = dg.AssetKey([GROUP, "embedding_drift"])
 
 @dg.asset(
     key=EMBEDDING,
-    deps=[ITEM_DAILY_STATS, wh.NEWS_EMBEDDINGS.key],
+    deps=[wh.ITEM_DAILY_STATS.key, wh.NEWS_EMBEDDINGS.key],
     check_specs=[dg.AssetCheckSpec("embedding_drift_within_thresholds", asset=EMBEDDING)],
     group_name=GROUP,
     kinds={"evidently", "duckdb"},
@@ -376,7 +372,7 @@ PREDICTION = dg.AssetKey([GROUP, "prediction_drift"])
 
 @dg.asset(
     key=PREDICTION,
-    deps=[CHALLENGER],
+    deps=[wh.CHALLENGER.key],
     check_specs=[
         dg.AssetCheckSpec("prediction_drift_within_thresholds", asset=PREDICTION, blocking=True)
     ],
@@ -438,7 +434,7 @@ def prediction_drift(
 
 @dg.asset(
     key=[GROUP, "recommendation_quality"],
-    deps=[CHALLENGER, STG_NEWS],
+    deps=[wh.CHALLENGER.key, wh.STG_NEWS.key],
     group_name=GROUP,
     kinds={"evidently", "duckdb"},
     pool="duckdb",

@@ -4,6 +4,9 @@ The best newly trained scorer (by validation AUC) is the challenger. The blockin
 `promotion_guard` compares it with the serving scorer: if it is worse beyond the tolerance the
 check fails (WARN) and the previous scorer keeps serving; an unusable challenger (no AUC, or no
 better than random) fails with ERROR and blocks everything downstream.
+
+The tolerance is set once, on the challenger (its row carries it), so the guard and the serving
+scorer cannot judge the same challenger with two different tolerances.
 """
 
 import json
@@ -20,11 +23,14 @@ from genre_dagster import warehouse as wh
 from genre_dagster.resources.llm import LLMResource
 from genre_dagster.resources.model_store import ModelStore
 from genre_dagster.resources.source import DatasetSource
-from genre_dagster.serving.promotion import PromotionDecision, decide_promotion
+from genre_dagster.serving.promotion import (
+    PROMOTION_TOLERANCE,
+    PromotionDecision,
+    decide_promotion,
+)
+from genre_dagster.settings import HISTORY_CAP
 
 GROUP = "serving"
-CHALLENGER = wh.CHALLENGER.key
-SERVING = wh.SERVING_SCORER.key
 REFERENCE_ROWS = ("random", "oracle")
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")  # names that reach SQL as table names
 
@@ -41,20 +47,26 @@ def _current_serving(duckdb: DuckDBResource) -> tuple[str | None, float | None, 
     return row if row else (None, None, None)
 
 
-class PromotionConfig(dg.Config):
+class ChallengerConfig(dg.Config):
     tolerance: float = Field(
-        default=0.005, description="largest validation-AUC drop allowed for a new scorer"
+        default=PROMOTION_TOLERANCE,
+        description=(
+            "largest validation-AUC drop allowed for a new scorer (the promotion guard and the "
+            "serving scorer both apply it)"
+        ),
     )
 
 
-def _decision(challenger: pl.DataFrame, duckdb, tolerance: float) -> PromotionDecision:
+def _decision(challenger: pl.DataFrame, duckdb) -> PromotionDecision:
     serving_id, serving_auc, _ = _current_serving(duckdb)
     row = challenger.row(0, named=True)
-    return decide_promotion(row["scorer_id"], row["val_auc"], serving_id, serving_auc, tolerance)
+    return decide_promotion(
+        row["scorer_id"], row["val_auc"], serving_id, serving_auc, row["tolerance"]
+    )
 
 
 @dg.asset(
-    key=CHALLENGER,
+    key=wh.CHALLENGER.key,
     ins={"leaderboard": dg.AssetIn(wh.LEADERBOARD.key)},
     deps=[dg.AssetKey(["scoring", "ensemble"])],
     group_name=GROUP,
@@ -62,9 +74,13 @@ def _decision(challenger: pl.DataFrame, duckdb, tolerance: float) -> PromotionDe
     pool="duckdb",
 )
 def challenger(
-    context: dg.AssetExecutionContext, leaderboard: pl.DataFrame, duckdb: DuckDBResource
+    context: dg.AssetExecutionContext,
+    config: ChallengerConfig,
+    leaderboard: pl.DataFrame,
+    duckdb: DuckDBResource,
 ) -> pl.DataFrame:
-    """The best scorer of this run by validation AUC: the candidate to serve."""
+    """The best scorer of this run by validation AUC: the candidate to serve, with the
+    tolerance its promotion is judged by."""
     trained = leaderboard.filter(
         (pl.col("segment") == "all") & ~pl.col("scorer").is_in(REFERENCE_ROWS)
     ).sort(["val_auc", "scorer"], descending=[True, False], nulls_last=True)
@@ -81,6 +97,7 @@ def challenger(
             "scorer_id": [scorer_id],
             "val_auc": [best["val_auc"]],
             "test_auc": [best["auc"]],
+            "tolerance": [config.tolerance],
         }
     )
     context.add_output_metadata(
@@ -89,22 +106,25 @@ def challenger(
     return out
 
 
-@dg.asset_check(asset=CHALLENGER, blocking=True, description=__doc__.split("\n\n")[1])
-def promotion_guard(config: PromotionConfig, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+@dg.asset_check(asset=wh.CHALLENGER.key, blocking=True, description=__doc__.split("\n\n")[1])
+def promotion_guard(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     with duckdb.get_connection() as conn:
         challenger_row = wh.query_frame(conn, f"select * from {wh.CHALLENGER}")
-    decision = _decision(challenger_row, duckdb, config.tolerance)
+    decision = _decision(challenger_row, duckdb)
     return dg.AssetCheckResult(
         passed=decision.promote,
         severity=dg.AssetCheckSeverity.ERROR if decision.broken else dg.AssetCheckSeverity.WARN,
         description=decision.reason,
-        metadata={"serving_after": decision.serving_id, "tolerance": config.tolerance},
+        metadata={
+            "serving_after": decision.serving_id,
+            "tolerance": float(challenger_row["tolerance"][0]),
+        },
     )
 
 
 @dg.asset(
-    key=SERVING,
-    ins={"challenger": dg.AssetIn(CHALLENGER)},
+    key=wh.SERVING_SCORER.key,
+    ins={"challenger": dg.AssetIn(wh.CHALLENGER.key)},
     # prediction drift of the challenger is checked first; its ERROR level can block promotion
     deps=[dg.AssetKey(["monitoring", "prediction_drift"])],
     group_name=GROUP,
@@ -112,14 +132,11 @@ def promotion_guard(config: PromotionConfig, duckdb: DuckDBResource) -> dg.Asset
     pool="duckdb",
 )
 def serving_scorer(
-    context: dg.AssetExecutionContext,
-    config: PromotionConfig,
-    challenger: pl.DataFrame,
-    duckdb: DuckDBResource,
+    context: dg.AssetExecutionContext, challenger: pl.DataFrame, duckdb: DuckDBResource
 ) -> pl.DataFrame:
     """History of promotion decisions; the newest row names the scorer that serves lists."""
     previous_id, previous_auc, previous_name = _current_serving(duckdb)
-    decision = _decision(challenger, duckdb, config.tolerance)
+    decision = _decision(challenger, duckdb)
     row = challenger.row(0, named=True)
     promoted = decision.promote and not decision.broken
     entry = pl.DataFrame(
@@ -174,7 +191,7 @@ class RecommendationConfig(dg.Config):
 
 @dg.asset(
     key=[GROUP, "recommendations"],
-    ins={"serving": dg.AssetIn(SERVING)},
+    ins={"serving": dg.AssetIn(wh.SERVING_SCORER.key)},
     deps=[t.key for t in (wh.USER_HISTORIES, wh.ITEM_DAILY_STATS, wh.NEWS_EMBEDDINGS)],
     group_name=GROUP,
     kinds={"duckdb"},
@@ -244,7 +261,7 @@ def recommendations(
         pl.lit("serving").alias("impression_id"),
         pl.lit([]).cast(pl.List(pl.Int8)).alias("candidate_labels"),
     )
-    data = build_impressions(frame, items, max_history=50, extra_history=extra)
+    data = build_impressions(frame, items, max_history=HISTORY_CAP, extra_history=extra)
     pool = items.index_of(pool_ids["news_id"].to_list())
     user_ids = users["user_id"].to_numpy().astype(object)
     kwargs = {"profiles": inputs.profiles} if reads_profiles else {}
