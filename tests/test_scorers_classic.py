@@ -200,8 +200,8 @@ def test_content_similarity_prefers_same_category(world) -> None:
 
 
 def test_fused_field_averages_the_unit_vectors_of_its_parts(world) -> None:
-    from genre_dagster.scoring.inputs import embedding_fields
     from genre_dagster.scoring.content import embedding_field
+    from genre_dagster.scoring.inputs import embedding_fields
 
     items, _, _ = world
     rng = np.random.default_rng(5)
