@@ -14,6 +14,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from genre_dagster import warehouse as wh
+from genre_dagster.evaluation.metrics import metric_names
 from genre_dagster.resources import DatasetSource
 from genre_dagster.resources.model_store import ModelStore
 from genre_dagster.resources.reports import ReportStore
@@ -24,7 +25,7 @@ from genre_dagster.settings import COLD_MAX_CLICKS
 GROUP = "evaluation"
 SCORER_KEYS = {s.name: dg.AssetKey(["scoring", s.name]) for s in DEFAULT_SCORERS}
 SCORER_KEYS["ensemble"] = dg.AssetKey(["scoring", "ensemble"])
-METRICS = ["auc", "mrr", "ndcg@5", "ndcg@10", "recall@5", "recall@10", "hit@5", "hit@10"]
+METRICS = metric_names()
 SEGMENTS = ("all", "warm", "cold")
 # Columns comparing a GENRE variant with its base scorer (null on every other row).
 DELTA_SCHEMA = {
