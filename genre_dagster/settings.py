@@ -11,8 +11,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -148,14 +150,14 @@ def duckdb_lock_timeout(environ: dict[str, str] | None = None) -> float:
 
 
 @functools.cache
-def dbt_vars() -> dict[str, Any]:
+def dbt_vars() -> Mapping[str, Any]:
     """The `vars` of dbt_project.yml: the one definition of the feature settings that dbt and
     Python share (cold-user threshold, history cap, split boundaries). Python derives its
     defaults from here, so changing one there changes both."""
     import yaml
 
     project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))
-    return dict(project["vars"])
+    return MappingProxyType(dict(project["vars"]))  # cached: read-only for every caller
 
 
 # A user is cold with at most this many known clicks (GENRE: 5): dbt's user segments, the
