@@ -31,6 +31,7 @@ from genre_dagster.serving.promotion import (
 from genre_dagster.settings import HISTORY_CAP
 
 GROUP = "serving"
+SERVING = wh.SERVING_SCORER.key
 REFERENCE_ROWS = ("random", "oracle")
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")  # names that reach SQL as table names
 
@@ -123,7 +124,7 @@ def promotion_guard(duckdb: DuckDBResource) -> dg.AssetCheckResult:
 
 
 @dg.asset(
-    key=wh.SERVING_SCORER.key,
+    key=SERVING,
     ins={"challenger": dg.AssetIn(wh.CHALLENGER.key)},
     # prediction drift of the challenger is checked first; its ERROR level can block promotion
     deps=[dg.AssetKey(["monitoring", "prediction_drift"])],
@@ -191,7 +192,7 @@ class RecommendationConfig(dg.Config):
 
 @dg.asset(
     key=[GROUP, "recommendations"],
-    ins={"serving": dg.AssetIn(wh.SERVING_SCORER.key)},
+    ins={"serving": dg.AssetIn(SERVING)},
     deps=[t.key for t in (wh.USER_HISTORIES, wh.ITEM_DAILY_STATS, wh.NEWS_EMBEDDINGS)],
     group_name=GROUP,
     kinds={"duckdb"},
