@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from machine import describe
 
-from genre_dagster.scoring.data import PAD, ImpressionData, ItemFeatures
+from genre_dagster.arrays import PAD, ImpressionData, ItemFeatures
 
 ROOT = Path(__file__).resolve().parents[1]
 HUFFPOST = ROOT.parent / "shared" / "data" / "huffpost_news_category_v3_first10000.jsonl"

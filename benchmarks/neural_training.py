@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from machine import describe
 
-from genre_dagster.scoring.data import PAD, ImpressionData, ItemFeatures
+from genre_dagster.arrays import PAD, ImpressionData, ItemFeatures
 
 RESULTS = Path(__file__).parent / "results" / "neural_training.json"
 N_ITEMS, N_CATS, DIM, N_USERS, MAX_HIST = 20_000, 17, 384, 5_000, 50

@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -11,6 +10,9 @@ from genre_dagster.assets.features import dbt_features
 from genre_dagster.memory import release_memory
 from genre_dagster.partitions import behavior_days
 from genre_dagster.resources import DatasetSource
+from genre_dagster.settings import nightly_schedule
+
+NIGHTLY_CRON, TIMEZONE = nightly_schedule()
 
 # Transient failures (a locked file, a flaky LLM server, a node lost) are retried with backoff;
 # a step that fails three times fails the run, visible and re-executable from failure in the UI.
@@ -62,16 +64,16 @@ def new_days(source: DatasetSource, instance: dg.DagsterInstance) -> list[str]:
 
 def unmaterialized_days(instance: dg.DagsterInstance) -> list[str]:
     """Registered days whose impressions were never ingested, oldest first."""
-    from genre_dagster.assets.raw import BEHAVIORS
+    from genre_dagster.warehouse import RAW_BEHAVIORS
 
-    done = instance.get_materialized_partitions(BEHAVIORS)
+    done = instance.get_materialized_partitions(RAW_BEHAVIORS.key)
     return sorted(set(instance.get_dynamic_partitions(behavior_days.name)) - set(done))
 
 
 @dg.schedule(
     job=nightly_refresh_job,
-    cron_schedule=os.environ.get("GENRE_NIGHTLY_CRON", "0 2 * * *"),
-    execution_timezone=os.environ.get("GENRE_TIMEZONE", "UTC"),
+    cron_schedule=NIGHTLY_CRON,
+    execution_timezone=TIMEZONE,
     description="Every night: ingest each day that arrived and rebuild the graph downstream.",
 )
 def nightly_refresh_schedule(context: dg.ScheduleEvaluationContext, source: DatasetSource):

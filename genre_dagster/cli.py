@@ -14,7 +14,9 @@ from genre_dagster.settings import DBT_PROJECT_DIR, PROJECT_ROOT
 
 
 def _quiet_environment() -> None:
-    """Defaults that keep a local run self-contained and free of telemetry."""
+    """Defaults that keep a local run self-contained and free of telemetry, set in this
+    process's environment because Dagster, dbt and the model libraries (and the processes they
+    start) read them from there."""
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,6 +45,7 @@ def prepare_dbt() -> Path:
 
     from genre_dagster.settings import load_settings
 
+    # dbt's profile (profiles.yml) reads the database path from this variable
     os.environ.setdefault("GENRE_DUCKDB_PATH", str(load_settings().duckdb_path))
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
     stamp = Path(project.manifest_path).with_name("genre_prepared_for.txt")
@@ -155,6 +158,8 @@ def _apply_source_arguments(args: argparse.Namespace) -> None:
         if not isinstance(mapping, dict):
             raise SystemExit('--column-map: must be a JSON object, e.g. {"item_id": "book_id"}')
         values["column_map"] = json.dumps(mapping)
+    # flags become the GENRE_* variables, so that `load_settings` here and every process the
+    # run starts (Dagster steps, dbt) see the same source
     for name, variable in SOURCE_FLAGS.items():
         if values[name] is not None:
             os.environ[variable] = str(values[name])

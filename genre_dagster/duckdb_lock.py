@@ -25,27 +25,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from genre_dagster.settings import duckdb_lock_timeout
+
 logger = logging.getLogger(__name__)
 
 LOCK_SUFFIX = ".writer-lock"
-DEFAULT_TIMEOUT_SECONDS = 1800.0
 _POLL_SECONDS = 0.1
-
-
-def lock_timeout() -> float:
-    """Seconds to wait for the lock: `GENRE_DUCKDB_LOCK_TIMEOUT`, default 30 minutes."""
-    raw = os.environ.get("GENRE_DUCKDB_LOCK_TIMEOUT")
-    if not raw:
-        return DEFAULT_TIMEOUT_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(
-            f"GENRE_DUCKDB_LOCK_TIMEOUT must be a number of seconds, got {raw!r}"
-        ) from None
-    if value <= 0:
-        raise ValueError(f"GENRE_DUCKDB_LOCK_TIMEOUT must be positive, got {raw!r}")
-    return value
 
 
 class _ProcessLock:
@@ -135,7 +120,7 @@ def _lock_for(database: str | Path) -> _ProcessLock:
 def exclusive(database: str | Path, purpose: str, timeout: float | None = None) -> Iterator[float]:
     """Hold the writer lock of `database` for the block; yields the seconds waited."""
     lock = _lock_for(database)
-    waited = lock.acquire(purpose, lock_timeout() if timeout is None else timeout)
+    waited = lock.acquire(purpose, duckdb_lock_timeout() if timeout is None else timeout)
     try:
         yield waited
     finally:
@@ -156,7 +141,7 @@ def connect(
     """
     import duckdb
 
-    timeout = lock_timeout() if timeout is None else timeout
+    timeout = duckdb_lock_timeout() if timeout is None else timeout
     deadline = time.monotonic() + timeout
     with exclusive(database, purpose, timeout):
         Path(database).parent.mkdir(parents=True, exist_ok=True)

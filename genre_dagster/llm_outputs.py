@@ -17,6 +17,7 @@ from pydantic import Field
 
 from genre_dagster.resources.privacy import PrivacyResource
 from genre_dagster.resources.source import DatasetSource
+from genre_dagster.settings import COLD_MAX_CLICKS
 
 if TYPE_CHECKING:
     from genre_dagster.enrichment.batch import BatchPlan
@@ -71,10 +72,10 @@ def import_outputs(
     """Import `config.files` into the deployment's response cache (one report per import)."""
     import polars as pl
 
-    from genre_dagster.duckdb_lock import connect
     from genre_dagster.enrichment.enrich import role_vocabulary
     from genre_dagster.enrichment.importer import Importer, ImportRequest
     from genre_dagster.enrichment.inputs import item_categories, known_keys
+    from genre_dagster.warehouse import connect
 
     categories: list[str] = []
 
@@ -168,15 +169,15 @@ def export_batch(
     """Write the requests the next run of `role` would send to `model_name` as an OpenAI Batch
     input file for `batch_model`, and remember them for the import of the answers."""
     from genre_dagster.assets.enrichment import role_vocabulary
-    from genre_dagster.duckdb_lock import connect
     from genre_dagster.enrichment.batch import plan_batch, write_batch
     from genre_dagster.enrichment.cache import ResponseCache
     from genre_dagster.enrichment.import_store import ImportStore
     from genre_dagster.enrichment.inputs import item_categories, role_inputs
+    from genre_dagster.warehouse import connect
 
     config = role_config(role, budget, everything, prompt_version)
     with connect(database, "LLM batch export (inputs)") as conn:
-        cold = getattr(config, "cold_max_clicks", 5)
+        cold = getattr(config, "cold_max_clicks", COLD_MAX_CLICKS)
         inputs = _features(conn, lambda c: role_inputs(c, role, cold))
         categories = _features(conn, item_categories) if role != "summarizer" else []
     vocabulary = role_vocabulary(role, config, source, categories)

@@ -220,34 +220,38 @@ def _data_lines(duckdb_path: str) -> list[str]:
     """Days, impressions, items and quarantined lines by reason, from the warehouse."""
     import duckdb
 
+    from genre_dagster.warehouse import (
+        IMPRESSION_SPLITS,
+        QUARANTINE,
+        STG_BEHAVIORS,
+        STG_NEWS,
+        table_exists,
+    )
+
     if not Path(duckdb_path).exists():
         return []
+    # read-only, so not through warehouse.connect (which opens for writing under the lock):
+    # the summary is printed after the run and only reads
     with duckdb.connect(duckdb_path, read_only=True) as conn:
-        tables = {
-            f"{schema}.{name}"
-            for schema, name in conn.execute(
-                "select table_schema, table_name from information_schema.tables"
-            ).fetchall()
-        }
-        if not {"main.stg_behaviors", "main.stg_news"} <= tables:
+        if not (table_exists(conn, STG_BEHAVIORS) and table_exists(conn, STG_NEWS)):
             return []
         days, impressions, users, first, last = conn.execute(
             "select count(distinct day), count(*), count(distinct user_id), min(day), max(day) "
-            "from main.stg_behaviors"
+            f"from {STG_BEHAVIORS}"
         ).fetchone()
-        (items,) = conn.execute("select count(*) from main.stg_news").fetchone()
+        (items,) = conn.execute(f"select count(*) from {STG_NEWS}").fetchone()
         reasons = (
             conn.execute(
-                "select entity, reason, count(*) from main.quarantine group by all order by 3 desc"
+                f"select entity, reason, count(*) from {QUARANTINE} group by all order by 3 desc"
             ).fetchall()
-            if "main.quarantine" in tables
+            if table_exists(conn, QUARANTINE)
             else []
         )
         splits = (
             conn.execute(
-                "select split, count(*) from main.impression_splits group by split order by split"
+                f"select split, count(*) from {IMPRESSION_SPLITS} group by split order by split"
             ).fetchall()
-            if "main.impression_splits" in tables
+            if table_exists(conn, IMPRESSION_SPLITS)
             else []
         )
     quarantined = ", ".join(f"{e} {r} {n:,}" for e, r, n in reasons) or "none"
@@ -265,18 +269,16 @@ def _data_lines(duckdb_path: str) -> list[str]:
 def _leaderboard_lines(duckdb_path: str, top: int) -> list[str]:
     import duckdb
 
+    from genre_dagster.warehouse import LEADERBOARD, table_exists
+
     if not Path(duckdb_path).exists():
         return []
-    with duckdb.connect(duckdb_path, read_only=True) as conn:
-        exists = conn.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = 'evaluation' and table_name = 'leaderboard'"
-        ).fetchone()[0]
-        if not exists:
+    with duckdb.connect(duckdb_path, read_only=True) as conn:  # read-only: see _data_lines
+        if not table_exists(conn, LEADERBOARD):
             return []
         rows = conn.execute(
             "select scorer, auc, base, auc_delta, auc_delta_low, auc_delta_high, "
-            "auc_delta_verdict, split from evaluation.leaderboard where segment = 'all' "
+            f"auc_delta_verdict, split from {LEADERBOARD} where segment = 'all' "
             "order by auc desc"
         ).fetchall()
     if not rows:

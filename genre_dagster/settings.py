@@ -1,15 +1,21 @@
-"""Paths and the environment name, read from environment variables.
+"""Paths and the environment name, read from environment variables; the feature settings that
+dbt and Python share, read from dbt_project.yml.
 
 Everything that differs between a laptop and production is decided here or in
-`genre_dagster.resources.build_resources`; asset code never reads the environment itself.
+`genre_dagster.resources.build_resources`; no other module reads the environment (the few that
+set variables for a child process or a library say why where they do).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -110,3 +116,52 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             environ.get("GENRE_K8S_EXECUTOR_CONFIG") or K8S_EXECUTOR_CONFIG
         ).resolve(),
     )
+
+
+def nightly_schedule(environ: dict[str, str] | None = None) -> tuple[str, str]:
+    """(cron, timezone) of the nightly refresh: `GENRE_NIGHTLY_CRON`, `GENRE_TIMEZONE`.
+
+    Read on its own (not in `Settings`): the schedule is defined when its module is imported,
+    and a wrong unrelated variable must not take it down."""
+    environ = os.environ if environ is None else environ
+    return environ.get("GENRE_NIGHTLY_CRON", "0 2 * * *"), environ.get("GENRE_TIMEZONE", "UTC")
+
+
+DEFAULT_LOCK_TIMEOUT_SECONDS = 1800.0
+
+
+def duckdb_lock_timeout(environ: dict[str, str] | None = None) -> float:
+    """Seconds to wait for the DuckDB writer lock: `GENRE_DUCKDB_LOCK_TIMEOUT`, default 30 min.
+
+    Read on its own at every connection (not in `Settings`): the lock serves every process,
+    including those that never load the deployment settings."""
+    raw = (os.environ if environ is None else environ).get("GENRE_DUCKDB_LOCK_TIMEOUT")
+    if not raw:
+        return DEFAULT_LOCK_TIMEOUT_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(
+            f"GENRE_DUCKDB_LOCK_TIMEOUT must be a number of seconds, got {raw!r}"
+        ) from None
+    if value <= 0:
+        raise ValueError(f"GENRE_DUCKDB_LOCK_TIMEOUT must be positive, got {raw!r}")
+    return value
+
+
+@functools.cache
+def dbt_vars() -> Mapping[str, Any]:
+    """The `vars` of dbt_project.yml: the one definition of the feature settings that dbt and
+    Python share (cold-user threshold, history cap, split boundaries). Python derives its
+    defaults from here, so changing one there changes both."""
+    import yaml
+
+    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))
+    return MappingProxyType(dict(project["vars"]))  # cached: read-only for every caller
+
+
+# A user is cold with at most this many known clicks (GENRE: 5): dbt's user segments, the
+# generator's cold users and the evaluation's cold segment.
+COLD_MAX_CLICKS: int = dbt_vars()["cold_max_clicks"]
+# The most recent clicks kept per user: dbt's user histories, the history a scorer reads.
+HISTORY_CAP: int = dbt_vars()["history_cap"]

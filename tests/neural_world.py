@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from genre_dagster.arrays import PAD, ImpressionData, ItemFeatures
 from genre_dagster.evaluation.metrics import evaluate
-from genre_dagster.scoring.data import PAD, ImpressionData, ItemFeatures
 from genre_dagster.scoring.neural import UserProfiles
 
 N_ITEMS, N_CATS, DIM, N_USERS, MAX_HIST = 300, 6, 32, 200, 25

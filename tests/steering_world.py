@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from genre_dagster.arrays import PAD, ItemFeatures
 from genre_dagster.monitoring.steering_effect import category_mix
-from genre_dagster.scoring.data import PAD, ItemFeatures
 
 CATEGORIES = ["news", "science", "entertainment", "sports", "finance", "weather"]
 

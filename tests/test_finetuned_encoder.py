@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from neural_world import auc, build_world
 
+from genre_dagster.arrays import ItemFeatures
 from genre_dagster.embedding.fields import text_hash
-from genre_dagster.scoring.data import ItemFeatures
 from genre_dagster.scoring.neural import NeuralScorer, from_preset
 
 torch = pytest.importorskip("torch")

@@ -11,7 +11,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from genre_dagster.scoring.data import ImpressionData, ItemFeatures
+from genre_dagster.arrays import ImpressionData, ItemFeatures
 from genre_dagster.scoring.inputs import ScorerInputs
 from genre_dagster.scoring.neural import UserProfiles
 from genre_dagster.scoring.plugins import inactive_plugins, training_fingerprint, without

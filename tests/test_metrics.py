@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from genre_dagster.arrays import ImpressionData
 from genre_dagster.evaluation.metrics import (
     evaluate,
     evaluate_groups,
@@ -21,7 +22,6 @@ from genre_dagster.evaluation.prediction_file import (
     write_mind_prediction_file,
 )
 from genre_dagster.evaluation.reference import reference_evaluate
-from genre_dagster.scoring.data import ImpressionData
 
 
 def _one(labels, scores, ks=(5, 10)):

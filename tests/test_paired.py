@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from genre_dagster.arrays import ImpressionData
 from genre_dagster.evaluation.metrics import impression_metrics_for
 from genre_dagster.evaluation.paired import (
     HELPS,
@@ -16,7 +17,6 @@ from genre_dagster.evaluation.paired import (
     paired_bootstrap_delta,
     paired_bootstrap_deltas,
 )
-from genre_dagster.scoring.data import ImpressionData
 
 
 def _auc_per_impression(n: int = 400, seed: int = 0) -> np.ndarray:

@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from genre_dagster.arrays import PAD, ImpressionData, ItemFeatures
 from genre_dagster.evaluation.metrics import evaluate_impressions
 from genre_dagster.scoring.content import ContentSimilarityScorer
-from genre_dagster.scoring.data import PAD, ImpressionData, ItemFeatures
 from genre_dagster.scoring.ensemble import EnsembleScorer, standardize_within
 from genre_dagster.scoring.popularity import PopularityScorer
 from genre_dagster.scoring.ranker import FEATURE_NAMES, SklearnRankerScorer, candidate_features
@@ -200,8 +200,8 @@ def test_content_similarity_prefers_same_category(world) -> None:
 
 
 def test_fused_field_averages_the_unit_vectors_of_its_parts(world) -> None:
-    from genre_dagster.assets.scoring import embedding_fields
     from genre_dagster.scoring.content import embedding_field
+    from genre_dagster.scoring.inputs import embedding_fields
 
     items, _, _ = world
     rng = np.random.default_rng(5)

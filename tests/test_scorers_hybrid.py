@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from neural_world import N_ITEMS, auc, build_world
 
-from genre_dagster.scoring.data import PAD, ItemFeatures
+from genre_dagster.arrays import PAD, ItemFeatures
 from genre_dagster.scoring.neural import NAMLScorer, NeuralScorer, NRMSScorer, from_preset
 
 torch = pytest.importorskip("torch")

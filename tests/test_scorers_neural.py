@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from neural_world import N_CATS, N_ITEMS, N_USERS, auc, build_world, subset
 
-from genre_dagster.scoring.data import PAD, ImpressionData, ItemFeatures
+from genre_dagster.arrays import PAD, ImpressionData, ItemFeatures
 from genre_dagster.scoring.neural import NAMLScorer, NeuralScorer, NRMSScorer, from_preset
 from genre_dagster.scoring.presets import preset
 

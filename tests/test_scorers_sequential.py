@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from neural_world import N_ITEMS, build_world, subset
 
-from genre_dagster.scoring.data import PAD, ItemFeatures
+from genre_dagster.arrays import PAD, ItemFeatures
 from genre_dagster.scoring.neural import NeuralScorer
 from genre_dagster.scoring.presets import preset
 

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from genre_dagster.scoring.data import PAD
+from genre_dagster.arrays import PAD
 from genre_dagster.scoring.loading import build_impressions, build_item_features, pad_histories
 
 

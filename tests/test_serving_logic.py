@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genre_dagster.scoring.data import PAD, ItemFeatures
+from genre_dagster.arrays import PAD, ItemFeatures
 from genre_dagster.serving.promotion import decide_promotion
 from genre_dagster.serving.topk import explain, top_k
 

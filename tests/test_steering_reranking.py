@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from steering_world import CATEGORIES, list_mix, ranked_lists, score_pool, steering_world
 
+from genre_dagster.arrays import PAD
 from genre_dagster.monitoring.beyond_accuracy import intra_list_diversity
 from genre_dagster.monitoring.steering_effect import mix_shift
-from genre_dagster.scoring.data import PAD
 from genre_dagster.serving.reranking import (
     apply_steering,
     mmr_rerank,

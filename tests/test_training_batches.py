@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genre_dagster.scoring.data import PAD
+from genre_dagster.arrays import PAD
 
 torch = pytest.importorskip("torch")
 

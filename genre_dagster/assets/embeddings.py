@@ -12,14 +12,16 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from genre_dagster.assets.scoring import embedding_fields
+from genre_dagster import warehouse as wh
 from genre_dagster.resources.encoder import EncoderResource
+from genre_dagster.scoring.inputs import embedding_fields
 from genre_dagster.scoring.variants import DEFAULT_SCORERS
 
 GROUP = "embeddings"
 SUMMARIES = dg.AssetKey(["enrichment", "news_summaries"])
-PROFILES = dg.AssetKey(["enrichment", "user_profiles"])
-SYNTHETIC = dg.AssetKey(["enrichment", "synthetic_items"])
+PROFILES = wh.USER_PROFILES.key
+SYNTHETIC = wh.SYNTHETIC_ITEMS.key
+NEWS_TABLE = wh.NEWS_EMBEDDINGS
 
 
 # What the default scorers read, plus the title (explanations and embedding drift use it).
@@ -44,24 +46,20 @@ def _encoder_metadata(encoder) -> dict:
     return {"model_id": encoder.model_id, "device": encoder.device, "dtype": encoder.dtype}
 
 
-NEWS_TABLE = "embeddings.news_embeddings"
-
-
 def _stored_texts(conn, model_id: str) -> pl.DataFrame | None:
     """(field, news_id, text_hash) already stored for `model_id`; None when there is nothing to
     update in place (no table yet, a table written before these columns, another encoder)."""
-    from genre_dagster.scoring.loading import query_frame
-
     columns = {
         name
         for (name,) in conn.execute(
             "select column_name from information_schema.columns "
-            "where table_schema = 'embeddings' and table_name = 'news_embeddings'"
+            "where table_schema = ? and table_name = ?",
+            [NEWS_TABLE.schema, NEWS_TABLE.name],
         ).fetchall()
     }
     if not {"field", "news_id", "text_hash", "model_id", "vector"} <= columns:
         return None
-    stored = query_frame(
+    stored = wh.query_frame(
         conn, f"select field, news_id, text_hash from {NEWS_TABLE} where model_id = ?", [model_id]
     )
     return stored if stored.height else None
@@ -91,48 +89,49 @@ def _write_news_vectors(conn, fresh, wanted, model_id: str, update_in_place: boo
     table is replaced by `fresh` (which then holds every row). One transaction, committed only
     when the table holds one row per wanted row: a failed or killed run leaves yesterday's
     table. Returns the rows deleted."""
-    conn.register("_fresh_vectors", fresh)
-    conn.register("_wanted_texts", wanted)
-    try:
-        conn.execute("begin transaction")
-        conn.execute("create schema if not exists embeddings")
-        deleted = 0
-        if update_in_place:
-            (deleted,) = conn.execute(
-                f"""delete from {NEWS_TABLE} where rowid in (
-                    select t.rowid from {NEWS_TABLE} t
-                    anti join _wanted_texts w using (field, news_id, text_hash)
-                    union all
-                    select rowid from {NEWS_TABLE} where model_id <> ?
-                )""",
-                [model_id],
-            ).fetchone()
-            conn.execute(f"insert into {NEWS_TABLE} by name select * from _fresh_vectors")
-        else:
-            conn.execute(f"create or replace table {NEWS_TABLE} as select * from _fresh_vectors")
-        (rows,) = conn.execute(f"select count(*) from {NEWS_TABLE}").fetchone()
-        if rows != wanted.num_rows:
-            raise RuntimeError(
-                f"{NEWS_TABLE} would hold {rows} rows after the update, expected "
-                f"{wanted.num_rows} (one per item and field); nothing was changed"
-            )
-        conn.execute("commit")
-        return int(deleted)
-    except Exception:
-        conn.execute("rollback")
-        raise
-    finally:
-        conn.unregister("_fresh_vectors")
-        conn.unregister("_wanted_texts")
+    with (
+        wh.registered(conn, "_fresh_vectors", fresh),
+        wh.registered(conn, "_wanted_texts", wanted),
+    ):
+        try:
+            conn.execute("begin transaction")
+            conn.execute(f"create schema if not exists {NEWS_TABLE.schema}")
+            deleted = 0
+            if update_in_place:
+                (deleted,) = conn.execute(
+                    f"""delete from {NEWS_TABLE} where rowid in (
+                        select t.rowid from {NEWS_TABLE} t
+                        anti join _wanted_texts w using (field, news_id, text_hash)
+                        union all
+                        select rowid from {NEWS_TABLE} where model_id <> ?
+                    )""",
+                    [model_id],
+                ).fetchone()
+                conn.execute(f"insert into {NEWS_TABLE} by name select * from _fresh_vectors")
+            else:
+                conn.execute(
+                    f"create or replace table {NEWS_TABLE} as select * from _fresh_vectors"
+                )
+            (rows,) = conn.execute(f"select count(*) from {NEWS_TABLE}").fetchone()
+            if rows != wanted.num_rows:
+                raise RuntimeError(
+                    f"{NEWS_TABLE} would hold {rows} rows after the update, expected "
+                    f"{wanted.num_rows} (one per item and field); nothing was changed"
+                )
+            conn.execute("commit")
+            return int(deleted)
+        except Exception:
+            conn.execute("rollback")
+            raise
 
 
 @dg.asset(
-    key=[GROUP, "news_embeddings"],
+    key=NEWS_TABLE.key,
     ins={
         "summaries": dg.AssetIn(SUMMARIES),
         "synthetic": dg.AssetIn(SYNTHETIC),
     },
-    deps=["stg_news"],
+    deps=[wh.STG_NEWS.key],
     group_name=GROUP,
     kinds={"pytorch", "duckdb"},
     pool="duckdb",
@@ -159,10 +158,8 @@ def news_embeddings(
         raise ValueError(f"news_embeddings: fields are listed more than once: {repeated}")
     model = encoder.get_encoder()
     with duckdb.get_connection() as conn:
-        news = pl.from_arrow(
-            conn.sql(
-                "select news_id, title, abstract, category from main.stg_news order by news_id"
-            ).to_arrow_table()
+        news = wh.query_frame(
+            conn, f"select news_id, title, abstract, category from {wh.STG_NEWS} order by news_id"
         )
         stored = _stored_texts(conn, model.model_id)
     if synthetic.height:
@@ -228,7 +225,7 @@ def news_embeddings(
 
 
 @dg.asset(
-    key=[GROUP, "user_profile_embeddings"],
+    key=wh.USER_PROFILE_EMBEDDINGS.key,
     ins={"profiles": dg.AssetIn(PROFILES)},
     group_name=GROUP,
     kinds={"pytorch", "duckdb"},

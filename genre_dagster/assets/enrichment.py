@@ -16,8 +16,10 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from genre_dagster import warehouse as wh
 from genre_dagster.resources.llm import LLMResource
 from genre_dagster.resources.source import DatasetSource
+from genre_dagster.settings import COLD_MAX_CLICKS
 
 GROUP = "enrichment"
 
@@ -69,7 +71,9 @@ class ProfilerConfig(RoleConfig):
 
 class GeneratorConfig(ProfilerConfig):
     mode: str = Field(default="chain", description="direct | chain (profile first, then generate)")
-    cold_max_clicks: int = Field(default=5, description="cold user = at most this many clicks")
+    cold_max_clicks: int = Field(
+        default=COLD_MAX_CLICKS, description="cold user = at most this many clicks"
+    )
     budget: int = Field(default=4, description="most cold users sent to the LLM in one run")
 
 
@@ -170,7 +174,7 @@ def _sample_md(frame: pl.DataFrame, columns: list[str], n: int = 5) -> dg.Metada
 
 @dg.asset(
     key=[GROUP, "news_summaries"],
-    deps=["stg_news", "item_daily_stats"],
+    deps=[wh.STG_NEWS.key, wh.ITEM_DAILY_STATS.key],
     group_name=GROUP,
     kinds={"llm", "duckdb"},
     pool="duckdb",
@@ -230,8 +234,8 @@ def news_summaries(
 
 
 @dg.asset(
-    key=[GROUP, "user_profiles"],
-    deps=["user_histories", "stg_news"],
+    key=wh.USER_PROFILES.key,
+    deps=[wh.USER_HISTORIES.key, wh.STG_NEWS.key],
     group_name=GROUP,
     kinds={"llm", "duckdb"},
     pool="duckdb",
@@ -302,8 +306,8 @@ def synthetic_id(user_id: str, mode: str, prompt_version: str) -> str:
 
 
 @dg.asset(
-    key=[GROUP, "synthetic_items"],
-    deps=["user_segments", "user_histories", "stg_news"],
+    key=wh.SYNTHETIC_ITEMS.key,
+    deps=[t.key for t in (wh.USER_SEGMENTS, wh.USER_HISTORIES, wh.STG_NEWS)],
     group_name=GROUP,
     kinds={"llm", "duckdb"},
     pool="duckdb",

@@ -13,16 +13,19 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from genre_dagster.assets.scoring import embedding_fields
+from genre_dagster import warehouse as wh
+from genre_dagster.evaluation.metrics import metric_names
 from genre_dagster.resources import DatasetSource
 from genre_dagster.resources.model_store import ModelStore
 from genre_dagster.resources.reports import ReportStore
+from genre_dagster.scoring.inputs import embedding_fields
 from genre_dagster.scoring.variants import DEFAULT_SCORERS, variant_bases
+from genre_dagster.settings import COLD_MAX_CLICKS
 
 GROUP = "evaluation"
 SCORER_KEYS = {s.name: dg.AssetKey(["scoring", s.name]) for s in DEFAULT_SCORERS}
 SCORER_KEYS["ensemble"] = dg.AssetKey(["scoring", "ensemble"])
-METRICS = ["auc", "mrr", "ndcg@5", "ndcg@10", "recall@5", "recall@10", "hit@5", "hit@10"]
+METRICS = metric_names()
 SEGMENTS = ("all", "warm", "cold")
 # Columns comparing a GENRE variant with its base scorer (null on every other row).
 DELTA_SCHEMA = {
@@ -36,7 +39,9 @@ DELTA_SCHEMA = {
 
 class EvaluationConfig(dg.Config):
     split: str = Field(default="test", description="split to evaluate: test | validation")
-    cold_max_clicks: int = Field(default=5, description="cold user = at most this many clicks")
+    cold_max_clicks: int = Field(
+        default=COLD_MAX_CLICKS, description="cold user = at most this many clicks"
+    )
     write_prediction_files: bool = Field(
         default=True, description="write MIND-format prediction files (impression_id [ranks])"
     )
@@ -125,7 +130,7 @@ UTC): the evaluation page draws each scorer's AUC across nights from it."""
     name="evaluation__leaderboard",
     outs={
         "leaderboard": dg.AssetOut(
-            key=[GROUP, "leaderboard"],
+            key=wh.LEADERBOARD.key,
             description=LEADERBOARD_DESCRIPTION,
             kinds={"duckdb"},
             # Declarative: when a scorer is retrained outside the nightly job (a launchpad
@@ -134,14 +139,14 @@ UTC): the evaluation page draws each scorer's AUC across nights from it."""
             automation_condition=dg.AutomationCondition.eager(),
         ),
         "leaderboard_history": dg.AssetOut(
-            key=[GROUP, "leaderboard_history"],
+            key=wh.LEADERBOARD_HISTORY.key,
             description=HISTORY_DESCRIPTION,
             kinds={"duckdb"},
             automation_condition=dg.AutomationCondition.eager(),
         ),
     },
     ins={name: dg.AssetIn(key) for name, key in SCORER_KEYS.items()},
-    deps=["impression_splits", "stg_behaviors"],
+    deps=[wh.IMPRESSION_SPLITS.key, wh.STG_BEHAVIORS.key],
     group_name=GROUP,
     pool="duckdb",
 )
@@ -160,7 +165,6 @@ def leaderboard(
     from genre_dagster.evaluation.paired import compare_with_bases, intervals_by_segment
     from genre_dagster.evaluation.prediction_file import write_mind_prediction_file
     from genre_dagster.scoring.inputs import load_scorer_inputs, with_generated_history
-    from genre_dagster.scoring.loading import query_frame, table_exists
 
     table = pl.concat(list(scorers.values()), how="vertical_relaxed")
     fields = sorted({f for c in table["config_json"] for f in embedding_fields(json.loads(c))})
@@ -168,11 +172,7 @@ def leaderboard(
     with duckdb.get_connection() as conn:
         base = load_scorer_inputs(conn, (config.split,), fields, profile=need_profile)
         augmented = with_generated_history(conn, base) if table["generated_history"].any() else None
-        history = (
-            query_frame(conn, f'select * from {GROUP}."leaderboard_history"')
-            if table_exists(conn, GROUP, "leaderboard_history")
-            else None
-        )
+        history = wh.read_table(conn, wh.LEADERBOARD_HISTORY)
     data = base.splits[config.split]
     behaviors = base.behaviors[config.split]
     if data.n_impressions == 0:

@@ -19,7 +19,7 @@ from dagster_dbt import (
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from genre_dagster.settings import DBT_PROJECT_DIR
+from genre_dagster.settings import DBT_PROJECT_DIR, dbt_vars
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 # Under `dagster dev` this re-parses the project so edits show up; elsewhere the manifest is
@@ -33,16 +33,28 @@ if not dbt_project.manifest_path.exists():
 
 
 class FeaturesConfig(dg.Config):
-    """dbt variables, editable from the launchpad."""
+    """dbt variables, editable from the launchpad; their defaults are dbt_project.yml's vars."""
 
-    cold_max_clicks: int = Field(default=5, description="cold user = at most this many clicks")
-    history_cap: int = Field(default=50, description="most recent clicks kept per user")
-    validation_start: str = Field(default="", description="YYYY-MM-DD; empty = automatic")
-    test_start: str = Field(default="", description="YYYY-MM-DD; empty = automatic")
-    validation_days: int = Field(default=1, description="automatic split: validation days")
-    test_days: int = Field(default=1, description="automatic split: test days")
+    cold_max_clicks: int = Field(
+        default=dbt_vars()["cold_max_clicks"], description="cold user = at most this many clicks"
+    )
+    history_cap: int = Field(
+        default=dbt_vars()["history_cap"], description="most recent clicks kept per user"
+    )
+    validation_start: str = Field(
+        default=dbt_vars()["validation_start"], description="YYYY-MM-DD; empty = automatic"
+    )
+    test_start: str = Field(
+        default=dbt_vars()["test_start"], description="YYYY-MM-DD; empty = automatic"
+    )
+    validation_days: int = Field(
+        default=dbt_vars()["validation_days"], description="automatic split: validation days"
+    )
+    test_days: int = Field(
+        default=dbt_vars()["test_days"], description="automatic split: test days"
+    )
     holdout_share: float = Field(
-        default=0.1,
+        default=dbt_vars()["holdout_share"],
         ge=0.0,
         lt=1.0,
         description=(
@@ -50,7 +62,9 @@ class FeaturesConfig(dg.Config):
             "the days before the test split is validation, the rest train (0 = off)"
         ),
     )
-    holdout_seed: int = Field(default=0, description="seed of the user holdout's hash")
+    holdout_seed: int = Field(
+        default=dbt_vars()["holdout_seed"], description="seed of the user holdout's hash"
+    )
 
 
 class FeaturesTranslator(DagsterDbtTranslator):
@@ -110,12 +124,11 @@ def dbt_features(
     # dbt's profile reads the database path from the environment of this step's process.
     os.environ["GENRE_DUCKDB_PATH"] = duckdb.database
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-    # Defaults equal dbt_project.yml's vars: passing them anyway would make dbt drop the
-    # partial parse prepared with the manifest ("config vars changed") and re-parse each build.
-    defaults = FeaturesConfig().model_dump()
-    changed = {k: v for k, v in config.model_dump().items() if v != defaults[k]}
+    # Passing dbt_project.yml's own values anyway would make dbt drop the partial parse
+    # prepared with the manifest ("config vars changed") and re-parse each build.
+    changed = {k: v for k, v in config.model_dump().items() if v != dbt_vars()[k]}
     args = ["build", *(["--vars", json.dumps(changed)] if changed else [])]
-    from genre_dagster.duckdb_lock import exclusive
+    from genre_dagster.warehouse import exclusive
 
     # dbt opens the file from its own process: hold the project's writer lock for the whole
     # build so a concurrent run waits instead of failing on DuckDB's lock.

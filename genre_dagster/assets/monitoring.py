@@ -11,12 +11,11 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from genre_dagster import warehouse as wh
 from genre_dagster.resources.model_store import ModelStore
 from genre_dagster.resources.reports import ReportStore
-from genre_dagster.scoring.loading import query_frame, table_exists
 
 GROUP = "monitoring"
-CHALLENGER = dg.AssetKey(["serving", "challenger"])
 
 
 class ReportConfig(dg.Config):
@@ -42,7 +41,7 @@ class PredictionDriftConfig(ReportConfig):
 
 
 def _newest_window(conn, reference_days: int):
-    (newest,) = conn.execute("select max(day) from main.stg_behaviors where is_labeled").fetchone()
+    (newest,) = conn.execute(f"select max(day) from {wh.STG_BEHAVIORS} where is_labeled").fetchone()
     if newest is None:
         raise RuntimeError("no labelled impressions to monitor")
     return newest, newest - timedelta(days=reference_days)
@@ -108,10 +107,8 @@ def _skip_check(name: str, asset_key, reason: str) -> dg.AssetCheckResult:
 
 
 def _history(conn, table: str, row: pl.DataFrame) -> pl.DataFrame:
-    if not table_exists(conn, "monitoring", table):
-        return row
-    old = query_frame(conn, f'select * from monitoring."{table}"')  # table: a constant name below
-    return pl.concat([old, row], how="vertical_relaxed")
+    old = wh.read_table(conn, f"{GROUP}.{table}")  # table: a constant name below
+    return row if old is None else pl.concat([old, row], how="vertical_relaxed")
 
 
 def _threshold_check(name, asset_key, value, config, blocking_error=True, description=""):
@@ -147,7 +144,7 @@ INTERACTION = dg.AssetKey([GROUP, "interaction_drift"])
 
 @dg.asset(
     key=INTERACTION,
-    deps=["stg_behaviors", "impressions", "stg_news"],
+    deps=[wh.STG_BEHAVIORS.key, wh.IMPRESSIONS.key, wh.STG_NEWS.key],
     check_specs=[dg.AssetCheckSpec("drift_share_within_thresholds", asset=INTERACTION)],
     group_name=GROUP,
     kinds={"evidently", "duckdb"},
@@ -169,9 +166,9 @@ def interaction_drift(
     )
 
     with duckdb.get_connection() as conn:
-        behaviors = query_frame(conn, "select * from main.stg_behaviors")
-        impressions = query_frame(conn, "select * from main.impressions")
-        news = query_frame(conn, "select * from main.stg_news")
+        behaviors = wh.query_frame(conn, f"select * from {wh.STG_BEHAVIORS}")
+        impressions = wh.query_frame(conn, f"select * from {wh.IMPRESSIONS}")
+        news = wh.query_frame(conn, f"select * from {wh.STG_NEWS}")
         frame = interaction_frame(behaviors, impressions, news)
         newest, start = _newest_window(conn, config.reference_days)
         if frame.filter(pl.col("day").is_between(start, newest - timedelta(days=1))).is_empty():
@@ -202,7 +199,7 @@ QUALITY = dg.AssetKey([GROUP, "data_quality"])
 
 @dg.asset(
     key=QUALITY,
-    deps=["stg_behaviors", "stg_news", "item_daily_stats"],
+    deps=[wh.STG_BEHAVIORS.key, wh.STG_NEWS.key, wh.ITEM_DAILY_STATS.key],
     group_name=GROUP,
     kinds={"evidently", "duckdb"},
     pool="duckdb",
@@ -219,16 +216,16 @@ def data_quality(
 
     with duckdb.get_connection() as conn:
         newest, start = _newest_window(conn, config.reference_days)
-        first_seen = """
-            select n.* from main.stg_news n join (
-                select news_id, min(day) as first_day from main.item_daily_stats group by 1
+        first_seen = f"""
+            select n.* from {wh.STG_NEWS} n join (
+                select news_id, min(day) as first_day from {wh.ITEM_DAILY_STATS} group by 1
             ) f using (news_id) where f.first_day between ? and ?
         """
-        new_items = query_frame(conn, first_seen, [newest, newest])
-        ref_items = query_frame(conn, first_seen, [start, newest - timedelta(days=1)])
-        behaviors = "select * from main.stg_behaviors where day between ? and ?"
-        new_b = query_frame(conn, behaviors, [newest, newest])
-        ref_b = query_frame(conn, behaviors, [start, newest - timedelta(days=1)])
+        new_items = wh.query_frame(conn, first_seen, [newest, newest])
+        ref_items = wh.query_frame(conn, first_seen, [start, newest - timedelta(days=1)])
+        behaviors = f"select * from {wh.STG_BEHAVIORS} where day between ? and ?"
+        new_b = wh.query_frame(conn, behaviors, [newest, newest])
+        ref_b = wh.query_frame(conn, behaviors, [start, newest - timedelta(days=1)])
         if ref_items.is_empty() or ref_b.is_empty():
             row, metadata = _skipped(context, newest, "no reference window yet")
         else:
@@ -244,7 +241,7 @@ EMBEDDING = dg.AssetKey([GROUP, "embedding_drift"])
 
 @dg.asset(
     key=EMBEDDING,
-    deps=["item_daily_stats", dg.AssetKey(["embeddings", "news_embeddings"])],
+    deps=[wh.ITEM_DAILY_STATS.key, wh.NEWS_EMBEDDINGS.key],
     check_specs=[dg.AssetCheckSpec("embedding_drift_within_thresholds", asset=EMBEDDING)],
     group_name=GROUP,
     kinds={"evidently", "duckdb"},
@@ -263,13 +260,13 @@ def embedding_drift(
 
     with duckdb.get_connection() as conn:
         newest, start = _newest_window(conn, config.reference_days)
-        sql = """
-            select e.vector from embeddings.news_embeddings e join (
-                select news_id, min(day) as first_day from main.item_daily_stats group by 1
+        sql = f"""
+            select e.vector from {wh.NEWS_EMBEDDINGS} e join (
+                select news_id, min(day) as first_day from {wh.ITEM_DAILY_STATS} group by 1
             ) f using (news_id) where e.field = 'title' and f.first_day between ? and ?
         """
-        current = query_frame(conn, sql, [newest, newest])
-        reference = query_frame(conn, sql, [start, newest - timedelta(days=1)])
+        current = wh.query_frame(conn, sql, [newest, newest])
+        reference = wh.query_frame(conn, sql, [start, newest - timedelta(days=1)])
         if current.height < 5 or reference.height < 5:
             reason = (
                 f"too few items to compare: {current.height} new, {reference.height} in the "
@@ -321,11 +318,10 @@ def _sample_impressions(frame: pl.DataFrame, most: int) -> pl.DataFrame:
 def _challenger_scores(conn, model_store, newest, start, max_impressions: int = 0):
     """Scores of the challenger on the newest day and on the reference window (each sampled
     down to `max_impressions`, see ReportConfig)."""
-    from genre_dagster.assets.scoring import embedding_fields
-    from genre_dagster.scoring.inputs import load_scorer_inputs
+    from genre_dagster.scoring.inputs import embedding_fields, load_scorer_inputs
     from genre_dagster.scoring.loading import build_impressions, load_behaviors_between
 
-    (name, scorer_id) = conn.execute("select name, scorer_id from serving.challenger").fetchone()
+    (name, scorer_id) = conn.execute(f"select name, scorer_id from {wh.CHALLENGER}").fetchone()
     (profile, generated) = conn.execute(
         f'select profile, generated_history from scoring."{name}"'  # name checked by challenger
     ).fetchone()
@@ -376,7 +372,7 @@ PREDICTION = dg.AssetKey([GROUP, "prediction_drift"])
 
 @dg.asset(
     key=PREDICTION,
-    deps=[CHALLENGER],
+    deps=[wh.CHALLENGER.key],
     check_specs=[
         dg.AssetCheckSpec("prediction_drift_within_thresholds", asset=PREDICTION, blocking=True)
     ],
@@ -438,7 +434,7 @@ def prediction_drift(
 
 @dg.asset(
     key=[GROUP, "recommendation_quality"],
-    deps=[CHALLENGER, "stg_news"],
+    deps=[wh.CHALLENGER.key, wh.STG_NEWS.key],
     group_name=GROUP,
     kinds={"evidently", "duckdb"},
     pool="duckdb",
@@ -458,7 +454,7 @@ def recommendation_quality(
     with duckdb.get_connection() as conn:
         newest, start = _newest_window(conn, config.reference_days)
         _, _, scored = _challenger_scores(conn, model_store, newest, start, config.max_impressions)
-        news = query_frame(conn, "select * from main.stg_news")
+        news = wh.query_frame(conn, f"select * from {wh.STG_NEWS}")
         current = _scored_frame(*scored["current"])
         reference = (
             _scored_frame(*scored["reference"]) if scored["reference"][1].n_impressions else None

@@ -6,12 +6,13 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from genre_dagster.assets.raw import BEHAVIORS
+from genre_dagster import warehouse as wh
 from genre_dagster.resources import DatasetSource
 
-IMPRESSIONS = dg.AssetKey(["impressions"])
-USER_HISTORIES = dg.AssetKey(["user_histories"])
-IMPRESSION_SPLITS = dg.AssetKey(["impression_splits"])
+BEHAVIORS = wh.RAW_BEHAVIORS.key
+IMPRESSIONS = wh.IMPRESSIONS.key
+USER_HISTORIES = wh.USER_HISTORIES.key
+IMPRESSION_SPLITS = wh.IMPRESSION_SPLITS.key
 
 
 class ClickRateConfig(dg.Config):
@@ -28,7 +29,7 @@ def click_rate_bounds(config: ClickRateConfig, duckdb: DuckDBResource) -> dg.Ass
     with duckdb.get_connection() as conn:
         rows = conn.sql(
             "select day, count(*) as shown, sum(label) as clicks, avg(label) as ctr "
-            "from main.impressions where label is not null group by day order by day"
+            f"from {wh.IMPRESSIONS} where label is not null group by day order by day"
         ).fetchall()
     outside = [(d, ctr) for d, _, _, ctr in rows if not config.min_ctr <= ctr <= config.max_ctr]
     table = "| day | shown | clicks | ctr |\n|---|---|---|---|\n" + "\n".join(
@@ -54,10 +55,10 @@ def click_rate_bounds(config: ClickRateConfig, duckdb: DuckDBResource) -> dg.Ass
 def histories_reference_known_news(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     with duckdb.get_connection() as conn:
         (total, missing) = conn.sql(
-            """
-            with items as (select unnest(history) as news_id from main.user_histories)
+            f"""
+            with items as (select unnest(history) as news_id from {wh.USER_HISTORIES})
             select count(*), count(*) filter (where n.news_id is null)
-            from items as i left join main.stg_news as n using (news_id)
+            from items as i left join {wh.STG_NEWS} as n using (news_id)
             """
         ).fetchone()
     return dg.AssetCheckResult(

@@ -21,6 +21,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from genre_dagster import warehouse as wh
 from genre_dagster.partitions import behavior_days
 from genre_dagster.resources import DatasetSource, PrivacyResource
 
@@ -28,10 +29,10 @@ if TYPE_CHECKING:
     from genre_dagster.ingest import IngestResult
 
 RAW = "raw"
-NEWS = dg.AssetKey([RAW, "news"])
+NEWS = wh.RAW_NEWS.key
 NEWS_QUARANTINE = dg.AssetKey([RAW, "news_quarantine"])
 NEWS_REPAIRS = dg.AssetKey([RAW, "news_repairs"])
-BEHAVIORS = dg.AssetKey([RAW, "behaviors"])
+BEHAVIORS = wh.RAW_BEHAVIORS.key
 BEHAVIORS_QUARANTINE = dg.AssetKey([RAW, "behaviors_quarantine"])
 
 
@@ -242,11 +243,9 @@ def raw_behaviors(
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """Parse, validate and pseudonymize the impressions of the partition's day. Impressions that
     reference unknown news, bad tokens or unparsable times go to the quarantine."""
-    from genre_dagster.scoring.loading import query_frame
-
     day = date.fromisoformat(context.partition_key)
     with duckdb.get_connection() as conn:
-        known = query_frame(conn, "select news_id from raw.news")
+        known = wh.query_frame(conn, f"select news_id from {wh.RAW_NEWS}")
     result = source.read_interactions(day, known.to_series(), privacy.pseudonymize)
     metadata = _counts_metadata(result)
     _warn_quarantined_files(context, result)

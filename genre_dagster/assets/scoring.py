@@ -13,16 +13,20 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from genre_dagster import warehouse as wh
 from genre_dagster.resources.model_store import ModelStore
-from genre_dagster.scoring.loading import query_frame, table_exists
+from genre_dagster.scoring.inputs import embedding_fields
 from genre_dagster.scoring.registry import NEURAL_KINDS
 from genre_dagster.scoring.variants import DEFAULT_SCORERS, ENSEMBLE_MEMBERS, ScorerSpec
+from genre_dagster.settings import HISTORY_CAP
 
 GROUP = "scoring"
-FEATURE_DEPS = ["impression_splits", "stg_behaviors", "item_daily_stats", "user_segments"]
-EMBEDDINGS = dg.AssetKey(["embeddings", "news_embeddings"])
-PROFILE_EMBEDDINGS = dg.AssetKey(["embeddings", "user_profile_embeddings"])
-SYNTHETIC = dg.AssetKey(["enrichment", "synthetic_items"])
+FEATURE_DEPS = [
+    t.key for t in (wh.IMPRESSION_SPLITS, wh.STG_BEHAVIORS, wh.ITEM_DAILY_STATS, wh.USER_SEGMENTS)
+]
+EMBEDDINGS = wh.NEWS_EMBEDDINGS.key
+PROFILE_EMBEDDINGS = wh.USER_PROFILE_EMBEDDINGS.key
+SYNTHETIC = wh.SYNTHETIC_ITEMS.key
 
 
 class ScorerConfig(dg.Config):
@@ -35,7 +39,7 @@ class ScorerConfig(dg.Config):
             '{"fields": ["title", "summary"], "predictor": "mlp"}; unknown keys are rejected'
         ),
     )
-    max_history: int = Field(default=50, description="most recent history items per user")
+    max_history: int = Field(default=HISTORY_CAP, description="most recent history items per user")
     retrain_every_days: int | None = Field(
         default=None,
         description=(
@@ -45,16 +49,6 @@ class ScorerConfig(dg.Config):
         ),
     )
     force_retrain: bool = Field(default=False, description="train tonight whatever the cadence")
-
-
-def embedding_fields(config: dict) -> list[str]:
-    """Text fields a scorer config reads from the item embeddings ("a+b" reads a and b)."""
-    fields = list(config.get("fields") or [])
-    if config.get("field"):
-        fields += config["field"].split("+")
-    for member in config.get("members") or []:  # ensembles read their members' fields
-        fields += embedding_fields(member.get("config") or {})
-    return sorted(set(fields))
 
 
 def _row(
@@ -102,10 +96,8 @@ def _previous_model(conn, name: str):
     """The model the scorer's table published last and its row, or (None, None)."""
     from genre_dagster.scoring.cadence import PreviousModel
 
-    if not table_exists(conn, GROUP, name):
-        return None, None
-    frame = query_frame(conn, f'select * from {GROUP}."{name}"')
-    if frame.is_empty():
+    frame = wh.read_table(conn, f"{GROUP}.{name}")
+    if frame is None or frame.is_empty():
         return None, None
     row = frame.row(0, named=True)
     requested = row.get("requested_config_hash") or row["config_hash"]
@@ -128,9 +120,9 @@ def _plugin_inputs_exist(conn, plugins) -> bool:
     from genre_dagster.scoring.plugins import PLUGIN_TABLES
 
     for key in plugins:
-        schema, table = PLUGIN_TABLES[key]
-        if table_exists(conn, schema, table):
-            if conn.execute(f"select count(*) > 0 from {schema}.{table}").fetchone()[0]:
+        table = PLUGIN_TABLES[key]
+        if wh.table_exists(conn, table):
+            if conn.execute(f"select count(*) > 0 from {table}").fetchone()[0]:
                 return True
     return False
 

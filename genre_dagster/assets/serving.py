@@ -4,6 +4,9 @@ The best newly trained scorer (by validation AUC) is the challenger. The blockin
 `promotion_guard` compares it with the serving scorer: if it is worse beyond the tolerance the
 check fails (WARN) and the previous scorer keeps serving; an unusable challenger (no AUC, or no
 better than random) fails with ERROR and blocks everything downstream.
+
+The tolerance is set once, on the challenger (its row carries it), so the guard and the serving
+scorer cannot judge the same challenger with two different tolerances.
 """
 
 import json
@@ -16,15 +19,19 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from genre_dagster import warehouse as wh
 from genre_dagster.resources.llm import LLMResource
 from genre_dagster.resources.model_store import ModelStore
 from genre_dagster.resources.source import DatasetSource
-from genre_dagster.scoring.loading import query_frame, table_exists
-from genre_dagster.serving.promotion import PromotionDecision, decide_promotion
+from genre_dagster.serving.promotion import (
+    PROMOTION_TOLERANCE,
+    PromotionDecision,
+    decide_promotion,
+)
+from genre_dagster.settings import HISTORY_CAP
 
 GROUP = "serving"
-CHALLENGER = dg.AssetKey([GROUP, "challenger"])
-SERVING = dg.AssetKey([GROUP, "serving_scorer"])
+SERVING = wh.SERVING_SCORER.key
 REFERENCE_ROWS = ("random", "oracle")
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")  # names that reach SQL as table names
 
@@ -32,39 +39,49 @@ IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")  # names that reach SQL as table 
 def _current_serving(duckdb: DuckDBResource) -> tuple[str | None, float | None, str | None]:
     """(scorer_id, validation AUC, name) of the scorer serving now, from the serving history."""
     with duckdb.get_connection() as conn:
-        if not table_exists(conn, "serving", "serving_scorer"):
+        if not wh.table_exists(conn, wh.SERVING_SCORER):
             return None, None, None
         row = conn.execute(
-            "select serving_id, serving_val_auc, serving_name from serving.serving_scorer "
+            f"select serving_id, serving_val_auc, serving_name from {wh.SERVING_SCORER} "
             "order by decided_at desc limit 1"
         ).fetchone()
     return row if row else (None, None, None)
 
 
-class PromotionConfig(dg.Config):
+class ChallengerConfig(dg.Config):
     tolerance: float = Field(
-        default=0.005, description="largest validation-AUC drop allowed for a new scorer"
+        default=PROMOTION_TOLERANCE,
+        description=(
+            "largest validation-AUC drop allowed for a new scorer (the promotion guard and the "
+            "serving scorer both apply it)"
+        ),
     )
 
 
-def _decision(challenger: pl.DataFrame, duckdb, tolerance: float) -> PromotionDecision:
+def _decision(challenger: pl.DataFrame, duckdb) -> PromotionDecision:
     serving_id, serving_auc, _ = _current_serving(duckdb)
     row = challenger.row(0, named=True)
-    return decide_promotion(row["scorer_id"], row["val_auc"], serving_id, serving_auc, tolerance)
+    return decide_promotion(
+        row["scorer_id"], row["val_auc"], serving_id, serving_auc, row["tolerance"]
+    )
 
 
 @dg.asset(
-    key=CHALLENGER,
-    ins={"leaderboard": dg.AssetIn(["evaluation", "leaderboard"])},
+    key=wh.CHALLENGER.key,
+    ins={"leaderboard": dg.AssetIn(wh.LEADERBOARD.key)},
     deps=[dg.AssetKey(["scoring", "ensemble"])],
     group_name=GROUP,
     kinds={"duckdb"},
     pool="duckdb",
 )
 def challenger(
-    context: dg.AssetExecutionContext, leaderboard: pl.DataFrame, duckdb: DuckDBResource
+    context: dg.AssetExecutionContext,
+    config: ChallengerConfig,
+    leaderboard: pl.DataFrame,
+    duckdb: DuckDBResource,
 ) -> pl.DataFrame:
-    """The best scorer of this run by validation AUC: the candidate to serve."""
+    """The best scorer of this run by validation AUC: the candidate to serve, with the
+    tolerance its promotion is judged by."""
     trained = leaderboard.filter(
         (pl.col("segment") == "all") & ~pl.col("scorer").is_in(REFERENCE_ROWS)
     ).sort(["val_auc", "scorer"], descending=[True, False], nulls_last=True)
@@ -81,6 +98,7 @@ def challenger(
             "scorer_id": [scorer_id],
             "val_auc": [best["val_auc"]],
             "test_auc": [best["auc"]],
+            "tolerance": [config.tolerance],
         }
     )
     context.add_output_metadata(
@@ -89,24 +107,25 @@ def challenger(
     return out
 
 
-@dg.asset_check(asset=CHALLENGER, blocking=True, description=__doc__.split("\n\n")[1])
-def promotion_guard(config: PromotionConfig, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+@dg.asset_check(asset=wh.CHALLENGER.key, blocking=True, description=__doc__.split("\n\n")[1])
+def promotion_guard(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     with duckdb.get_connection() as conn:
-        challenger_row = pl.from_arrow(
-            conn.sql("select * from serving.challenger").to_arrow_table()
-        )
-    decision = _decision(challenger_row, duckdb, config.tolerance)
+        challenger_row = wh.query_frame(conn, f"select * from {wh.CHALLENGER}")
+    decision = _decision(challenger_row, duckdb)
     return dg.AssetCheckResult(
         passed=decision.promote,
         severity=dg.AssetCheckSeverity.ERROR if decision.broken else dg.AssetCheckSeverity.WARN,
         description=decision.reason,
-        metadata={"serving_after": decision.serving_id, "tolerance": config.tolerance},
+        metadata={
+            "serving_after": decision.serving_id,
+            "tolerance": float(challenger_row["tolerance"][0]),
+        },
     )
 
 
 @dg.asset(
     key=SERVING,
-    ins={"challenger": dg.AssetIn(CHALLENGER)},
+    ins={"challenger": dg.AssetIn(wh.CHALLENGER.key)},
     # prediction drift of the challenger is checked first; its ERROR level can block promotion
     deps=[dg.AssetKey(["monitoring", "prediction_drift"])],
     group_name=GROUP,
@@ -114,14 +133,11 @@ def promotion_guard(config: PromotionConfig, duckdb: DuckDBResource) -> dg.Asset
     pool="duckdb",
 )
 def serving_scorer(
-    context: dg.AssetExecutionContext,
-    config: PromotionConfig,
-    challenger: pl.DataFrame,
-    duckdb: DuckDBResource,
+    context: dg.AssetExecutionContext, challenger: pl.DataFrame, duckdb: DuckDBResource
 ) -> pl.DataFrame:
     """History of promotion decisions; the newest row names the scorer that serves lists."""
     previous_id, previous_auc, previous_name = _current_serving(duckdb)
-    decision = _decision(challenger, duckdb, config.tolerance)
+    decision = _decision(challenger, duckdb)
     row = challenger.row(0, named=True)
     promoted = decision.promote and not decision.broken
     entry = pl.DataFrame(
@@ -138,12 +154,8 @@ def serving_scorer(
         }
     )
     with duckdb.get_connection() as conn:
-        history = (
-            query_frame(conn, "select * from serving.serving_scorer")
-            if table_exists(conn, "serving", "serving_scorer")
-            else entry.clear()
-        )
-    out = pl.concat([history, entry], how="vertical_relaxed")
+        history = wh.read_table(conn, wh.SERVING_SCORER)
+    out = pl.concat([entry.clear() if history is None else history, entry], how="vertical_relaxed")
     context.add_output_metadata(
         {
             "serving": str(entry["serving_id"][0]),
@@ -181,7 +193,7 @@ class RecommendationConfig(dg.Config):
 @dg.asset(
     key=[GROUP, "recommendations"],
     ins={"serving": dg.AssetIn(SERVING)},
-    deps=["user_histories", "item_daily_stats", dg.AssetKey(["embeddings", "news_embeddings"])],
+    deps=[t.key for t in (wh.USER_HISTORIES, wh.ITEM_DAILY_STATS, wh.NEWS_EMBEDDINGS)],
     group_name=GROUP,
     kinds={"duckdb"},
     pool="duckdb",
@@ -200,10 +212,13 @@ def recommendations(
     topic, or popularity); stored with scorer id, config hash, run id and the steering applied.
     Steering (launchpad): category weights, exclusions, a freshness window, MMR diversity, a
     natural-language instruction, and per-segment refinements."""
-    from genre_dagster.assets.scoring import embedding_fields
     from genre_dagster.monitoring.steering_effect import category_mix, mix_shift
-    from genre_dagster.scoring.inputs import load_generated_history, load_scorer_inputs
-    from genre_dagster.scoring.loading import build_impressions, query_frame
+    from genre_dagster.scoring.inputs import (
+        embedding_fields,
+        load_generated_history,
+        load_scorer_inputs,
+    )
+    from genre_dagster.scoring.loading import build_impressions
     from genre_dagster.serving.reranking import top_k_steered
     from genre_dagster.serving.steering import resolve_segments
     from genre_dagster.serving.topk import explain, top_k
@@ -217,24 +232,24 @@ def recommendations(
     reads_profiles = bool(scorer.config.get("profile"))  # off when the plug-in had no input
     with duckdb.get_connection() as conn:
         inputs = load_scorer_inputs(conn, (), fields, profile=reads_profiles)
-        users = query_frame(
+        users = wh.query_frame(
             conn,
-            """
+            f"""
             select h.user_id, h.history, p.topics, g.segment
-            from main.user_histories h
-            left join enrichment.user_profiles p using (user_id)
-            left join main.user_segments g using (user_id)
-            where h.last_seen >= (select max(last_seen) from main.user_histories)
+            from {wh.USER_HISTORIES} h
+            left join {wh.USER_PROFILES} p using (user_id)
+            left join {wh.USER_SEGMENTS} g using (user_id)
+            where h.last_seen >= (select max(last_seen) from {wh.USER_HISTORIES})
                 - to_days(?)
             order by h.user_id
             """,
             [config.active_days],
         )
-        pool_ids = query_frame(
+        pool_ids = wh.query_frame(
             conn,
-            """
-            select news_id, sum(clicks) as clicks from main.item_daily_stats
-            where day > (select max(day) from main.item_daily_stats) - to_days(?)
+            f"""
+            select news_id, sum(clicks) as clicks from {wh.ITEM_DAILY_STATS}
+            where day > (select max(day) from {wh.ITEM_DAILY_STATS}) - to_days(?)
             group by news_id order by news_id
             """,
             [config.pool_days],
@@ -247,7 +262,7 @@ def recommendations(
         pl.lit("serving").alias("impression_id"),
         pl.lit([]).cast(pl.List(pl.Int8)).alias("candidate_labels"),
     )
-    data = build_impressions(frame, items, max_history=50, extra_history=extra)
+    data = build_impressions(frame, items, max_history=HISTORY_CAP, extra_history=extra)
     pool = items.index_of(pool_ids["news_id"].to_list())
     user_ids = users["user_id"].to_numpy().astype(object)
     kwargs = {"profiles": inputs.profiles} if reads_profiles else {}

@@ -29,6 +29,7 @@ from genre_dagster.demo.generate import read_world_summary
 from genre_dagster.demo.text import TextRenderer
 from genre_dagster.demo.vocabulary import CATEGORIES
 from genre_dagster.demo.world import World
+from genre_dagster.settings import COLD_MAX_CLICKS
 
 VARIANTS = ("informative", "shuffled")
 SUMMARIES, PROFILES, USERS, GENERATED = (
@@ -38,7 +39,6 @@ SUMMARIES, PROFILES, USERS, GENERATED = (
     "generated.jsonl",
 )
 TOP_CATEGORIES = 3
-COLD_MAX_CLICKS = 5  # GENRE's cold users: at most 5 clicks before the period
 
 
 def topic_sentence(category: str, subcategory: str) -> str:
@@ -99,6 +99,7 @@ def write_oracle_answers(
     top = np.argsort(-tastes, axis=1, kind="stable")[:, :TOP_CATEGORIES]
     profiles = ["[topics]\n" + "\n".join(f"- {tax.categories[c]}" for c in picks) for picks in top]
 
+    # GENRE's cold users, by the pipeline's own threshold (dbt_project.yml's cold_max_clicks)
     cold = np.flatnonzero(world.users.history_length()[rows] <= COLD_MAX_CLICKS)
     favourite = world.users.log_affinity[rows[cold]].argmax(axis=1)
     renderer = TextRenderer()

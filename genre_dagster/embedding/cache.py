@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from genre_dagster.embedding.fields import text_hash
+from genre_dagster.warehouse import connect, registered
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -66,8 +67,6 @@ class CacheTable:
     def _connect(self) -> Any:
         if callable(self._db):
             return self._db()
-        from genre_dagster.duckdb_lock import connect
-
         return connect(Path(self._db), purpose=f"embedding cache {self.table}")
 
     def _columns_sql(self) -> str:
@@ -125,18 +124,14 @@ class EmbeddingCache(CacheTable):
 
         hashes = list(hashes)
         wanted = pa.table({"text_hash": pa.array(hashes, pa.string())})
-        with self._connect() as con:
+        with self._connect() as con, registered(con, "_wanted_hashes", wanted):
             self._ensure_table(con)
-            con.register("_wanted_hashes", wanted)
-            try:
-                got = con.execute(
-                    f"""SELECT c.text_hash, c.dim, c.vector FROM {self.table} c
-                        SEMI JOIN (SELECT DISTINCT text_hash FROM _wanted_hashes) w
-                        ON c.text_hash = w.text_hash WHERE c.model_id = ?""",
-                    [model_id],
-                ).to_arrow_table()
-            finally:
-                con.unregister("_wanted_hashes")
+            got = con.execute(
+                f"""SELECT c.text_hash, c.dim, c.vector FROM {self.table} c
+                    SEMI JOIN (SELECT DISTINCT text_hash FROM _wanted_hashes) w
+                    ON c.text_hash = w.text_hash WHERE c.model_id = ?""",
+                [model_id],
+            ).to_arrow_table()
         found = np.zeros(len(hashes), dtype=bool)
         if got.num_rows == 0:
             return found, np.zeros((len(hashes), 0), dtype=np.float32)
@@ -183,21 +178,17 @@ class EmbeddingCache(CacheTable):
         rows = pa.table(
             {"text_hash": pa.array(hashes, pa.string()), "vector": vector_list_array(matrix)}
         )
-        with self._connect() as con:
+        with self._connect() as con, registered(con, "_new_vectors", rows):
             self._ensure_table(con)
-            con.register("_new_vectors", rows)
-            try:
-                before = self._count(con, model_id)
-                # Dedupe within the call too: the primary key rejects repeats in one insert.
-                con.execute(
-                    f"""INSERT OR IGNORE INTO {self.table} (model_id, text_hash, dim, vector)
-                        SELECT ?, text_hash, {dim}, any_value(vector)
-                        FROM _new_vectors GROUP BY text_hash""",
-                    [model_id],
-                )
-                return self._count(con, model_id) - before
-            finally:
-                con.unregister("_new_vectors")
+            before = self._count(con, model_id)
+            # Dedupe within the call too: the primary key rejects repeats in one insert.
+            con.execute(
+                f"""INSERT OR IGNORE INTO {self.table} (model_id, text_hash, dim, vector)
+                    SELECT ?, text_hash, {dim}, any_value(vector)
+                    FROM _new_vectors GROUP BY text_hash""",
+                [model_id],
+            )
+            return self._count(con, model_id) - before
 
 
 def checked_texts(

@@ -97,7 +97,7 @@ class ResponseCache:
     def connection(self, purpose: str) -> Iterator[Any]:
         """A connection under the writer lock with the table in place, for callers that write
         answers together with rows of their own in one transaction (see `insert`)."""
-        from genre_dagster.duckdb_lock import connect
+        from genre_dagster.warehouse import connect
 
         with connect(self.db_path, purpose, timeout=self.lock_timeout) as con:
             self._ensure_table(con)
@@ -219,13 +219,12 @@ def insert_rows(con: Any, table: str, columns: tuple[str, ...], rows: list[list[
         return
     import pyarrow as pa
 
+    from genre_dagster.warehouse import registered
+
     data = pa.table({name: [row[i] for row in rows] for i, name in enumerate(columns)})
-    con.register("_rows_to_insert", data)
-    try:
-        names = ", ".join(columns)
+    names = ", ".join(columns)
+    with registered(con, "_rows_to_insert", data):
         con.execute(f"INSERT OR REPLACE INTO {table} ({names}) SELECT {names} FROM _rows_to_insert")
-    finally:
-        con.unregister("_rows_to_insert")
 
 
 def _to_row(r: CachedResponse) -> list[Any]:

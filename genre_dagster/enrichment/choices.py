@@ -28,8 +28,6 @@ from genre_dagster.enrichment.vocabulary import (
     us_states_vocabulary,
 )
 
-TOPIC_PRESETS = ("auto", "categories", "genre_news", "open")
-REGION_PRESETS = ("auto", "off", "us_states")
 _DOMAIN_NOUNS = {
     "news": ("news article", "news articles"),
     "book": ("book", "books"),

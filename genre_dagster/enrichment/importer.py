@@ -32,17 +32,6 @@ from genre_dagster.enrichment.import_store import ImportStore, Provenance, Rejec
 from genre_dagster.enrichment.roles import ROLES
 from genre_dagster.enrichment.schemas import Validated, VocabularyConfig, validate_answer
 
-REASONS = (
-    "unparsable",
-    "llm_error",
-    "unknown_request",
-    "other_role",
-    "unknown_item",
-    "unknown_user",
-    "schema",
-    "vocabulary",
-    "duplicate",
-)
 RAW_LINE_MAX_CHARS = 2000
 _NAME = re.compile(r"[^A-Za-z0-9._-]+")
 

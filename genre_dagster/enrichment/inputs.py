@@ -12,30 +12,28 @@ from typing import Any
 import polars as pl
 
 from genre_dagster.enrichment.roles import RoleInput
+from genre_dagster.settings import COLD_MAX_CLICKS
+from genre_dagster.warehouse import ITEM_DAILY_STATS, STG_NEWS, USER_HISTORIES, query_frame
 
 HISTORY_TITLES = 20  # most recent history titles shown to the profiler
 USER_ROLES = ("profiler", "generator", "chain_generator")
 
 
-def _frame(conn: Any, sql: str) -> pl.DataFrame:
-    return pl.from_arrow(conn.execute(sql).to_arrow_table())
-
-
 def item_categories(conn: Any) -> list[str]:
     """The catalogue's categories (what generated items and closed topic lists may name)."""
     return sorted(
-        c for (c,) in conn.execute("select distinct category from main.stg_news").fetchall()
+        c for (c,) in conn.execute(f"select distinct category from {STG_NEWS}").fetchall()
     )
 
 
 def summarizer_inputs(conn: Any) -> tuple[pl.DataFrame, list[RoleInput]]:
     """Items (news_id, title, abstract, category, subcategory), most recently shown first."""
-    items = _frame(
+    items = query_frame(
         conn,
-        """
+        f"""
         select n.news_id, n.title, n.abstract, n.category, n.subcategory
-        from main.stg_news n
-        left join (select news_id, max(day) as last_day from main.item_daily_stats group by 1)
+        from {STG_NEWS} n
+        left join (select news_id, max(day) as last_day from {ITEM_DAILY_STATS} group by 1)
             s using (news_id)
         order by s.last_day desc nulls last, n.news_id
         """,
@@ -48,13 +46,13 @@ def profiler_inputs(
 ) -> tuple[pl.DataFrame, list[RoleInput]]:
     """Users with a history (user_id, titles of their newest clicks, oldest first), most
     recently active first."""
-    users = _frame(
+    users = query_frame(
         conn,
         f"""
         select h.user_id, list(n.title order by u.ordinality) as titles
-        from main.user_histories h,
+        from {USER_HISTORIES} h,
             unnest(h.history[-{int(history_titles)}:]) with ordinality as u(news_id, ordinality)
-        join main.stg_news n on n.news_id = u.news_id
+        join {STG_NEWS} n on n.news_id = u.news_id
         group by h.user_id, h.last_seen
         order by h.last_seen desc, h.user_id
         """,
@@ -65,14 +63,14 @@ def profiler_inputs(
 def cold_user_inputs(conn: Any, cold_max_clicks: int) -> tuple[pl.DataFrame, list[RoleInput]]:
     """Cold users (1..`cold_max_clicks` clicks) with their history as {category, title} entries,
     most recently active first."""
-    cold = _frame(
+    cold = query_frame(
         conn,
         f"""
         select h.user_id,
                list({{'category': n.category, 'title': n.title}} order by u.ordinality) as items
-        from main.user_histories h,
+        from {USER_HISTORIES} h,
             unnest(h.history) with ordinality as u(news_id, ordinality)
-        join main.stg_news n on n.news_id = u.news_id
+        join {STG_NEWS} n on n.news_id = u.news_id
         where h.history_length between 1 and {int(cold_max_clicks)}
         group by h.user_id, h.last_seen
         order by h.last_seen desc, h.user_id
@@ -81,7 +79,7 @@ def cold_user_inputs(conn: Any, cold_max_clicks: int) -> tuple[pl.DataFrame, lis
     return cold, [RoleInput(key=u, fields={"history": items}) for u, items in cold.iter_rows()]
 
 
-def role_inputs(conn: Any, role: str, cold_max_clicks: int = 5) -> list[RoleInput]:
+def role_inputs(conn: Any, role: str, cold_max_clicks: int = COLD_MAX_CLICKS) -> list[RoleInput]:
     """The inputs of `role` (summarizer, profiler, generator or chain_generator)."""
     if role == "summarizer":
         return summarizer_inputs(conn)[1]
@@ -96,7 +94,7 @@ def known_keys(conn: Any, role: str) -> set[str]:
     """Every key an answer of `role` may name: item ids (summarizer) or pseudonymized user ids
     (user roles), as the feature tables hold them."""
     if role == "summarizer":
-        return {k for (k,) in conn.execute("select news_id from main.stg_news").fetchall()}
+        return {k for (k,) in conn.execute(f"select news_id from {STG_NEWS}").fetchall()}
     if role in USER_ROLES:
-        return {k for (k,) in conn.execute("select user_id from main.user_histories").fetchall()}
+        return {k for (k,) in conn.execute(f"select user_id from {USER_HISTORIES}").fetchall()}
     raise ValueError(f"unknown role {role!r}")

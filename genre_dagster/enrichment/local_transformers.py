@@ -128,7 +128,7 @@ class TransformersBackend(LLMBackend):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # read by transformers: never reach a hub
         start = time.perf_counter()
         converted = self._converted_folder()
         source, kwargs = (

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from genre_dagster.arrays import ImpressionData
 from genre_dagster.evaluation.grouping import dense_index, order_by_group_desc_score
-from genre_dagster.scoring.data import ImpressionData
 
 DEFAULT_KS: tuple[int, ...] = (5, 10)
 

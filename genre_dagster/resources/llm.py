@@ -72,6 +72,8 @@ class LLMResource(dg.ConfigurableResource):
             self._backend = OpenAICompatibleBackend(
                 base_url=self.base_url,
                 model=self.model,
+                # The variable's name is configuration (`api_key_env`); its value, a secret, is
+                # read only here, never stored in the config or logged.
                 api_key=os.environ.get(self.api_key_env) or None,
                 timeout=self.timeout_seconds,
                 max_concurrency=self.max_concurrency,

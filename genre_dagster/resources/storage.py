@@ -7,9 +7,9 @@ Two differences from the stock dagster-duckdb-polars handler:
   does not break the next run (the stock one inserts into the old table and fails).
 Partitioned outputs keep the stock behaviour: the partition's rows are deleted, then inserted.
 
-Every connection (the IO manager's and the `duckdb` resource's) is opened under the project's
-writer lock (`genre_dagster.duckdb_lock`), so concurrent runs and multiprocess steps take turns on
-the file instead of failing with DuckDB's lock error.
+Every connection (the IO manager's and the `duckdb` resource's) is opened by
+`genre_dagster.warehouse.connect`, under the project's writer lock, so concurrent runs and
+multiprocess steps take turns on the file instead of failing with DuckDB's lock error.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_polars import DuckDBPolarsIOManager
 from dagster_duckdb_polars.duckdb_polars_type_handler import DuckDBPolarsTypeHandler
 
-from genre_dagster import duckdb_lock
+from genre_dagster import warehouse
 
 
 class PolarsTableHandler(DuckDBPolarsTypeHandler):
@@ -58,7 +58,7 @@ class LockedDuckDbClient(DuckDbClient):
     @contextmanager
     def connect(context, _) -> Iterator:
         config = context.resource_config
-        with duckdb_lock.connect(
+        with warehouse.connect(
             config["database"], _step_name(context), config.get("connection_config") or {}
         ) as conn:
             yield conn
@@ -87,5 +87,5 @@ class LockedDuckDBResource(DuckDBResource):
 
     @contextmanager
     def get_connection(self) -> Iterator:
-        with duckdb_lock.connect(self.database, "duckdb resource", self.connection_config) as conn:
+        with warehouse.connect(self.database, "duckdb resource", self.connection_config) as conn:
             yield conn

@@ -24,7 +24,10 @@ def resolve_config(
     given = dict(given or {})
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise ValueError(f"{kind}: unknown config keys {unknown}; known: {sorted(defaults)}")
+        raise ValueError(
+            f"unknown {kind} config keys {unknown} (unknown config keys are rejected so that a "
+            f"typo cannot pass unnoticed); known: {sorted(defaults)}"
+        )
     return {**defaults, **given}
 
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from genre_dagster.scoring.data import ImpressionData, ItemFeatures
+from genre_dagster.arrays import ImpressionData, ItemFeatures
 
 
 def config_hash(config: dict[str, Any]) -> str:

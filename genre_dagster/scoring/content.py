@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from genre_dagster.arrays import ImpressionData, ItemFeatures
 from genre_dagster.scoring.artifact import (
     check_choice,
     read_scorer_json,
@@ -20,7 +21,6 @@ from genre_dagster.scoring.artifact import (
     write_scorer_json,
 )
 from genre_dagster.scoring.base import Scorer
-from genre_dagster.scoring.data import ImpressionData, ItemFeatures
 from genre_dagster.scoring.user_profile import (
     USER_MODES,
     distinct_histories,

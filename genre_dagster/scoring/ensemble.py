@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from genre_dagster.arrays import ImpressionData, ItemFeatures
 from genre_dagster.evaluation.metrics import evaluate
 from genre_dagster.scoring.artifact import read_scorer_json, resolve_config, write_scorer_json
 from genre_dagster.scoring.base import Scorer
-from genre_dagster.scoring.data import ImpressionData, ItemFeatures
 from genre_dagster.scoring.item_stats import require_labels
 
 DEFAULTS: dict[str, Any] = {

@@ -12,12 +12,19 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from genre_dagster.scoring.data import ImpressionData, ItemFeatures
+from genre_dagster.arrays import ImpressionData, ItemFeatures
 from genre_dagster.scoring.loading import (
     build_impressions,
     build_item_features,
     load_behaviors,
     load_item_table,
+)
+from genre_dagster.settings import HISTORY_CAP
+from genre_dagster.warehouse import (
+    NEWS_EMBEDDINGS,
+    STG_BEHAVIORS,
+    SYNTHETIC_ITEMS,
+    USER_PROFILE_EMBEDDINGS,
     query_frame,
     table_exists,
 )
@@ -34,15 +41,25 @@ class ScorerInputs:
     profiles: object | None  # genre_dagster.scoring.neural.UserProfiles
 
 
+def embedding_fields(config: dict) -> list[str]:
+    """Text fields a scorer config reads from the item embeddings ("a+b" reads a and b)."""
+    fields = list(config.get("fields") or [])
+    if config.get("field"):
+        fields += config["field"].split("+")
+    for member in config.get("members") or []:  # ensembles read their members' fields
+        fields += embedding_fields(member.get("config") or {})
+    return sorted(set(fields))
+
+
 def load_embeddings(conn, fields: list[str]) -> dict[str, pl.DataFrame]:
     """field -> (news_id, vector) from `embeddings.news_embeddings`; clear error when missing."""
     if not fields:
         return {}
-    if not table_exists(conn, "embeddings", "news_embeddings"):
-        raise RuntimeError("embeddings.news_embeddings does not exist: materialize it first")
+    if not table_exists(conn, NEWS_EMBEDDINGS):
+        raise RuntimeError(f"{NEWS_EMBEDDINGS} does not exist: materialize it first")
     frame = query_frame(
         conn,
-        "select field, news_id, vector from embeddings.news_embeddings where field in ("
+        f"select field, news_id, vector from {NEWS_EMBEDDINGS} where field in ("
         + ", ".join("?" for _ in fields)
         + ")",
         list(fields),
@@ -67,13 +84,11 @@ def load_profiles(conn):
     (scoring/plugins.py); `profile_coverage` reports it."""
     from genre_dagster.scoring.neural import UserProfiles
 
-    if not table_exists(conn, "embeddings", "user_profile_embeddings"):
+    if not table_exists(conn, USER_PROFILE_EMBEDDINGS):
         return None
-    frame = query_frame(conn, "select user_id, vector from embeddings.user_profile_embeddings")
+    frame = query_frame(conn, f"select user_id, vector from {USER_PROFILE_EMBEDDINGS}")
     if frame.height == 0:
-        (dim,) = conn.execute(
-            "select len(vector) from embeddings.news_embeddings limit 1"
-        ).fetchone()
+        (dim,) = conn.execute(f"select len(vector) from {NEWS_EMBEDDINGS} limit 1").fetchone()
         # one NaN row = "no profile" for everyone (UserProfiles' documented convention)
         return UserProfiles(np.array(["__no_profile__"], dtype=object), np.full((1, dim), np.nan))
     dim = int(frame["vector"].list.len().max())
@@ -91,12 +106,12 @@ def profile_coverage(profiles, user_ids: np.ndarray) -> float:
 
 def load_generated_history(conn) -> dict[str, list[str]]:
     """user_id -> synthetic item ids to append to that cold user's history."""
-    if not table_exists(conn, "enrichment", "synthetic_items"):
+    if not table_exists(conn, SYNTHETIC_ITEMS):
         return {}
     frame = query_frame(
         conn,
         "select user_id, list(news_id order by news_id) as ids "
-        "from enrichment.synthetic_items group by user_id",
+        f"from {SYNTHETIC_ITEMS} group by user_id",
     )
     return dict(zip(frame["user_id"].to_list(), frame["ids"].to_list(), strict=True))
 
@@ -107,10 +122,10 @@ def load_scorer_inputs(
     fields: list[str],
     profile: bool = False,
     generated_history: bool = False,
-    max_history: int = 50,
+    max_history: int = HISTORY_CAP,
 ) -> ScorerInputs:
     """Items with the embedding `fields`, impressions of `splits`, and the GENRE extras."""
-    (day_zero,) = conn.execute("select min(day) from main.stg_behaviors").fetchone()
+    (day_zero,) = conn.execute(f"select min(day) from {STG_BEHAVIORS}").fetchone()
     if day_zero is None:
         raise RuntimeError("no impressions: ingest data first")
     item_table = load_item_table(conn, include_synthetic=True)
@@ -124,11 +139,13 @@ def load_scorer_inputs(
         )
     profiles = load_profiles(conn) if profile else None
     if profile and profiles is None:
-        raise RuntimeError("the profile variant needs embeddings.user_profile_embeddings rows")
+        raise RuntimeError(f"the profile variant needs {USER_PROFILE_EMBEDDINGS} rows")
     return ScorerInputs(items, item_table, data, frames, day_zero, extra, profiles)
 
 
-def with_generated_history(conn, inputs: ScorerInputs, max_history: int = 50) -> ScorerInputs:
+def with_generated_history(
+    conn, inputs: ScorerInputs, max_history: int = HISTORY_CAP
+) -> ScorerInputs:
     """`inputs` with GENRE's synthetic items appended to cold users' histories.
 
     Rebuilds only the impression arrays from the frames already loaded (items, embeddings and

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from genre_dagster.scoring.data import ItemFeatures
+from genre_dagster.arrays import ItemFeatures
 
 
 class ItemAlignment:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genre_dagster.scoring.data import ImpressionData, ItemFeatures
+from genre_dagster.arrays import ImpressionData, ItemFeatures
 from genre_dagster.scoring.item_align import ItemAlignment
 
 

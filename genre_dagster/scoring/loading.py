@@ -12,14 +12,19 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from genre_dagster.scoring.data import PAD, ImpressionData, ItemFeatures
+from genre_dagster.arrays import PAD, ImpressionData, ItemFeatures
+from genre_dagster.settings import HISTORY_CAP
+from genre_dagster.warehouse import (
+    IMPRESSION_SPLITS,
+    ITEM_DAILY_STATS,
+    STG_BEHAVIORS,
+    STG_NEWS,
+    SYNTHETIC_ITEMS,
+    query_frame,
+    table_exists,
+)
 
 SPLITS = ("train", "validation", "test", "unlabeled")
-
-
-def query_frame(conn, sql: str, params: list | None = None) -> pl.DataFrame:
-    """Rows of `sql` (with optional parameters) as a Polars frame, via Arrow."""
-    return pl.from_arrow(conn.execute(sql, params or []).to_arrow_table())
 
 
 def load_item_table(conn, include_synthetic: bool = True) -> pl.DataFrame:
@@ -30,33 +35,25 @@ def load_item_table(conn, include_synthetic: bool = True) -> pl.DataFrame:
     """
     items = query_frame(
         conn,
-        """
+        f"""
         select n.news_id, n.category, n.title, n.abstract, false as is_synthetic, s.first_day
-        from main.stg_news n
-        left join (select news_id, min(day) as first_day from main.item_daily_stats group by 1) s
+        from {STG_NEWS} n
+        left join (select news_id, min(day) as first_day from {ITEM_DAILY_STATS} group by 1) s
             using (news_id)
         order by n.news_id
         """,
     )
-    if include_synthetic and table_exists(conn, "enrichment", "synthetic_items"):
+    if include_synthetic and table_exists(conn, SYNTHETIC_ITEMS):
         synthetic = query_frame(
             conn,
-            """
+            f"""
             select news_id, category, title, abstract, true as is_synthetic,
                    cast(null as date) as first_day
-            from enrichment.synthetic_items order by news_id
+            from {SYNTHETIC_ITEMS} order by news_id
             """,
         )
         items = pl.concat([items, synthetic], how="vertical_relaxed")
     return items
-
-
-def table_exists(conn, schema: str, table: str) -> bool:
-    (n,) = conn.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-        [schema, table],
-    ).fetchone()
-    return n > 0
 
 
 def build_item_features(
@@ -115,7 +112,7 @@ def load_behaviors(conn, splits: tuple[str, ...]) -> pl.DataFrame:
         f"""
         select b.impression_id, b.mind_impression_id, b.source_split, b.user_id, b.time, b.day,
                b.history, b.candidate_ids, b.candidate_labels, b.history_length, s.split
-        from main.stg_behaviors b join main.impression_splits s using (impression_id)
+        from {STG_BEHAVIORS} b join {IMPRESSION_SPLITS} s using (impression_id)
         where s.split in ({placeholders})
         order by b.time, b.impression_id
         """,
@@ -155,7 +152,7 @@ def pad_histories(offsets: np.ndarray, flat: np.ndarray, max_history: int) -> np
 def build_impressions(
     behaviors: pl.DataFrame,
     items: ItemFeatures,
-    max_history: int = 50,
+    max_history: int = HISTORY_CAP,
     extra_history: dict[str, list[str]] | None = None,
     day_zero: date | None = None,
 ) -> ImpressionData:
@@ -213,10 +210,10 @@ def load_behaviors_between(conn, first_day: date, last_day: date) -> pl.DataFram
     """Labelled impressions whose day is in [first_day, last_day], in time order (monitoring)."""
     return query_frame(
         conn,
-        """
+        f"""
         select impression_id, mind_impression_id, source_split, user_id, time, day, history,
                candidate_ids, candidate_labels, history_length
-        from main.stg_behaviors
+        from {STG_BEHAVIORS}
         where day between ? and ? and is_labeled
         order by time, impression_id
         """,

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from genre_dagster.arrays import PAD, ImpressionData, ItemFeatures
 from genre_dagster.scoring.artifact import (
     check_choice,
     read_scorer_json,
@@ -23,7 +24,6 @@ from genre_dagster.scoring.artifact import (
     write_scorer_json,
 )
 from genre_dagster.scoring.base import Scorer
-from genre_dagster.scoring.data import PAD, ImpressionData, ItemFeatures
 from genre_dagster.scoring.item_align import ItemAlignment
 from genre_dagster.scoring.item_stats import require_labels
 from genre_dagster.scoring.user_profile import distinct_histories

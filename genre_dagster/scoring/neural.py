@@ -21,9 +21,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from genre_dagster.arrays import PAD, ImpressionData, ItemFeatures
 from genre_dagster.scoring.base import Scorer
-from genre_dagster.scoring.data import PAD, ImpressionData, ItemFeatures
-from genre_dagster.scoring.presets import PRESET_KINDS, PRESETS, compact_config, resolve_config
+from genre_dagster.scoring.presets import (
+    PRESET_KINDS,
+    PRESETS,
+    compact_config,
+    resolve_neural_config,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -98,7 +103,7 @@ class NeuralScorer(Scorer):
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         base = dict(PRESETS[self.preset_name]) if self.preset_name else {}
-        resolved = resolve_config({**base, **(config or {})})
+        resolved = resolve_neural_config({**base, **(config or {})})
         for key, value in self.defining.items():
             if resolved[key] != value:
                 raise ValueError(

@@ -15,13 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from genre_dagster.scoring.data import PAD, ImpressionData
+from genre_dagster.arrays import PAD, ImpressionData
+from genre_dagster.warehouse import SYNTHETIC_ITEMS, USER_PROFILE_EMBEDDINGS, USER_PROFILES
 
-# The table that holds each plug-in's LLM output (schema, table).
-PLUGIN_TABLES = {
-    "profile": ("embeddings", "user_profile_embeddings"),
-    "generated_history": ("enrichment", "synthetic_items"),
-}
+# The table that holds each plug-in's LLM output.
+PLUGIN_TABLES = {"profile": USER_PROFILE_EMBEDDINGS, "generated_history": SYNTHETIC_ITEMS}
 
 
 def inactive_plugins(config: dict[str, Any], inputs, splits: tuple[str, ...]) -> dict[str, str]:
@@ -34,12 +32,12 @@ def inactive_plugins(config: dict[str, Any], inputs, splits: tuple[str, ...]) ->
     if config.get("profile") and profile_coverage(inputs.profiles, users) == 0.0:
         inactive["profile"] = (
             f"none of the {len(np.unique(users))} users of the {'/'.join(splits)} split(s) has "
-            "a GENRE profile (enrichment.user_profiles holds no valid answer for them)"
+            f"a GENRE profile ({USER_PROFILES} holds no valid answer for them)"
         )
     if config.get("generated_history") and not any(_has_synthetic(d, inputs.items) for d in data):
         inactive["generated_history"] = (
             f"no history of the {'/'.join(splits)} split(s) holds a GENRE synthetic item "
-            "(enrichment.synthetic_items has none for these users)"
+            f"({SYNTHETIC_ITEMS} has none for these users)"
         )
     return inactive
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from genre_dagster.arrays import ImpressionData, ItemFeatures
 from genre_dagster.scoring.artifact import (
     check_choice,
     read_scorer_json,
@@ -14,7 +15,6 @@ from genre_dagster.scoring.artifact import (
     write_scorer_json,
 )
 from genre_dagster.scoring.base import Scorer
-from genre_dagster.scoring.data import ImpressionData, ItemFeatures
 from genre_dagster.scoring.item_stats import ItemClickStats, compute_item_click_stats
 
 DEFAULTS: dict[str, Any] = {

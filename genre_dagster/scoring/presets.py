@@ -1,7 +1,7 @@
 """Named configs for the neural recommenders (plain dicts, no torch).
 
 A config names its parts (item encoder, user encoder, predictor) and its hyper-parameters;
-`resolve_config` fills defaults and rejects unknown keys, so the config hash that names an
+`resolve_neural_config` fills defaults and rejects unknown keys, so the config hash that names an
 artifact always covers every setting that shaped it.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 from types import MappingProxyType
 from typing import Any
+
+from genre_dagster.scoring.artifact import resolve_config
 
 BATCHING = ("by_history", "shuffled")
 ID_EMBEDDINGS = ("none", "sum", "gated")
@@ -171,14 +173,10 @@ PRESET_KINDS: MappingProxyType[str, str] = MappingProxyType(
 )
 
 
-def resolve_config(config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Defaults updated with `config`; raises ValueError naming any unknown key."""
-    config = dict(config or {})
-    unknown = sorted(set(config) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown neural config keys {unknown}; known: {sorted(DEFAULTS)}")
-    resolved = copy.deepcopy(dict(DEFAULTS))
-    resolved.update(copy.deepcopy(config))
+def resolve_neural_config(config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults updated with `config` (`artifact.resolve_config`: unknown keys raise), then
+    checked; raises ValueError naming the offending value."""
+    resolved = copy.deepcopy(resolve_config("neural", DEFAULTS, config))
     for key in ("fields", "optional_fields"):
         resolved[key] = list(resolved[key])
     if not resolved["fields"]:
@@ -242,4 +240,4 @@ def preset(name: str, **overrides: Any) -> dict[str, Any]:
     """The resolved config of preset `name`, with `overrides` applied."""
     if name not in PRESETS:
         raise ValueError(f"unknown neural preset {name!r}; known: {sorted(PRESETS)}")
-    return resolve_config({**PRESETS[name], **overrides})
+    return resolve_neural_config({**PRESETS[name], **overrides})

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from genre_dagster.arrays import PAD, ImpressionData, ItemFeatures
 from genre_dagster.scoring.artifact import (
     check_choice,
     read_scorer_json,
@@ -29,7 +30,6 @@ from genre_dagster.scoring.artifact import (
 )
 from genre_dagster.scoring.base import Scorer
 from genre_dagster.scoring.content import candidate_cosine
-from genre_dagster.scoring.data import PAD, ImpressionData, ItemFeatures
 from genre_dagster.scoring.item_stats import (
     ItemClickStats,
     compute_item_click_stats,

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
+from genre_dagster.warehouse import IMPRESSION_SPLITS
+
 SPLITS = ("train", "validation", "test")
 # Where the boundaries are set: the launchpad config of the dbt step (or dbt_project.yml vars).
 SETTINGS_HINT = (
@@ -120,9 +122,9 @@ class SplitReport:
 def describe_splits(conn) -> SplitReport:
     """The split of the warehouse behind `conn` (a DuckDB connection), per day."""
     rows = conn.execute(
-        """
+        f"""
         select s.split, s.day, count(*) as n, any_value(s.split_rule) as rule
-        from main.impression_splits as s
+        from {IMPRESSION_SPLITS} as s
         where s.split <> 'unlabeled'
         group by s.split, s.day
         order by s.day, s.split

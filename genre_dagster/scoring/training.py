@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genre_dagster.arrays import PAD, ImpressionData
 from genre_dagster.scoring.components import GAP_BUCKETS, NewsRecommender
-from genre_dagster.scoring.data import PAD, ImpressionData
 from genre_dagster.scoring.user_profile import distinct_rows
 
 

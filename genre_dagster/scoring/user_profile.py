@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from genre_dagster.scoring.data import PAD
+from genre_dagster.arrays import PAD
 
 USER_MODES = ("mean", "recency")
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+# Largest validation-AUC drop a new scorer may show and still replace the serving one.
+PROMOTION_TOLERANCE = 0.005
+
 
 @dataclass(frozen=True)
 class PromotionDecision:
@@ -21,7 +24,7 @@ def decide_promotion(
     challenger_auc: float,
     serving_id: str | None,
     serving_auc: float | None,
-    tolerance: float = 0.005,
+    tolerance: float = PROMOTION_TOLERANCE,
 ) -> PromotionDecision:
     """Promote when there is no serving scorer or the challenger's validation AUC is at least
     `serving_auc - tolerance`. A challenger without a finite AUC or at/below 0.5 is broken."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from genre_dagster.scoring.data import PAD, ItemFeatures
+from genre_dagster.arrays import PAD, ItemFeatures
 from genre_dagster.serving.steering import SteeringParams
 from genre_dagster.serving.topk import TopK, top_k
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genre_dagster.scoring.data import PAD, ItemFeatures
+from genre_dagster.arrays import PAD, ItemFeatures
 from genre_dagster.scoring.user_profile import unit_rows
 
 SIMILAR_THRESHOLD = 0.5  # cosine above which "you read something like this" is the explanation

@@ -1,4 +1,7 @@
-"""Array containers shared by every scorer.
+"""Array containers of items and impressions, shared by scoring, evaluation and serving.
+
+They live outside `scoring/` because the metrics of `evaluation/` read them too, and scorers
+call those metrics: with the containers in `scoring/` the two packages imported each other.
 
 Scorers never see DataFrames or Dagster: the assets turn DuckDB tables into these containers
 (item features indexed 0..n_items-1, impressions with padded histories and flat candidates) and
