@@ -92,6 +92,20 @@ def _check(spec: dg.AssetCheckSpec, report, thresholds, blocking_error) -> dg.As
     )
 
 
+def _run_report(context: dg.AssetExecutionContext, config: ReportConfig, name: str) -> tuple:
+    """Run `genre_dagster.monitoring.daily.<name>`, publish it, append it to its history table:
+    (the report, the history, the metadata)."""
+    from genre_dagster.monitoring import daily
+
+    settings = daily.ReportSettings(**config.model_dump(include=_SETTINGS))
+    model_store = getattr(context.resources, "model_store", None)
+    with context.resources.duckdb.get_connection() as conn:
+        report = getattr(daily, name)(conn, settings, model_store)
+        row, metadata = _publish(context, report, context.resources.reports, name)
+        history = daily.with_history(conn, f"{GROUP}.{name}", row)
+    return report, history, metadata
+
+
 def _report_asset(
     name: str,
     description: str,
@@ -102,10 +116,10 @@ def _report_asset(
     scores_challenger: bool = False,
     may_block_promotion: bool = False,
 ) -> dg.AssetsDefinition:
-    """A report asset: run `genre_dagster.monitoring.daily.<name>` on the warehouse, publish the
-    page, append to the history table `monitoring.<name>`, and evaluate its check (if any)."""
+    """A report asset: `_run_report`, then its check (if any) on the report's measure."""
     key = dg.AssetKey([GROUP, name])
     checks = [dg.AssetCheckSpec(check, asset=key, blocking=may_block_promotion)] if check else []
+    resources = {"duckdb", "reports"} | ({"model_store"} if scores_challenger else set())
 
     @dg.asset(
         key=key,
@@ -115,27 +129,16 @@ def _report_asset(
         group_name=GROUP,
         kinds={"evidently", "duckdb"},
         pool="duckdb",
-        required_resource_keys={
-            "duckdb",
-            "reports",
-            *(["model_store"] if scores_challenger else []),
-        },
+        required_resource_keys=resources,
     )
     def _asset(context: dg.AssetExecutionContext, config: config_class) -> Iterator:
-        from genre_dagster.monitoring import daily
-
-        settings = daily.ReportSettings(**config.model_dump(include=_SETTINGS))
-        model_store = context.resources.model_store if scores_challenger else None
-        with context.resources.duckdb.get_connection() as conn:
-            report = getattr(daily, name)(conn, settings, model_store)
-            row, metadata = _publish(context, report, context.resources.reports, name)
-            history = daily.with_history(conn, f"{GROUP}.{name}", row)
+        report, history, metadata = _run_report(context, config, name)
         if not (report.skipped and check):  # (a skipped day with a check never counted rows)
             metadata = {"dagster/row_count": history.height, **metadata}
         yield dg.Output(history, metadata={**metadata, **report.extra})
         if check:
             thresholds = fixed_thresholds or (config.warn, config.error)
-            # an ERROR is blocking, except where promotion may be blocked: there config decides
+            # an ERROR blocks, except where it may block promotion: there the config decides
             blocking = config.block_promotion if may_block_promotion else True
             yield _check(checks[0], report, thresholds, blocking)
 
