@@ -7,8 +7,6 @@ released outputs) are published for their items in place of the deployment's LLM
 (`enrichment.enrich`).
 """
 
-import hashlib
-import time
 from typing import Any
 
 import dagster as dg
@@ -95,27 +93,27 @@ def role_vocabulary(role: str, config: RoleConfig, source: DatasetSource, catego
     )
 
 
-def _run(
+def _enrich(
     role: str,
     inputs: list,
     config: RoleConfig,
     llm: LLMResource,
-    database: str,
+    duckdb: DuckDBResource,
     source: DatasetSource,
-    vocabulary: Any,
+    categories: list[str],
 ):
+    """The shared pass of the three roles (`enrichment.tables.enrichment_pass`): returns the
+    role's table and the metadata of how its answers were asked for and how the run went."""
     from genre_dagster.enrichment.cache import ResponseCache
-    from genre_dagster.enrichment.enrich import enrich
+    from genre_dagster.enrichment.tables import enrichment_pass
 
-    return enrich(
-        role,
-        inputs,
-        config,
-        llm.get_backend(),
-        ResponseCache(database),
-        vocabulary,
-        source.item_domain,
+    vocabulary = role_vocabulary(role, config, source, categories)
+    cache = ResponseCache(duckdb.database)
+    mode = getattr(config, "mode", "")
+    done = enrichment_pass(
+        role, inputs, config, llm.get_backend(), cache, vocabulary, source.item_domain, mode
     )
+    return done.table, {**_setup_metadata(config, llm, source, vocabulary), **_run_metadata(done)}
 
 
 def _setup_metadata(
@@ -133,35 +131,15 @@ def _setup_metadata(
     }
 
 
-def _run_metadata(enriched, started: float) -> dict[str, Any]:
-    result = enriched.result
-    stats = result.stats
-    seconds = time.perf_counter() - started
-    tokens = int(stats.get("completion_tokens", 0) or 0)
-    errors = pl.DataFrame(
-        {"error": [r.error for r in result.rows if r.status == "failed" and r.error]},
-        schema={"error": pl.Utf8},
+def _run_metadata(done) -> dict[str, Any]:
+    """How the run went (`RolePass.stats`), with the most frequent failure reasons."""
+    stats = done.stats()
+    stats["imported_from"] = dg.MetadataValue.json(stats["imported_from"])
+    stats["failure_reasons"] = dg.MetadataValue.md(
+        "| error | items |\n|---|---|\n"
+        + "\n".join(f"| {e[:120]} | {n} |" for e, n in done.failure_reasons())
     )
-    top_errors = errors.group_by("error").len().sort("len", descending=True).head(5)
-    return {
-        "model": result.model,
-        "prompt_version": result.prompt_version,
-        "answered": int(stats.get("answered", 0)),
-        "cached": int(stats.get("cached", 0)),
-        "failed": int(stats.get("failed", 0)),
-        "skipped_by_budget": int(stats.get("skipped_by_budget", 0)),
-        "stale": int(stats.get("stale", 0)),
-        "imported": int(stats.get("imported", 0)),
-        "imported_from": dg.MetadataValue.json(enriched.imported_from()),
-        "prompt_tokens": int(stats.get("prompt_tokens", 0) or 0),
-        "completion_tokens": tokens,
-        "seconds": round(seconds, 2),
-        "completion_tokens_per_second": round(tokens / seconds, 2) if seconds else 0.0,
-        "failure_reasons": dg.MetadataValue.md(
-            "| error | items |\n|---|---|\n"
-            + "\n".join(f"| {e[:120]} | {n} |" for e, n in top_errors.iter_rows())
-        ),
-    }
+    return stats
 
 
 def _sample_md(frame: pl.DataFrame, columns: list[str], n: int = 5) -> dg.MetadataValue:
@@ -193,41 +171,17 @@ def news_summaries(
     Holds every valid answer in the response cache for the current prompt version and model;
     items without one fall back to their title downstream."""
     from genre_dagster.enrichment.inputs import summarizer_inputs
-    from genre_dagster.enrichment.schemas import summary_text
 
     with duckdb.get_connection() as conn:
         items, inputs = summarizer_inputs(conn)
-    vocabulary = role_vocabulary("summarizer", config, source, [])
-    started = time.perf_counter()
-    enriched = _run("summarizer", inputs, config, llm, duckdb.database, source, vocabulary)
-    ok = [
-        (r.key, summary_text(r.output), r.output.get("title"), r.output.get("description"))
-        + (r.cached, r.stale, *enriched.origin(r.key))
-        for r in enriched.result.rows
-        if r.status == "ok"
-    ]
-    out = pl.DataFrame(
-        ok,
-        schema={
-            "news_id": pl.Utf8,
-            "summary": pl.Utf8,
-            "new_title": pl.Utf8,
-            "description": pl.Utf8,
-            "cached": pl.Boolean,
-            "stale": pl.Boolean,
-            "model": pl.Utf8,
-            "prompt_version": pl.Utf8,
-        },
-        orient="row",
-    )
+    out, metadata = _enrich("summarizer", inputs, config, llm, duckdb, source, [])
     context.add_output_metadata(
         {
             "dagster/row_count": out.height,
             "items": items.height,
             "coverage": round(out.height / max(items.height, 1), 4),
             "sample": _sample_md(out.join(items, on="news_id"), ["title", "summary"]),
-            **_setup_metadata(config, llm, source, vocabulary),
-            **_run_metadata(enriched, started),
+            **metadata,
         }
     )
     return out
@@ -257,28 +211,7 @@ def user_profiles(
     with duckdb.get_connection() as conn:
         categories = item_categories(conn)
         users, inputs = profiler_inputs(conn)
-    vocabulary = role_vocabulary("profiler", config, source, categories)
-    started = time.perf_counter()
-    enriched = _run("profiler", inputs, config, llm, duckdb.database, source, vocabulary)
-    rows = [
-        (r.key, r.output["topics"], r.output.get("regions", []), r.cached, r.stale)
-        + enriched.origin(r.key)
-        for r in enriched.result.rows
-        if r.status == "ok"
-    ]
-    out = pl.DataFrame(
-        rows,
-        schema={
-            "user_id": pl.Utf8,
-            "topics": pl.List(pl.Utf8),
-            "regions": pl.List(pl.Utf8),
-            "cached": pl.Boolean,
-            "stale": pl.Boolean,
-            "model": pl.Utf8,
-            "prompt_version": pl.Utf8,
-        },
-        orient="row",
-    )
+    out, metadata = _enrich("profiler", inputs, config, llm, duckdb, source, categories)
     context.add_output_metadata(
         {
             "dagster/row_count": out.height,
@@ -287,22 +220,10 @@ def user_profiles(
             if out.height
             else 0,
             "sample": _sample_md(out, ["user_id", "topics", "regions"]),
-            **_setup_metadata(config, llm, source, vocabulary),
-            **_run_metadata(enriched, started),
+            **metadata,
         }
     )
     return out
-
-
-def generator_role(mode: str) -> str:
-    """The generator role of a `synthetic_items` mode (direct | chain)."""
-    return "chain_generator" if mode == "chain" else "generator"
-
-
-def synthetic_id(user_id: str, mode: str, prompt_version: str) -> str:
-    """Stable id of a user's synthetic item; the `S` prefix never collides with real ids."""
-    digest = hashlib.sha256(f"{user_id}|{mode}|{prompt_version}".encode()).hexdigest()[:12]
-    return f"S{digest}"
 
 
 @dg.asset(
@@ -324,6 +245,7 @@ def synthetic_items(
     Chain mode profiles the user first and conditions the generation on the profile.
     Synthetic items are flagged and never become candidates, labels or recommendations."""
     from genre_dagster.enrichment.inputs import cold_user_inputs, item_categories
+    from genre_dagster.enrichment.tables import generator_role
 
     if config.mode not in ("direct", "chain"):
         raise ValueError(f"mode must be 'direct' or 'chain', not {config.mode!r}")
@@ -331,50 +253,14 @@ def synthetic_items(
         categories = item_categories(conn)
         cold, inputs = cold_user_inputs(conn, config.cold_max_clicks)
     role = generator_role(config.mode)
-    vocabulary = role_vocabulary(role, config, source, categories)
-    started = time.perf_counter()
-    enriched = _run(role, inputs, config, llm, duckdb.database, source, vocabulary)
-    rows = []
-    for r in enriched.result.rows:
-        if r.status != "ok":
-            continue
-        model, prompt_version = enriched.origin(r.key)
-        rows.append(
-            (
-                synthetic_id(r.key, config.mode, prompt_version),
-                r.key,
-                r.output["title"],
-                r.output["abstract"],
-                r.output["category"],
-                r.cached,
-                r.stale,
-                model,
-                prompt_version,
-            )
-        )
-    out = pl.DataFrame(
-        rows,
-        schema={
-            "news_id": pl.Utf8,
-            "user_id": pl.Utf8,
-            "title": pl.Utf8,
-            "abstract": pl.Utf8,
-            "category": pl.Utf8,
-            "cached": pl.Boolean,
-            "stale": pl.Boolean,
-            "model": pl.Utf8,
-            "prompt_version": pl.Utf8,
-        },
-        orient="row",
-    ).with_columns(pl.lit(True).alias("is_synthetic"), pl.lit(config.mode).alias("mode"))
+    out, metadata = _enrich(role, inputs, config, llm, duckdb, source, categories)
     context.add_output_metadata(
         {
             "dagster/row_count": out.height,
             "cold_users_with_history": cold.height,
             "mode": config.mode,
             "sample": _sample_md(out, ["user_id", "category", "title"]),
-            **_setup_metadata(config, llm, source, vocabulary),
-            **_run_metadata(enriched, started),
+            **metadata,
         }
     )
     return out
