@@ -115,8 +115,7 @@ def leaderboard(
     )  # fmt: skip
     inactive = {r["name"]: json.loads(r["inactive_plugins"] or "{}") for r in table.to_dicts()}
     metadata = _describe(out, time.perf_counter() - started, predictions_dir, inactive)
-    # the split's newest day
-    day, run_id = base.behaviors[config.split]["day"].max(), context.run.run_id
+    day, run_id = base.behaviors[config.split]["day"].max(), context.run.run_id  # newest day
     history = _with_tonight(history, out, day, run_id)
     metadata.update(_publish_page(out, history, reports, day, run_id))
     yield dg.Output(out, output_name="leaderboard", metadata=metadata)
