@@ -20,6 +20,7 @@ from genre_dagster.evaluation.metrics import (
 from genre_dagster.evaluation.prediction_file import (
     read_mind_prediction_file,
     write_mind_prediction_file,
+    write_split_prediction_files,
 )
 from genre_dagster.evaluation.reference import reference_evaluate
 
@@ -214,6 +215,33 @@ def _official_like(labels: np.ndarray, ranks: list[int]) -> dict[str, float]:
         "mrr": np.sum(rr) / np.sum(y_true),
         "ndcg@5": dcg(y_true, y_score, 5) / dcg(y_true, y_true, 5),
         "ndcg@10": dcg(y_true, y_score, 10) / dcg(y_true, y_true, 10),
+    }
+
+
+def test_split_prediction_files_renumber_each_source_split(tmp_path) -> None:
+    """One evaluated split mixing MIND's dev and test impressions gives one file per source
+    split, each impression's ranks in its shown order."""
+    import polars as pl
+
+    offsets = np.array([0, 2, 5, 6, 8])  # impressions of 2, 3, 1 and 2 candidates
+    data = ImpressionData(
+        impression_ids=np.array(["a", "b", "c", "d"]),
+        user_ids=np.array(["u", "v", "w", "x"]),
+        history=np.full((4, 1), -1),
+        cand_offsets=offsets,
+        cand_items=np.arange(8),
+        labels=np.zeros(8, dtype=np.int8),
+    )
+    behaviors = pl.DataFrame(
+        {"source_split": ["dev", "test", "dev", "test"], "mind_impression_id": [5, 9, 3, 1]}
+    )
+    scores = np.array([0.1, 0.9, 0.5, 0.7, 0.6, 0.3, 0.2, 0.8])
+    paths = write_split_prediction_files(tmp_path / "m", "test", behaviors, data, scores)
+    assert sorted(p.name for p in paths) == ["test_dev.txt", "test_test.txt"]
+    assert read_mind_prediction_file(tmp_path / "m" / "test_dev.txt") == {3: [1], 5: [2, 1]}
+    assert read_mind_prediction_file(tmp_path / "m" / "test_test.txt") == {
+        1: [2, 1],
+        9: [3, 1, 2],
     }
 
 

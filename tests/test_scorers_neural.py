@@ -376,12 +376,12 @@ def _subset_at(data: ImpressionData, j: int) -> ImpressionData:
 
 def test_best_epoch_metrics_equal_scoring_the_validation_split_again(world, nrms):
     # The scorer asset reports these instead of scoring the validation split once more.
-    from genre_dagster.assets.scoring import _best_epoch_metrics
     from genre_dagster.evaluation.metrics import evaluate_impressions
+    from genre_dagster.scoring.nightly import best_epoch_metrics
 
-    kept = _best_epoch_metrics(nrms.training_log)
+    kept = best_epoch_metrics(nrms.training_log)
     again = evaluate_impressions(world["valid"], nrms.score(world["valid"], world["items"]))
     assert kept is not None and set(kept) == set(again)
     for name, value in again.items():
         assert kept[name] == pytest.approx(value, rel=1e-6), name
-    assert _best_epoch_metrics({"epochs": []}) is None  # scorers that do not validate
+    assert best_epoch_metrics({"epochs": []}) is None  # scorers that do not validate

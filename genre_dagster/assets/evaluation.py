@@ -1,6 +1,7 @@
 """Evaluation on the MIND protocol: every scorer and GENRE variant on the test split, for all,
 warm and cold users, beside a random scorer and (on generated worlds) the oracle; a nightly
-history of it and an evaluation page (plotly) next to the monitoring reports."""
+history of it and an evaluation page (plotly) next to the monitoring reports. The leaderboard is
+computed in `evaluation/leaderboard.py`."""
 
 import json
 import time
@@ -14,7 +15,6 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from genre_dagster import warehouse as wh
-from genre_dagster.evaluation.metrics import metric_names
 from genre_dagster.resources import DatasetSource
 from genre_dagster.resources.model_store import ModelStore
 from genre_dagster.resources.reports import ReportStore
@@ -25,16 +25,6 @@ from genre_dagster.settings import COLD_MAX_CLICKS
 GROUP = "evaluation"
 SCORER_KEYS = {s.name: dg.AssetKey(["scoring", s.name]) for s in DEFAULT_SCORERS}
 SCORER_KEYS["ensemble"] = dg.AssetKey(["scoring", "ensemble"])
-METRICS = metric_names()
-SEGMENTS = ("all", "warm", "cold")
-# Columns comparing a GENRE variant with its base scorer (null on every other row).
-DELTA_SCHEMA = {
-    "base": pl.Utf8,
-    "auc_delta": pl.Float64,
-    "auc_delta_low": pl.Float64,
-    "auc_delta_high": pl.Float64,
-    "auc_delta_verdict": pl.Utf8,
-}
 
 
 class EvaluationConfig(dg.Config):
@@ -60,55 +50,6 @@ class EvaluationConfig(dg.Config):
             "/data/news/models/nrms-1a2b3c4d5e): evaluated here next to the in-domain scorers"
         ),
     )
-
-
-def _oracle_scores(source: DatasetSource, behaviors: pl.DataFrame) -> np.ndarray | None:
-    """True click probabilities of a generated world, aligned with the candidates (or None)."""
-    root = Path(source.path)
-    files = [root / "truth.parquet", *sorted((root / "truth_landing").glob("truth_*.parquet"))]
-    files = [f for f in files if f.exists()]
-    if not files:
-        return None
-    truth = pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed")
-    wanted = behaviors.select(
-        "source_split",
-        "mind_impression_id",
-        pl.int_ranges(1, pl.col("candidate_ids").list.len() + 1).alias("position"),
-    ).explode("position")
-    joined = wanted.join(
-        truth.select(
-            "source_split",
-            pl.col("mind_impression_id").cast(pl.Int64),
-            pl.col("position").cast(pl.Int64),
-            "click_probability",
-        ),
-        on=["source_split", "mind_impression_id", "position"],
-        how="left",
-        maintain_order="left",
-    )
-    if joined["click_probability"].null_count():
-        return None  # not the world this truth belongs to
-    return joined["click_probability"].to_numpy()
-
-
-def _segment_rows(name, variant, per, segments, val_auc) -> list[dict]:
-    """One row per segment from per-impression metrics (`segments`: name -> impression mask)."""
-    from genre_dagster.evaluation.metrics import summarize
-
-    rows = []
-    for segment, mask in segments.items():
-        metrics = summarize(per, mask)
-        rows.append(
-            {
-                "scorer": name,
-                "variant": variant,
-                "segment": segment,
-                **{m: float(metrics[m]) for m in METRICS},
-                "impressions": int(metrics["n_impressions"]),
-                "val_auc": val_auc,
-            }
-        )
-    return rows
 
 
 LEADERBOARD_DESCRIPTION = """Per-impression AUC, MRR, nDCG@5/10, recall@k and hit@k averaged over
@@ -161,134 +102,20 @@ def leaderboard(
 ):
     """The leaderboard of every scorer on the evaluation split, its nightly history, and the
     evaluation page drawn from both."""
-    from genre_dagster.evaluation.metrics import impression_metrics_for
-    from genre_dagster.evaluation.paired import compare_with_bases, intervals_by_segment
-    from genre_dagster.evaluation.prediction_file import write_mind_prediction_file
-    from genre_dagster.scoring.inputs import load_scorer_inputs, with_generated_history
+    from genre_dagster.evaluation.leaderboard import leaderboard_table
 
     table = pl.concat(list(scorers.values()), how="vertical_relaxed")
-    fields = sorted({f for c in table["config_json"] for f in embedding_fields(json.loads(c))})
-    need_profile = bool(table["profile"].any())
-    with duckdb.get_connection() as conn:
-        base = load_scorer_inputs(conn, (config.split,), fields, profile=need_profile)
-        augmented = with_generated_history(conn, base) if table["generated_history"].any() else None
-        history = wh.read_table(conn, wh.LEADERBOARD_HISTORY)
-    data = base.splits[config.split]
-    behaviors = base.behaviors[config.split]
-    if data.n_impressions == 0:
-        from genre_dagster.scoring.splits import describe_splits
-
-        with duckdb.get_connection() as conn:
-            report = describe_splits(conn)
-        raise dg.Failure(
-            description=f"the {config.split} split is empty. "
-            + (report.problem() or report.summary()),
-            allow_retries=False,
-        )
-    cold = behaviors["history_length"].to_numpy() <= config.cold_max_clicks
-    segments = dict(zip(SEGMENTS, (np.ones(len(cold), dtype=bool), ~cold, cold), strict=True))
-    rows: list[dict] = []
-    per_impression_auc: dict[str, np.ndarray] = {}  # scorer -> AUC of every test impression
-    predictions_dir = Path(model_store.root).parent / "predictions"
-    # files of an earlier evaluation of this split would mix with today's: replace them
-    for stale in predictions_dir.glob(f"*/{config.split}_*.txt"):
-        stale.unlink()
+    transfer = _transfer_scorers(config.transfer_scorers)
+    base, augmented, history = _read_inputs(duckdb, config.split, table, transfer)
+    predictions_dir = _fresh_predictions_dir(model_store, config.split)
     started = time.perf_counter()
-    # Variants whose GENRE plug-in was off publish their base scorer's model: score it once.
-    scored: dict[tuple, np.ndarray] = {}
-    written: set[str] = set()  # prediction files are per model: the first row that scores it
-    for record in table.iter_rows(named=True):
-        use_generated = bool(record["generated_history"] and augmented.extra_history)
-        key = (record["scorer_id"], use_generated, record["profile"])
-        if key not in scored:
-            scorer = model_store.load(record["scorer_id"])
-            split_data = augmented.splits[config.split] if use_generated else data
-            kwargs = {"profiles": base.profiles} if record["profile"] else {}
-            scored[key] = scorer.score(split_data, base.items, **kwargs)
-        scores = scored[key]
-        per = impression_metrics_for(data, scores)
-        per_impression_auc[record["name"]] = per.values["auc"]
-        rows += _segment_rows(record["name"], record["variant"], per, segments, record["val_auc"])
-        if config.write_prediction_files and record["scorer_id"] not in written:
-            written.add(record["scorer_id"])
-            for source_split in behaviors["source_split"].unique().to_list():
-                mask = (behaviors["source_split"] == source_split).to_numpy()
-                cand_mask = np.repeat(mask, np.diff(data.cand_offsets))
-                index = data.candidate_impression[cand_mask]
-                remap = np.cumsum(mask) - 1
-                positions = np.concatenate(
-                    [np.arange(1, n + 1) for n in np.diff(data.cand_offsets)[mask]]
-                )
-                path = predictions_dir / record["scorer_id"] / f"{config.split}_{source_split}.txt"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_mind_prediction_file(
-                    behaviors["mind_impression_id"].to_numpy()[mask],
-                    remap[index],
-                    positions,
-                    scores[cand_mask],
-                    path,
-                )
-    for folder in config.transfer_scorers:
-        from genre_dagster.scoring.registry import load_scorer
-
-        foreign = load_scorer(Path(folder))
-        missing = set(embedding_fields(foreign.config)) - set(base.items.embeddings)
-        if missing:
-            with duckdb.get_connection() as conn:
-                base = load_scorer_inputs(
-                    conn, (config.split,), sorted(set(fields) | missing), profile=need_profile
-                )
-        if getattr(foreign, "config", {}).get("profile"):
-            raise ValueError(f"{folder}: profile-based scorers cannot be transferred")
-        scores = foreign.score(data, base.items)
-        name = f"transfer:{foreign.scorer_id}"
-        per = impression_metrics_for(data, scores)
-        per_impression_auc[name] = per.values["auc"]
-        rows += _segment_rows(name, f"trained elsewhere ({folder})", per, segments, None)
-    rng = np.random.default_rng(0)
-    random_scores = rng.random(len(data.cand_items))
-    per = impression_metrics_for(data, random_scores)
-    per_impression_auc["random"] = per.values["auc"]
-    rows += _segment_rows("random", "reference", per, segments, None)
-    oracle = _oracle_scores(source, behaviors)
-    if oracle is not None:
-        per = impression_metrics_for(data, oracle)
-        per_impression_auc["oracle"] = per.values["auc"]
-        rows += _segment_rows("oracle", "true click probability", per, segments, None)
-    # Each GENRE variant against its base on the same impressions (paired bootstrap).
-    bases = variant_bases()
-    deltas = compare_with_bases(
-        per_impression_auc,
-        bases,
-        segments,
-        n_resamples=config.bootstrap_resamples,
-        seed=config.bootstrap_seed,
-    )
-    for row in rows:
-        delta = deltas.get((row["scorer"], row["segment"]))
-        row["base"] = bases[row["scorer"]] if delta else None
-        row["auc_delta"] = delta.delta if delta else None
-        row["auc_delta_low"] = delta.low if delta else None
-        row["auc_delta_high"] = delta.high if delta else None
-        row["auc_delta_verdict"] = delta.verdict if delta else None
-    # Each scorer's own AUC interval (the same resampling of the impressions).
-    intervals = intervals_by_segment(
-        per_impression_auc,
-        segments,
-        n_resamples=config.bootstrap_resamples,
-        seed=config.bootstrap_seed,
-    )
-    keys = [(row["scorer"], row["segment"]) for row in rows]
-    out = pl.DataFrame(rows, schema_overrides=DELTA_SCHEMA).with_columns(
-        pl.lit(config.split).alias("split"),
-        pl.Series("auc_low", [intervals[k].low for k in keys], dtype=pl.Float64),
-        pl.Series("auc_high", [intervals[k].high for k in keys], dtype=pl.Float64),
-    )
-    inactive = {
-        r["name"]: json.loads(r["inactive_plugins"] or "{}") for r in table.iter_rows(named=True)
-    }
+    out = leaderboard_table(
+        table, base, augmented, model_store.load, _settings(config, predictions_dir),
+        transfer=transfer, truth_root=Path(source.path),
+    )  # fmt: skip
+    inactive = {r["name"]: json.loads(r["inactive_plugins"] or "{}") for r in table.to_dicts()}
     metadata = _describe(out, time.perf_counter() - started, predictions_dir, inactive)
-    day, run_id = behaviors["day"].max(), context.run.run_id  # the split's newest day
+    day, run_id = base.behaviors[config.split]["day"].max(), context.run.run_id  # newest day
     history = _with_tonight(history, out, day, run_id)
     metadata.update(_publish_page(out, history, reports, day, run_id))
     yield dg.Output(out, output_name="leaderboard", metadata=metadata)
@@ -301,6 +128,63 @@ def leaderboard(
             "evaluation_page": metadata["evaluation_page"],
         },
     )
+
+
+def _fresh_predictions_dir(model_store: ModelStore, split: str) -> Path:
+    """The prediction files' folder, without the files of an earlier evaluation of `split`
+    (they would mix with today's)."""
+    predictions_dir = Path(model_store.root).parent / "predictions"
+    for stale in predictions_dir.glob(f"*/{split}_*.txt"):
+        stale.unlink()
+    return predictions_dir
+
+
+def _settings(config: EvaluationConfig, predictions_dir: Path):
+    """The launchpad config as the leaderboard computation's settings."""
+    from genre_dagster.evaluation.leaderboard import LeaderboardSettings
+
+    return LeaderboardSettings(
+        split=config.split,
+        cold_max_clicks=config.cold_max_clicks,
+        bootstrap_resamples=config.bootstrap_resamples,
+        bootstrap_seed=config.bootstrap_seed,
+        predictions_dir=predictions_dir if config.write_prediction_files else None,
+        bases=variant_bases(),
+    )
+
+
+def _transfer_scorers(folders: list[str]) -> list[tuple[str, object]]:
+    """(folder, scorer) of every scorer trained on another dataset."""
+    if not folders:
+        return []
+    from genre_dagster.scoring.registry import load_scorer
+
+    return [(folder, load_scorer(Path(folder))) for folder in folders]
+
+
+def _read_inputs(duckdb: DuckDBResource, split: str, table: pl.DataFrame, transfer: list):
+    """The split's scoring inputs (with every embedding field a scorer reads), the same with
+    GENRE's generated history when a scorer reads it, and the stored leaderboard history. An
+    empty split fails the step once, naming the days found."""
+    from genre_dagster.scoring.inputs import load_scorer_inputs, with_generated_history
+
+    configs = [json.loads(c) for c in table["config_json"]] + [s.config for _, s in transfer]
+    fields = sorted({f for c in configs for f in embedding_fields(c)})
+    need_profile = bool(table["profile"].any())
+    with duckdb.get_connection() as conn:
+        base = load_scorer_inputs(conn, (split,), fields, profile=need_profile)
+        augmented = with_generated_history(conn, base) if table["generated_history"].any() else None
+        history = wh.read_table(conn, wh.LEADERBOARD_HISTORY)
+        if base.splits[split].n_impressions == 0:
+            from genre_dagster.scoring.splits import describe_splits
+
+            report = describe_splits(conn)
+            raise dg.Failure(
+                description=f"the {split} split is empty. "
+                + (report.problem() or report.summary()),
+                allow_retries=False,
+            )
+    return base, augmented, history
 
 
 def _with_tonight(history: pl.DataFrame | None, out: pl.DataFrame, day, run_id: str):

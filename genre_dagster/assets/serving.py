@@ -6,15 +6,14 @@ check fails (WARN) and the previous scorer keeps serving; an unusable challenger
 better than random) fails with ERROR and blocks everything downstream.
 
 The tolerance is set once, on the challenger (its row carries it), so the guard and the serving
-scorer cannot judge the same challenger with two different tolerances.
+scorer cannot judge the same challenger with two different tolerances. The lists are built in
+`serving/lists.py`.
 """
 
 import json
-import re
 from datetime import UTC, datetime
 
 import dagster as dg
-import numpy as np
 import polars as pl
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
@@ -23,17 +22,16 @@ from genre_dagster import warehouse as wh
 from genre_dagster.resources.llm import LLMResource
 from genre_dagster.resources.model_store import ModelStore
 from genre_dagster.resources.source import DatasetSource
+from genre_dagster.serving import lists
 from genre_dagster.serving.promotion import (
     PROMOTION_TOLERANCE,
     PromotionDecision,
     decide_promotion,
 )
-from genre_dagster.settings import HISTORY_CAP
 
 GROUP = "serving"
 SERVING = wh.SERVING_SCORER.key
 REFERENCE_ROWS = ("random", "oracle")
-IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")  # names that reach SQL as table names
 
 
 def _current_serving(duckdb: DuckDBResource) -> tuple[str | None, float | None, str | None]:
@@ -88,8 +86,7 @@ def challenger(
     if trained.height == 0:
         raise RuntimeError("the leaderboard holds no trained scorer")
     best = trained.row(0, named=True)
-    if not IDENTIFIER.match(best["scorer"]):
-        raise ValueError(f"scorer name {best['scorer']!r} is not a plain identifier")
+    lists.check_identifier(best["scorer"])
     with duckdb.get_connection() as conn:
         (scorer_id,) = conn.execute(f'select scorer_id from scoring."{best["scorer"]}"').fetchone()
     out = pl.DataFrame(
@@ -212,193 +209,55 @@ def recommendations(
     topic, or popularity); stored with scorer id, config hash, run id and the steering applied.
     Steering (launchpad): category weights, exclusions, a freshness window, MMR diversity, a
     natural-language instruction, and per-segment refinements."""
-    from genre_dagster.monitoring.steering_effect import category_mix, mix_shift
-    from genre_dagster.scoring.inputs import (
-        embedding_fields,
-        load_generated_history,
-        load_scorer_inputs,
-    )
-    from genre_dagster.scoring.loading import build_impressions
-    from genre_dagster.serving.reranking import top_k_steered
-    from genre_dagster.serving.steering import resolve_segments
-    from genre_dagster.serving.topk import explain, top_k
-
     current = serving.sort("decided_at").row(-1, named=True)
     if current["serving_id"] is None:
         raise RuntimeError(f"no scorer is serving: {current['reason']}")
     scorer = model_store.load(current["serving_id"])
-    spec_row = _scorer_row(duckdb, current["serving_name"])
-    fields = sorted(set(embedding_fields(scorer.config)) | {config.explain_field})
-    reads_profiles = bool(scorer.config.get("profile"))  # off when the plug-in had no input
     with duckdb.get_connection() as conn:
-        inputs = load_scorer_inputs(conn, (), fields, profile=reads_profiles)
-        users = wh.query_frame(
-            conn,
-            f"""
-            select h.user_id, h.history, p.topics, g.segment
-            from {wh.USER_HISTORIES} h
-            left join {wh.USER_PROFILES} p using (user_id)
-            left join {wh.USER_SEGMENTS} g using (user_id)
-            where h.last_seen >= (select max(last_seen) from {wh.USER_HISTORIES})
-                - to_days(?)
-            order by h.user_id
-            """,
-            [config.active_days],
-        )
-        pool_ids = wh.query_frame(
-            conn,
-            f"""
-            select news_id, sum(clicks) as clicks from {wh.ITEM_DAILY_STATS}
-            where day > (select max(day) from {wh.ITEM_DAILY_STATS}) - to_days(?)
-            group by news_id order by news_id
-            """,
-            [config.pool_days],
-        )
-        extra = load_generated_history(conn) if spec_row["generated_history"] else None
-    items = inputs.items
-    frame = users.select(
-        "user_id", "history", pl.lit([]).cast(pl.List(pl.Utf8)).alias("candidate_ids")
-    ).with_columns(
-        pl.lit("serving").alias("impression_id"),
-        pl.lit([]).cast(pl.List(pl.Int8)).alias("candidate_labels"),
+        data = lists.read_serving_inputs(
+            conn, scorer, current["serving_name"], explain_field=config.explain_field,
+            active_days=config.active_days, pool_days=config.pool_days,
+        )  # fmt: skip
+    categories = data.inputs.items.category_names
+    steering, notes = lists.resolve_steering(
+        config, categories, llm, duckdb.database, source.item_domain
     )
-    data = build_impressions(frame, items, max_history=HISTORY_CAP, extra_history=extra)
-    pool = items.index_of(pool_ids["news_id"].to_list())
-    user_ids = users["user_id"].to_numpy().astype(object)
-    kwargs = {"profiles": inputs.profiles} if reads_profiles else {}
+    made = lists.recommend(
+        scorer, data, steering, k=config.k, explain_field=config.explain_field,
+        run_id=context.run.run_id,
+    )  # fmt: skip
+    context.add_output_metadata(_metadata(made, scorer, current, steering, notes))
+    return made.frame
 
-    def score_pool(rows: slice, candidates: np.ndarray) -> np.ndarray:
-        if kwargs:
-            return scorer.score_pool(
-                data.history[rows], candidates, items, user_ids=user_ids[rows], **kwargs
-            )
-        return scorer.score_pool(data.history[rows], candidates, items)
 
-    steering, steering_notes = _steering(
-        config, items.category_names, llm, duckdb, source.item_domain
-    )
-    segments = users["segment"].fill_null("warm").to_list()
-    per_user = resolve_segments(steering, segments)
-    steered = any(not params.is_neutral for params in per_user)
-    newest = float(np.nanmax(items.publish_day)) if items.publish_day is not None else None
-    result = top_k_steered(
-        score_pool,
-        data.history,
-        pool,
-        config.k,
-        items,
-        per_user,
-        item_first_day=items.publish_day,
-        newest_day=newest,
-        mmr_field=config.explain_field,
-    )
-    before = top_k(score_pool, data.history, pool, config.k, items) if steered else result
-    clicks = np.zeros(items.n_items)
-    clicks[pool] = pool_ids["clicks"].to_numpy()
-    titles = inputs.item_table["title"].to_numpy()
-    topics = users["topics"].to_list()
-    kinds, texts = explain(
-        result, data.history, items, titles, config.explain_field, clicks, topics
-    )
-    out = pl.DataFrame(
-        {
-            "user_id": user_ids[result.user_rows],
-            "rank": result.ranks.astype(np.int32),
-            "news_id": items.item_ids[result.items],
-            "score": result.scores,
-            "explanation_kind": kinds,
-            "explanation": texts,
-            "steering": [per_user[u].model_dump_json() for u in result.user_rows],
-        }
-    ).with_columns(
-        pl.lit(scorer.scorer_id).alias("scorer_id"),
-        pl.lit(scorer.config_hash).alias("config_hash"),
-        pl.lit(context.run.run_id).alias("run_id"),
-        pl.lit(datetime.now(UTC).replace(tzinfo=None)).alias("created_at"),
-    )
-    names = np.array(items.category_names)
-    category = names[items.categories[result.items]]
+def _metadata(made: lists.Lists, scorer, current: dict, steering: dict, notes: list[str]) -> dict:
+    """The lists' metadata: sizes, explanation kinds, category mix before and after steering."""
+    from genre_dagster.monitoring.steering_effect import mix_shift
+
+    category = made.categories
     mix = pl.Series(category).value_counts(sort=True)
-    mix_before = category_mix(names[items.categories[before.items]])
-    mix_after = category_mix(category)
-    context.add_output_metadata(
-        {
-            "dagster/row_count": out.height,
-            "users": int(len(user_ids)),
-            "pool_items": int(len(pool)),
-            "scorer_id": scorer.scorer_id,
-            "promoted_this_run": bool(current["promoted"]),
-            "promotion_reason": current["reason"],
-            "explanations": dg.MetadataValue.json(
-                dict(pl.Series(kinds).value_counts().iter_rows())
-            ),
-            "category_mix": dg.MetadataValue.md(
-                "| category | share before steering | share |\n|---|---|---|\n"
-                + "\n".join(
-                    f"| {c} | {mix_before.get(c, 0.0):.3f} | {n / len(category):.3f} |"
-                    for c, n in mix.iter_rows()
-                )
-            ),
-            "steering_applied": dg.MetadataValue.json(
-                {seg: json.loads(p.model_dump_json()) for seg, p in steering.items()}
-            ),
-            "steering_notes": dg.MetadataValue.md(
-                "\n".join(f"- {n}" for n in steering_notes) or "- no steering"
-            ),
-            "steering_mix_shift": round(mix_shift(mix_before, mix_after), 4),
-        }
-    )
-    return out
-
-
-def _steering(
-    config: RecommendationConfig, categories: list[str], llm: LLMResource, duckdb, domain: str
-):
-    """Steering per segment ("all", "cold", "warm") and notes for the metadata.
-
-    Explicit parameters are validated against the dataset's categories (unknown ones fail the
-    run with the list of valid names). An instruction is mapped by the LLM; when it cannot be
-    mapped the lists are built without it and the notes say why."""
-    from genre_dagster.enrichment.cache import ResponseCache
-    from genre_dagster.serving.instructions import instruction_to_params
-    from genre_dagster.serving.steering import SteeringParams, merge
-
-    notes: list[str] = []
-    base = SteeringParams(
-        category_weights=config.category_weights,
-        exclude_categories=config.exclude_categories,
-        freshness_days=config.freshness_days or None,
-        diversity=config.diversity or None,
-    )
-    base.check_categories(categories)
-    if config.instruction.strip():
-        mapped = instruction_to_params(
-            config.instruction,
-            categories,
-            llm.get_backend(),
-            ResponseCache(duckdb.database),
-            domain=domain,
-        )
-        notes.append(mapped.message)
-        if mapped.params is not None:
-            base = merge(base, mapped.params)
-    steering = {"all": base}
-    for segment, raw in json.loads(config.segments_json or "{}").items():
-        if segment not in ("cold", "warm"):
-            raise ValueError(f"segments_json: unknown segment {segment!r} (use cold or warm)")
-        params = SteeringParams(**raw)
-        params.check_categories(categories)
-        steering[segment] = params
-    return steering, notes
-
-
-def _scorer_row(duckdb: DuckDBResource, name: str) -> dict:
-    if not IDENTIFIER.match(name or ""):
-        raise ValueError(f"scorer name {name!r} is not a plain identifier")
-    with duckdb.get_connection() as conn:
-        row = conn.execute(
-            f'select profile, generated_history, config_json from scoring."{name}"'
-        ).fetchone()
-    if row is None:
-        raise RuntimeError(f"scorer {name!r} has no row in schema scoring")
-    return {"profile": row[0], "generated_history": row[1], "config": json.loads(row[2])}
+    return {
+        "dagster/row_count": made.frame.height,
+        "users": int(made.users),
+        "pool_items": int(made.pool_items),
+        "scorer_id": scorer.scorer_id,
+        "promoted_this_run": bool(current["promoted"]),
+        "promotion_reason": current["reason"],
+        "explanations": dg.MetadataValue.json(
+            dict(pl.Series(made.explanation_kinds).value_counts().iter_rows())
+        ),
+        "category_mix": dg.MetadataValue.md(
+            "| category | share before steering | share |\n|---|---|---|\n"
+            + "\n".join(
+                f"| {c} | {made.mix_before.get(c, 0.0):.3f} | {n / len(category):.3f} |"
+                for c, n in mix.iter_rows()
+            )
+        ),
+        "steering_applied": dg.MetadataValue.json(
+            {seg: json.loads(p.model_dump_json()) for seg, p in steering.items()}
+        ),
+        "steering_notes": dg.MetadataValue.md(
+            "\n".join(f"- {n}" for n in notes) or "- no steering"
+        ),
+        "steering_mix_shift": round(mix_shift(made.mix_before, made.mix_after), 4),
+    }

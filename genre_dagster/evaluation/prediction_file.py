@@ -131,3 +131,27 @@ def read_mind_prediction_file(path: Path) -> dict[int, list[int]]:
                 )
             result[impression_id] = ranks
     return result
+
+
+def write_split_prediction_files(
+    folder: Path, split: str, behaviors, data, scores: np.ndarray
+) -> list[Path]:
+    """Write one prediction file per source split (MIND's dev/test) of the evaluated `split`:
+    `folder/<split>_<source split>.txt`. `behaviors` holds one row per impression of `data`
+    (`source_split`, `mind_impression_id`), `scores` one value per candidate of `data`."""
+    sources = behaviors["source_split"]
+    ids = behaviors["mind_impression_id"].to_numpy()
+    counts = np.diff(data.cand_offsets)
+    paths = []
+    for source_split in sources.unique().to_list():
+        mask = (sources == source_split).to_numpy()
+        cand_mask = np.repeat(mask, counts)
+        # the candidates' impression rows, renumbered within this source split
+        remap = np.cumsum(mask) - 1
+        index = remap[data.candidate_impression[cand_mask]]
+        positions = np.concatenate([np.arange(1, n + 1) for n in counts[mask]])
+        path = Path(folder) / f"{split}_{source_split}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_mind_prediction_file(ids[mask], index, positions, scores[cand_mask], path)
+        paths.append(path)
+    return paths

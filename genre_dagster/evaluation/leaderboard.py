@@ -1,0 +1,180 @@
+"""The leaderboard: every scorer on one split, for all, warm and cold users (MIND protocol).
+
+Beside the trained scorers: scorers trained on another dataset (transfer), a random scorer and,
+on generated worlds, the oracle (true click probabilities). Every row holds its AUC's 95%
+bootstrap interval; each GENRE variant row also its paired-bootstrap AUC difference to its base.
+The `leaderboard` asset (`assets/evaluation.py`) reads the inputs and calls `leaderboard_table`.
+No Dagster here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from genre_dagster.evaluation.metrics import metric_names
+
+METRICS = metric_names()
+SEGMENTS = ("all", "warm", "cold")
+# Columns comparing a GENRE variant with its base scorer (null on every other row).
+DELTA_SCHEMA = {
+    "base": pl.Utf8,
+    "auc_delta": pl.Float64,
+    "auc_delta_low": pl.Float64,
+    "auc_delta_high": pl.Float64,
+    "auc_delta_verdict": pl.Utf8,
+}
+
+
+@dataclass
+class LeaderboardSettings:
+    """How the leaderboard is computed (the asset's launchpad config)."""
+
+    split: str
+    cold_max_clicks: int
+    bootstrap_resamples: int
+    bootstrap_seed: int
+    predictions_dir: Path | None  # None: no prediction files
+    bases: dict[str, str]  # GENRE variant -> its base scorer (scoring.variants.variant_bases)
+
+
+def leaderboard_table(
+    table: pl.DataFrame,
+    base,
+    augmented,
+    load: Callable[[str], Any],
+    settings: LeaderboardSettings,
+    transfer: list[tuple[str, Any]] = (),
+    truth_root: Path | None = None,
+) -> pl.DataFrame:
+    """The leaderboard of the scorers in `table` (their one-row tables, concatenated) on
+    `settings.split` of `base` (scoring inputs; `augmented`: the same with GENRE's generated
+    history, or None). `load(scorer_id)` gives a fitted scorer; `transfer` holds (folder,
+    scorer) pairs trained elsewhere; `truth_root` is the generated world's folder, if any."""
+    data = base.splits[settings.split]
+    behaviors = base.behaviors[settings.split]
+    cold = behaviors["history_length"].to_numpy() <= settings.cold_max_clicks
+    segments = dict(zip(SEGMENTS, (np.ones(len(cold), dtype=bool), ~cold, cold), strict=True))
+    auc: dict[str, np.ndarray] = {}  # scorer -> AUC of every evaluated impression
+    rows = _trained_rows(table, base, augmented, load, settings, segments, auc)
+    for folder, foreign in transfer:
+        if getattr(foreign, "config", {}).get("profile"):
+            raise ValueError(f"{folder}: profile-based scorers cannot be transferred")
+        name = f"transfer:{foreign.scorer_id}"
+        scores = foreign.score(data, base.items)
+        rows += _rows(name, f"trained elsewhere ({folder})", data, scores, segments, None, auc)
+    random_scores = np.random.default_rng(0).random(len(data.cand_items))
+    rows += _rows("random", "reference", data, random_scores, segments, None, auc)
+    oracle = oracle_scores(truth_root, behaviors) if truth_root is not None else None
+    if oracle is not None:
+        rows += _rows("oracle", "true click probability", data, oracle, segments, None, auc)
+    return _with_intervals(rows, auc, segments, settings)
+
+
+def _trained_rows(table, base, augmented, load, settings, segments, auc) -> list[dict]:
+    """Rows of the trained scorers; their prediction files when `settings` asks for them."""
+    from genre_dagster.evaluation.prediction_file import write_split_prediction_files
+
+    split, folder = settings.split, settings.predictions_dir
+    data = base.splits[split]
+    # Variants whose GENRE plug-in was off publish their base scorer's model: score it once.
+    scored: dict[tuple, np.ndarray] = {}
+    written: set[str] = set()  # prediction files are per model: the first row that scores it
+    rows: list[dict] = []
+    for record in table.iter_rows(named=True):
+        use_generated = bool(record["generated_history"] and augmented.extra_history)
+        key = (record["scorer_id"], use_generated, record["profile"])
+        if key not in scored:
+            split_data = augmented.splits[split] if use_generated else data
+            kwargs = {"profiles": base.profiles} if record["profile"] else {}
+            scored[key] = load(record["scorer_id"]).score(split_data, base.items, **kwargs)
+        scores = scored[key]
+        name, variant = record["name"], record["variant"]
+        rows += _rows(name, variant, data, scores, segments, record["val_auc"], auc)
+        if folder is not None and record["scorer_id"] not in written:
+            written.add(record["scorer_id"])
+            behaviors = base.behaviors[split]
+            write_split_prediction_files(
+                folder / record["scorer_id"], split, behaviors, data, scores
+            )
+    return rows
+
+
+def _rows(name, variant, data, scores, segments, val_auc, auc: dict) -> list[dict]:
+    """One row per segment of `name`'s per-impression metrics; its AUCs go into `auc`."""
+    from genre_dagster.evaluation.metrics import impression_metrics_for, summarize
+
+    per = impression_metrics_for(data, scores)
+    auc[name] = per.values["auc"]
+    rows = []
+    for segment, mask in segments.items():
+        metrics = summarize(per, mask)
+        rows.append(
+            {
+                "scorer": name,
+                "variant": variant,
+                "segment": segment,
+                **{m: float(metrics[m]) for m in METRICS},
+                "impressions": int(metrics["n_impressions"]),
+                "val_auc": val_auc,
+            }
+        )
+    return rows
+
+
+def _with_intervals(rows: list[dict], auc: dict, segments: dict, settings) -> pl.DataFrame:
+    """The rows as the leaderboard table: each GENRE variant against its base on the same
+    impressions (paired bootstrap), and each scorer's own AUC interval (the same resampling)."""
+    from genre_dagster.evaluation.paired import compare_with_bases, intervals_by_segment
+
+    bases = settings.bases
+    resampling = {"n_resamples": settings.bootstrap_resamples, "seed": settings.bootstrap_seed}
+    deltas = compare_with_bases(auc, bases, segments, **resampling)
+    for row in rows:
+        delta = deltas.get((row["scorer"], row["segment"]))
+        row["base"] = bases[row["scorer"]] if delta else None
+        row["auc_delta"] = delta.delta if delta else None
+        row["auc_delta_low"] = delta.low if delta else None
+        row["auc_delta_high"] = delta.high if delta else None
+        row["auc_delta_verdict"] = delta.verdict if delta else None
+    intervals = intervals_by_segment(auc, segments, **resampling)
+    keys = [(row["scorer"], row["segment"]) for row in rows]
+    return pl.DataFrame(rows, schema_overrides=DELTA_SCHEMA).with_columns(
+        pl.lit(settings.split).alias("split"),
+        pl.Series("auc_low", [intervals[k].low for k in keys], dtype=pl.Float64),
+        pl.Series("auc_high", [intervals[k].high for k in keys], dtype=pl.Float64),
+    )
+
+
+def oracle_scores(root: Path, behaviors: pl.DataFrame) -> np.ndarray | None:
+    """True click probabilities of a generated world, aligned with the candidates (or None)."""
+    root = Path(root)
+    files = [root / "truth.parquet", *sorted((root / "truth_landing").glob("truth_*.parquet"))]
+    files = [f for f in files if f.exists()]
+    if not files:
+        return None
+    truth = pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed")
+    wanted = behaviors.select(
+        "source_split",
+        "mind_impression_id",
+        pl.int_ranges(1, pl.col("candidate_ids").list.len() + 1).alias("position"),
+    ).explode("position")
+    joined = wanted.join(
+        truth.select(
+            "source_split",
+            pl.col("mind_impression_id").cast(pl.Int64),
+            pl.col("position").cast(pl.Int64),
+            "click_probability",
+        ),
+        on=["source_split", "mind_impression_id", "position"],
+        how="left",
+        maintain_order="left",
+    )
+    if joined["click_probability"].null_count():
+        return None  # not the world this truth belongs to
+    return joined["click_probability"].to_numpy()

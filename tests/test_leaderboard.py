@@ -1,0 +1,88 @@
+"""The leaderboard computation (evaluation/leaderboard.py), directly on a handful of impressions."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import polars as pl
+
+from genre_dagster.arrays import ImpressionData
+from genre_dagster.evaluation.leaderboard import LeaderboardSettings, leaderboard_table
+from genre_dagster.evaluation.prediction_file import read_mind_prediction_file
+
+
+class _Perfect:
+    """Scores the clicked candidates highest: AUC 1 on every impression."""
+
+    def __init__(self, labels: np.ndarray):
+        self.labels = labels
+
+    def score(self, data, items, **kwargs):
+        return self.labels.astype(float)
+
+
+def _world():
+    labels = np.array([1, 0, 0, 1, 0, 1, 0, 0], dtype=np.int8)
+    data = ImpressionData(
+        impression_ids=np.array(["a", "b", "c"]),
+        user_ids=np.array(["u", "v", "w"]),
+        history=np.full((3, 1), -1),
+        cand_offsets=np.array([0, 2, 5, 8]),
+        cand_items=np.arange(8),
+        labels=labels,
+    )
+    behaviors = pl.DataFrame(
+        {
+            "history_length": [0, 9, 1],  # a and c are cold (at most 1 click)
+            "source_split": ["dev", "dev", "test"],
+            "mind_impression_id": [4, 2, 8],
+        }
+    )
+    base = SimpleNamespace(
+        splits={"test": data}, behaviors={"test": behaviors}, items=None, profiles=None
+    )
+    # The variant's plug-in was off: it published its base's model (the same scorer id).
+    table = pl.DataFrame(
+        {
+            "name": ["plain", "plain_genre"],
+            "variant": ["base", "GENRE"],
+            "scorer_id": ["m-1", "m-1"],
+            "generated_history": [False, False],
+            "profile": [False, False],
+            "val_auc": [0.7, 0.7],
+        }
+    )
+    return labels, base, table
+
+
+def test_a_model_published_twice_is_scored_once_and_compared_with_its_base(tmp_path):
+    labels, base, table = _world()
+    loaded = []
+
+    def load(scorer_id):
+        loaded.append(scorer_id)
+        return _Perfect(labels)
+
+    settings = LeaderboardSettings(
+        split="test",
+        cold_max_clicks=1,
+        bootstrap_resamples=50,
+        bootstrap_seed=0,
+        predictions_dir=tmp_path,
+        bases={"plain_genre": "plain"},
+    )
+    out = leaderboard_table(table, base, None, load, settings)
+    assert loaded == ["m-1"]
+    assert out.height == 9  # plain, plain_genre, random x all, warm, cold
+    by = {(r["scorer"], r["segment"]): r for r in out.to_dicts()}
+    assert by[("plain", "all")]["auc"] == 1.0 and by[("plain", "all")]["impressions"] == 3
+    assert by[("plain", "cold")]["impressions"] == 2 and by[("plain", "warm")]["impressions"] == 1
+    variant = by[("plain_genre", "all")]
+    assert variant["base"] == "plain" and variant["auc_delta"] == 0.0
+    assert by[("plain", "all")]["base"] is None and by[("random", "all")]["val_auc"] is None
+    assert set(out["split"]) == {"test"}
+    assert (out["auc_low"] <= out["auc"]).all() and (out["auc"] <= out["auc_high"]).all()
+    # one set of files per model, one file per source split
+    assert sorted(p.name for p in (tmp_path / "m-1").iterdir()) == ["test_dev.txt", "test_test.txt"]
+    assert read_mind_prediction_file(tmp_path / "m-1" / "test_dev.txt") == {2: [2, 1, 3], 4: [1, 2]}
