@@ -105,6 +105,19 @@ def pytest_collection_modifyitems(items):
         items[:] = [item for item in items if item not in moved] + later
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests (used by the neural test modules through
+    `pytestmark`): the machine is shared, and one thread keeps runs short and free of
+    oversubscription."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
