@@ -30,11 +30,12 @@ DATA = ROOT.parent / "shared" / "data" / "huffpost_news_category_v3_first10000.j
 RESULTS = ROOT / "benchmarks" / "results" / "field_fusion.json"
 
 
-def knn_accuracy(vectors: np.ndarray, labels: np.ndarray, k: int) -> float:
-    """Leave-one-out k-NN (cosine) majority-vote accuracy; ties go to the nearest label."""
+def knn_hits(vectors: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Per item: does the leave-one-out k-NN (cosine) majority vote name its label? Ties go to
+    the nearest label."""
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     codes = np.unique(labels, return_inverse=True)[1]
-    correct = 0
+    hits = np.zeros(len(unit), dtype=bool)
     for start in range(0, len(unit), 1024):
         sims = unit[start : start + 1024] @ unit.T
         rows = np.arange(len(sims))
@@ -43,8 +44,13 @@ def knn_accuracy(vectors: np.ndarray, labels: np.ndarray, k: int) -> float:
         votes = np.zeros((len(sims), codes.max() + 1))
         # weights 1 + tiny rank bonus: majority first, the nearer label breaks ties
         np.add.at(votes, (rows[:, None], codes[nearest]), 1 + 1e-6 * (k - np.arange(k)))
-        correct += int((votes.argmax(1) == codes[start : start + 1024]).sum())
-    return correct / len(unit)
+        hits[start : start + len(sims)] = votes.argmax(1) == codes[start : start + 1024]
+    return hits
+
+
+def knn_accuracy(vectors: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Leave-one-out k-NN (cosine) majority-vote accuracy; ties go to the nearest label."""
+    return float(knn_hits(vectors, labels, k).mean())
 
 
 def main() -> None:

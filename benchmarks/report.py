@@ -369,12 +369,28 @@ def _enrichment_rows() -> list[tuple[str, ...]]:
                     if "item_text" in knn
                     else ""
                 ),
-                "yes" if knn["summary"] > knn["title"] else "no",
+                +_knn_gain(summary.get("knn_gain_over_title", {})),
+                _knn_verdict(knn, summary.get("knn_gain_over_title", {})),
                 scripts,
                 label(machine),
             ),
         ]
     return rows
+
+
+def _knn_gain(gains: dict) -> str:
+    """Summary minus title accuracy with its paired-bootstrap interval (newer runs only)."""
+    if "summary" not in gains:
+        return ""
+    g = gains["summary"]
+    return f"; summary - title {g['delta']:+.3f} [{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}]"
+
+
+def _knn_verdict(knn: dict, gains: dict) -> str:
+    """Met when the summary beats the title: beyond its interval when one was measured."""
+    if "summary" in gains:
+        return "yes" if gains["summary"]["ci95"][0] > 0 else "no"
+    return "yes" if knn["summary"] > knn["title"] else "no"
 
 
 def _oracle_runs() -> list[tuple[str, dict]]:
