@@ -23,6 +23,7 @@ from genre_dagster.automation import (
 )
 from genre_dagster.llm_outputs import import_llm_outputs_job
 from genre_dagster.resources import build_resources
+from genre_dagster.scoring.variants import DEFAULT_SCORERS, scorer_specs
 from genre_dagster.settings import Settings, load_settings
 
 
@@ -50,10 +51,16 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition | None:
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """All definitions with the resource set of `settings` (default: from the environment)."""
     settings = settings or load_settings()
+    specs = scorer_specs(settings.extra_scorers)
+    extra = specs[len(DEFAULT_SCORERS) :]
     return dg.Definitions(
-        assets=dg.load_assets_from_modules(
-            [raw, features, enrichment, embeddings, scoring, evaluation, serving, monitoring]
-        ),
+        assets=[
+            *dg.load_assets_from_modules(
+                [raw, features, enrichment, embeddings, scoring, serving, monitoring]
+            ),
+            *(scoring.build_scorer_asset(spec) for spec in extra),
+            evaluation.build_leaderboard(specs) if extra else evaluation.leaderboard,
+        ],
         asset_checks=dg.load_asset_checks_from_modules([quality_checks, serving]),
         jobs=[ingest_day_job, nightly_refresh_job, import_llm_outputs_job],
         schedules=[nightly_refresh_schedule],

@@ -47,6 +47,8 @@ class Settings:
     llm_precomputed: tuple[str, ...] = ()
     reports_url: str = "http://127.0.0.1:8001"
     retrain_every_days: int = 0
+    # optional scorers added to the graph by name (scoring/variants.py OPTIONAL_SCORERS)
+    extra_scorers: tuple[str, ...] = ()
     executor: str = "multiprocess"
     k8s_executor_config: Path = K8S_EXECUTOR_CONFIG
 
@@ -111,6 +113,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         llm_precomputed=tuple(p for p in environ.get("GENRE_LLM_PRECOMPUTED", "").split(",") if p),
         reports_url=environ.get("GENRE_REPORTS_URL", "http://127.0.0.1:8001"),
         retrain_every_days=int(retrain),
+        extra_scorers=tuple(
+            n.strip() for n in environ.get("GENRE_EXTRA_SCORERS", "").split(",") if n.strip()
+        ),
         executor=executor,
         k8s_executor_config=Path(
             environ.get("GENRE_K8S_EXECUTOR_CONFIG") or K8S_EXECUTOR_CONFIG

@@ -264,3 +264,45 @@ def test_dbt_launchpad_defaults_equal_the_project_vars():
 
     project_vars = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
     assert FeaturesConfig().model_dump() == project_vars
+
+
+def test_optional_scorers_join_the_graph_and_the_leaderboard_by_setting(tmp_path):
+    import yaml
+
+    from genre_dagster.definitions import build_definitions
+    from genre_dagster.scoring.registry import NEURAL_KINDS
+    from genre_dagster.scoring.variants import DEFAULT_SCORERS, OPTIONAL_SCORERS
+
+    extra = "hybrid_naml,hybrid_naml_summary,sequential"
+    settings = load_settings({"GENRE_DATA_DIR": str(tmp_path), "GENRE_EXTRA_SCORERS": extra})
+    assert settings.extra_scorers == ("hybrid_naml", "hybrid_naml_summary", "sequential")
+    graph = build_definitions(settings).resolve_asset_graph()
+    leaderboard = graph.get(dg.AssetKey(["evaluation", "leaderboard"]))
+    added = {dg.AssetKey(["scoring", name]) for name in settings.extra_scorers}
+    assert added <= graph.get_all_asset_keys()
+    assert added <= set(leaderboard.parent_keys)
+    default = {dg.AssetKey(["scoring", spec.name]) for spec in DEFAULT_SCORERS}
+    assert default <= set(leaderboard.parent_keys)
+    # not named: not in the graph
+    assert dg.AssetKey(["scoring", "sequential_profile"]) not in graph.get_all_asset_keys()
+    # the default graph holds none of them
+    plain = build_definitions(load_settings({"GENRE_DATA_DIR": str(tmp_path)}))
+    optional = {dg.AssetKey(["scoring", spec.name]) for spec in OPTIONAL_SCORERS}
+    assert not optional & plain.resolve_asset_graph().get_all_asset_keys()
+    # in prod their steps go where the torch steps go
+    steps = yaml.safe_load((ROOT / "deploy" / "k8s" / "gpu_executor.yaml").read_text())
+    neural = {f"scoring__{s.name}" for s in OPTIONAL_SCORERS if s.kind in NEURAL_KINDS}
+    assert neural and neural <= set(steps["per_step_k8s_config"])
+
+
+def test_optional_scorer_names_are_checked(tmp_path):
+    from genre_dagster.definitions import build_definitions
+
+    def build(extra: str):
+        env = {"GENRE_DATA_DIR": str(tmp_path), "GENRE_EXTRA_SCORERS": extra}
+        return build_definitions(load_settings(env))
+
+    with pytest.raises(ValueError, match="unknown scorer.*sasrec.*optional scorers: hybrid_naml"):
+        build("sasrec")
+    with pytest.raises(ValueError, match="sequential_summary need their base"):
+        build("sequential_summary")

@@ -155,14 +155,14 @@ def _artifacts(models) -> dict:
     return {p.name: p for p in models.iterdir() if not p.name.startswith(".")}
 
 
-def _materialize(world, database, models, names, run_config=None):
+def _materialize(world, database, models, names, run_config=None, assets=None):
     from dagster_duckdb import DuckDBResource
 
     from genre_dagster.assets.scoring import scorer_assets
     from genre_dagster.resources.model_store import ModelStore
     from genre_dagster.resources.storage import DuckDBPolarsTablesIOManager
 
-    chosen = [a for a in scorer_assets if a.key.path[-1] in names]
+    chosen = [a for a in (assets or scorer_assets) if a.key.path[-1] in names]
     deps = {d for a in chosen for keys in a.asset_deps.values() for d in keys}
     resources = dict(world["defs"].resources)
     resources["duckdb"] = DuckDBResource(database=str(database))
@@ -289,3 +289,28 @@ def test_every_genre_variant_trains_with_its_plugins_when_their_input_exists(new
         assert config["fields"] == base_fields + ["summary"] * summary, spec.name
         record = json.loads((models / scorer_id / "training.json").read_text())
         assert record["trained_by"] == spec.name
+
+
+def test_optional_scorers_train_through_their_assets_in_the_world(news_world, tmp_path):
+    """`GENRE_EXTRA_SCORERS` adds scorer assets built like the default ones: the hybrid and
+    the sequential scorer train on the session world's copy and publish their rows."""
+    from llm_worlds import SMALL_NETWORKS
+
+    from genre_dagster.assets.scoring import build_scorer_asset
+    from genre_dagster.scoring.variants import scorer_specs
+
+    names = ("hybrid_naml", "sequential")
+    specs = [s for s in scorer_specs(names) if s.name in names]
+    database = tmp_path / "genre.duckdb"
+    shutil.copy(news_world["settings"].duckdb_path, database)
+    small = {"config": {"overrides_json": json.dumps(SMALL_NETWORKS)}}
+    run_config = {"ops": {f"scoring__{name}": small for name in names}}
+    assets = [build_scorer_asset(spec) for spec in specs]
+    metadata = _materialize(news_world, database, tmp_path / "models", names, run_config, assets)
+    assert set(metadata) == set(names)
+    rows = _rows(database, names)
+    for name in names:
+        scorer_id, _, inactive, val_auc, config, _ = rows[name]
+        assert inactive == {} and 0.0 < val_auc < 1.0, name
+        assert (tmp_path / "models" / scorer_id).is_dir(), name
+    assert rows["hybrid_naml"][4]["id_embedding"] == "gated"

@@ -19,12 +19,17 @@ from genre_dagster.resources import DatasetSource
 from genre_dagster.resources.model_store import ModelStore
 from genre_dagster.resources.reports import ReportStore
 from genre_dagster.scoring.inputs import embedding_fields
-from genre_dagster.scoring.variants import DEFAULT_SCORERS, variant_bases
+from genre_dagster.scoring.variants import DEFAULT_SCORERS, ScorerSpec, variant_bases
 from genre_dagster.settings import COLD_MAX_CLICKS
 
 GROUP = "evaluation"
-SCORER_KEYS = {s.name: dg.AssetKey(["scoring", s.name]) for s in DEFAULT_SCORERS}
-SCORER_KEYS["ensemble"] = dg.AssetKey(["scoring", "ensemble"])
+
+
+def scorer_keys(specs: tuple[ScorerSpec, ...]) -> dict[str, dg.AssetKey]:
+    """The asset key of every scorer the leaderboard reads: `specs` and the ensemble."""
+    keys = {s.name: dg.AssetKey(["scoring", s.name]) for s in specs}
+    keys["ensemble"] = dg.AssetKey(["scoring", "ensemble"])
+    return keys
 
 
 class EvaluationConfig(dg.Config):
@@ -67,41 +72,55 @@ UTC): the evaluation page draws each scorer's AUC across nights from it."""
 
 # One step, two tables: the history is appended to by the run that computes the leaderboard, so
 # the page drawn in that step already holds tonight's point.
-@dg.multi_asset(
-    name="evaluation__leaderboard",
-    outs={
-        "leaderboard": dg.AssetOut(
-            key=wh.LEADERBOARD.key,
-            description=LEADERBOARD_DESCRIPTION,
-            kinds={"duckdb"},
-            # Declarative: when a scorer is retrained outside the nightly job (a launchpad
-            # experiment), the leaderboard follows by itself once
-            # `default_automation_condition_sensor` is on.
-            automation_condition=dg.AutomationCondition.eager(),
-        ),
-        "leaderboard_history": dg.AssetOut(
-            key=wh.LEADERBOARD_HISTORY.key,
-            description=HISTORY_DESCRIPTION,
-            kinds={"duckdb"},
-            automation_condition=dg.AutomationCondition.eager(),
-        ),
-    },
-    ins={name: dg.AssetIn(key) for name, key in SCORER_KEYS.items()},
-    deps=[wh.IMPRESSION_SPLITS.key, wh.STG_BEHAVIORS.key],
-    group_name=GROUP,
-    pool="duckdb",
-)
-def leaderboard(
-    context: dg.AssetExecutionContext,
-    config: EvaluationConfig,
-    duckdb: DuckDBResource,
-    model_store: ModelStore,
-    source: DatasetSource,
-    reports: ReportStore,
-    **scorers: pl.DataFrame,
-):
-    """The leaderboard of every scorer on the evaluation split, its nightly history, and the
-    evaluation page drawn from both."""
+def build_leaderboard(specs: tuple[ScorerSpec, ...] = DEFAULT_SCORERS) -> dg.AssetsDefinition:
+    """The leaderboard step over `specs` (the default scorers, or those of a graph that adds
+    optional ones, `GENRE_EXTRA_SCORERS`) and the ensemble."""
+
+    @dg.multi_asset(
+        name="evaluation__leaderboard",
+        outs={
+            "leaderboard": dg.AssetOut(
+                key=wh.LEADERBOARD.key,
+                description=LEADERBOARD_DESCRIPTION,
+                kinds={"duckdb"},
+                # Declarative: when a scorer is retrained outside the nightly job (a launchpad
+                # experiment), the leaderboard follows by itself once
+                # `default_automation_condition_sensor` is on.
+                automation_condition=dg.AutomationCondition.eager(),
+            ),
+            "leaderboard_history": dg.AssetOut(
+                key=wh.LEADERBOARD_HISTORY.key,
+                description=HISTORY_DESCRIPTION,
+                kinds={"duckdb"},
+                automation_condition=dg.AutomationCondition.eager(),
+            ),
+        },
+        ins={name: dg.AssetIn(key) for name, key in scorer_keys(specs).items()},
+        deps=[wh.IMPRESSION_SPLITS.key, wh.STG_BEHAVIORS.key],
+        group_name=GROUP,
+        pool="duckdb",
+    )
+    def leaderboard(
+        context: dg.AssetExecutionContext,
+        config: EvaluationConfig,
+        duckdb: DuckDBResource,
+        model_store: ModelStore,
+        source: DatasetSource,
+        reports: ReportStore,
+        **scorers: pl.DataFrame,
+    ):
+        """The leaderboard of every scorer on the evaluation split, its nightly history, and
+        the evaluation page drawn from both."""
+        yield from _leaderboard(context, config, duckdb, model_store, source, reports, scorers)
+
+    return leaderboard
+
+
+leaderboard = build_leaderboard()
+
+
+def _leaderboard(context, config, duckdb, model_store, source, reports, scorers: dict):
+    """The step's work: read, compute (`evaluation/leaderboard.py`), publish."""
     from genre_dagster.evaluation.leaderboard import leaderboard_table
 
     table = pl.concat(list(scorers.values()), how="vertical_relaxed")

@@ -10,6 +10,7 @@ can put the two side by side. Users add or change scorers here or from the launc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,6 +162,31 @@ OPTIONAL_SCORERS: tuple[ScorerSpec, ...] = (
 ENSEMBLE_MEMBERS = ("popularity", "content_similarity", "matrix_factorization", "nrms")
 
 
-def variant_bases(specs: tuple[ScorerSpec, ...] = DEFAULT_SCORERS) -> dict[str, str]:
+def scorer_specs(extra: Sequence[str] = ()) -> tuple[ScorerSpec, ...]:
+    """The default scorers plus the optional ones named in `extra` (`GENRE_EXTRA_SCORERS`).
+
+    A GENRE variant needs its base in the graph (the leaderboard compares the two). Unknown
+    names and a variant without its base raise, naming the choices."""
+    optional = {spec.name: spec for spec in OPTIONAL_SCORERS}
+    unknown = [name for name in extra if name not in optional]
+    if unknown:
+        raise ValueError(
+            f"GENRE_EXTRA_SCORERS: unknown scorer(s) {', '.join(unknown)}; optional scorers: "
+            f"{', '.join(optional)}"
+        )
+    chosen = [optional[name] for name in dict.fromkeys(extra)]
+    names = {spec.name for spec in (*DEFAULT_SCORERS, *chosen)}
+    orphans = [spec.name for spec in chosen if spec.base is not None and spec.base not in names]
+    if orphans:
+        raise ValueError(
+            f"GENRE_EXTRA_SCORERS: {', '.join(orphans)} need their base scorer in the list too "
+            "(a GENRE variant is compared with its base)"
+        )
+    return (*DEFAULT_SCORERS, *chosen)
+
+
+def variant_bases(
+    specs: tuple[ScorerSpec, ...] = (*DEFAULT_SCORERS, *OPTIONAL_SCORERS),
+) -> dict[str, str]:
     """GENRE variant name -> its base scorer's name."""
     return {spec.name: spec.base for spec in specs if spec.base is not None}
