@@ -72,29 +72,34 @@ UTC): the evaluation page draws each scorer's AUC across nights from it."""
 
 # One step, two tables: the history is appended to by the run that computes the leaderboard, so
 # the page drawn in that step already holds tonight's point.
+def _leaderboard_outs() -> dict[str, dg.AssetOut]:
+    """The step's two tables: the leaderboard and its history."""
+    return {
+        "leaderboard": dg.AssetOut(
+            key=wh.LEADERBOARD.key,
+            description=LEADERBOARD_DESCRIPTION,
+            kinds={"duckdb"},
+            # Declarative: when a scorer is retrained outside the nightly job (a launchpad
+            # experiment), the leaderboard follows by itself once
+            # `default_automation_condition_sensor` is on.
+            automation_condition=dg.AutomationCondition.eager(),
+        ),
+        "leaderboard_history": dg.AssetOut(
+            key=wh.LEADERBOARD_HISTORY.key,
+            description=HISTORY_DESCRIPTION,
+            kinds={"duckdb"},
+            automation_condition=dg.AutomationCondition.eager(),
+        ),
+    }
+
+
 def build_leaderboard(specs: tuple[ScorerSpec, ...] = DEFAULT_SCORERS) -> dg.AssetsDefinition:
     """The leaderboard step over `specs` (the default scorers, or those of a graph that adds
     optional ones, `GENRE_EXTRA_SCORERS`) and the ensemble."""
 
     @dg.multi_asset(
         name="evaluation__leaderboard",
-        outs={
-            "leaderboard": dg.AssetOut(
-                key=wh.LEADERBOARD.key,
-                description=LEADERBOARD_DESCRIPTION,
-                kinds={"duckdb"},
-                # Declarative: when a scorer is retrained outside the nightly job (a launchpad
-                # experiment), the leaderboard follows by itself once
-                # `default_automation_condition_sensor` is on.
-                automation_condition=dg.AutomationCondition.eager(),
-            ),
-            "leaderboard_history": dg.AssetOut(
-                key=wh.LEADERBOARD_HISTORY.key,
-                description=HISTORY_DESCRIPTION,
-                kinds={"duckdb"},
-                automation_condition=dg.AutomationCondition.eager(),
-            ),
-        },
+        outs=_leaderboard_outs(),
         ins={name: dg.AssetIn(key) for name, key in scorer_keys(specs).items()},
         deps=[wh.IMPRESSION_SPLITS.key, wh.STG_BEHAVIORS.key],
         group_name=GROUP,
@@ -111,7 +116,9 @@ def build_leaderboard(specs: tuple[ScorerSpec, ...] = DEFAULT_SCORERS) -> dg.Ass
     ):
         """The leaderboard of every scorer on the evaluation split, its nightly history, and
         the evaluation page drawn from both."""
-        yield from _leaderboard(context, config, duckdb, model_store, source, reports, scorers)
+        yield from _leaderboard(
+            context, config, duckdb, model_store, source, reports, scorers, variant_bases(specs)
+        )
 
     return leaderboard
 
@@ -119,7 +126,7 @@ def build_leaderboard(specs: tuple[ScorerSpec, ...] = DEFAULT_SCORERS) -> dg.Ass
 leaderboard = build_leaderboard()
 
 
-def _leaderboard(context, config, duckdb, model_store, source, reports, scorers: dict):
+def _leaderboard(context, config, duckdb, model_store, source, reports, scorers: dict, bases):
     """The step's work: read, compute (`evaluation/leaderboard.py`), publish."""
     from genre_dagster.evaluation.leaderboard import leaderboard_table
 
@@ -129,7 +136,7 @@ def _leaderboard(context, config, duckdb, model_store, source, reports, scorers:
     predictions_dir = _fresh_predictions_dir(model_store, config.split)
     started = time.perf_counter()
     out = leaderboard_table(
-        table, base, augmented, model_store.load, _settings(config, predictions_dir),
+        table, base, augmented, model_store.load, _settings(config, predictions_dir, bases),
         transfer=transfer, truth_root=Path(source.path),
     )  # fmt: skip
     inactive = {r["name"]: json.loads(r["inactive_plugins"] or "{}") for r in table.to_dicts()}
@@ -158,7 +165,7 @@ def _fresh_predictions_dir(model_store: ModelStore, split: str) -> Path:
     return predictions_dir
 
 
-def _settings(config: EvaluationConfig, predictions_dir: Path):
+def _settings(config: EvaluationConfig, predictions_dir: Path, bases: dict[str, str]):
     """The launchpad config as the leaderboard computation's settings."""
     from genre_dagster.evaluation.leaderboard import LeaderboardSettings
 
@@ -168,7 +175,7 @@ def _settings(config: EvaluationConfig, predictions_dir: Path):
         bootstrap_resamples=config.bootstrap_resamples,
         bootstrap_seed=config.bootstrap_seed,
         predictions_dir=predictions_dir if config.write_prediction_files else None,
-        bases=variant_bases(),
+        bases=bases,
     )
 
 

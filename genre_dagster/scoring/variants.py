@@ -185,8 +185,6 @@ def scorer_specs(extra: Sequence[str] = ()) -> tuple[ScorerSpec, ...]:
     return (*DEFAULT_SCORERS, *chosen)
 
 
-def variant_bases(
-    specs: tuple[ScorerSpec, ...] = (*DEFAULT_SCORERS, *OPTIONAL_SCORERS),
-) -> dict[str, str]:
+def variant_bases(specs: tuple[ScorerSpec, ...] = DEFAULT_SCORERS) -> dict[str, str]:
     """GENRE variant name -> its base scorer's name."""
     return {spec.name: spec.base for spec in specs if spec.base is not None}
