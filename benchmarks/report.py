@@ -368,8 +368,8 @@ def _enrichment_rows() -> list[tuple[str, ...]]:
                     f"; the item's own title + description {_fmt(knn['item_text'])}"
                     if "item_text" in knn
                     else ""
-                ),
-                +_knn_gain(summary.get("knn_gain_over_title", {})),
+                )
+                + _knn_gain(summary.get("knn_gain_over_title", {})),
                 _knn_verdict(knn, summary.get("knn_gain_over_title", {})),
                 scripts,
                 label(machine),
