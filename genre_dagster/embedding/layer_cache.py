@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from genre_dagster.embedding.cache import CacheTable, checked_texts
+from genre_dagster.warehouse import registered
 
 if TYPE_CHECKING:
     import torch
@@ -167,16 +168,13 @@ class LayerStateCache(CacheTable):
         wanted = pa.table({"text_hash": pa.array(list(hashes), pa.string())})
         with self._connect() as con:
             self._ensure_table(con)
-            con.register("_wanted_hashes", wanted)
-            try:
+            with registered(con, "_wanted_hashes", wanted):
                 got = con.execute(
                     f"""SELECT c.text_hash, c.n_tokens, c.dim, c.states FROM {self.table} c
                         SEMI JOIN (SELECT DISTINCT text_hash FROM _wanted_hashes) w
                         ON c.text_hash = w.text_hash WHERE c.model_id = ?""",
                     [source.cache_id],
                 ).fetchall()
-            finally:
-                con.unregister("_wanted_hashes")
         dtype = _torch_dtype(source.dtype)
         out = {}
         for text_hash, n_tokens, dim, blob in got:
@@ -215,8 +213,7 @@ class LayerStateCache(CacheTable):
         )
         with self._connect() as con:
             self._ensure_table(con)
-            con.register("_new_states", rows)
-            try:
+            with registered(con, "_new_states", rows):
                 before = self._count(con, source.cache_id)
                 con.execute(
                     f"""INSERT OR IGNORE INTO {self.table} (model_id, text_hash, n_tokens, dim,
@@ -225,8 +222,6 @@ class LayerStateCache(CacheTable):
                     [source.cache_id],
                 )
                 return self._count(con, source.cache_id) - before
-            finally:
-                con.unregister("_new_states")
 
     def nbytes(self, source: StatesSource) -> int:
         """Bytes of the states stored under `source` (the cache's size for this model)."""
