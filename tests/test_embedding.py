@@ -15,6 +15,8 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+from tiny_models import save_tiny_bert  # noqa: E402
+
 from genre_dagster.embedding import devices  # noqa: E402
 from genre_dagster.embedding.cache import EmbeddingCache, embed_with_cache  # noqa: E402
 from genre_dagster.embedding.decoder import DecoderConfig, DecoderEncoder  # noqa: E402
@@ -45,24 +47,7 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> str:
     """A 2-layer BERT with random weights and a word-piece vocabulary written here."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(folder)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(WORDS) + 5,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(folder)
-    return str(folder)
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), WORDS, layers=2)
 
 
 def _word_tokenizer(bos: bool):

@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 from neural_world import auc, build_world
+from tiny_models import save_tiny_bert
 
 from genre_dagster.arrays import ItemFeatures
 from genre_dagster.embedding.fields import text_hash
@@ -32,25 +33,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> str:
     """A 3-layer BERT with random weights over the world's words."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    # transformers 5 reads `vocab=`, not `vocab_file=` (which leaves every word unknown)
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS])}
-    tokenizer = BertTokenizerFast(vocab=vocab)
-    assert tokenizer.tokenize(WORDS[0]) == [WORDS[0]]
-    tokenizer.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(WORDS) + 5,
-        hidden_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(folder)
-    return str(folder)
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), WORDS, layers=3)
 
 
 @pytest.fixture(scope="module")
