@@ -37,7 +37,7 @@ def tiny_bert(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory) -> str:
+def tiny_llama_folder(tmp_path_factory) -> str:
     """A 3-layer Llama (rotary positions, final norm) with a word-level tokenizer."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -86,7 +86,7 @@ TEXTS = [
 # ---- the layer cache ----
 
 
-@pytest.mark.parametrize("model", ["tiny_bert", "tiny_llama"])
+@pytest.mark.parametrize("model", ["tiny_bert", "tiny_llama_folder"])
 @pytest.mark.parametrize("dtype,tol", [("fp32", 1e-5), ("bf16", 3e-2)])
 def test_cached_and_uncached_paths_give_same_vectors_and_gradients(
     request, tmp_path, model, dtype, tol
