@@ -21,6 +21,12 @@ Sources (read in place, never copied):
 
 Run: .venv/bin/python benchmarks/enrichment_quality.py [--n 200] [--roles summarizer,profiler]
      [--sources demo,huffpost] [--modes constrained,unconstrained]
+
+The same measures for a stronger model behind an OpenAI-compatible server (vLLM, SGLang,
+llama.cpp's server, Ollama, OpenAI): `--backend openai --base-url http://HOST:PORT/v1 --model
+NAME [--api-key-env VAR]`. Constrained then means the role's JSON schema is sent as
+`response_format` (the backend falls back to JSON mode, then to the prompt alone, if the server
+rejects it, and the results record which form was used); unconstrained sends no schema.
 Writes benchmarks/results/enrichment_quality.json (one run: the ratios compare like with like).
 """
 
@@ -161,7 +167,9 @@ def run_mode(backend, role, inputs, vocab, constrained, batch_size) -> tuple[dic
 
     folder = Path(tempfile.mkdtemp(prefix="genre-bench-"))
     cache = ResponseCache(folder / "cache.duckdb")  # raw answers of this run only
-    generate_before, constraint_before = backend.generate_seconds, backend.constraint_seconds
+    # the local backend times its engine; a server's time is all in `seconds`
+    generate_before = getattr(backend, "generate_seconds", 0.0)
+    constraint_before = getattr(backend, "constraint_seconds", 0.0)
     started = time.perf_counter()
     result = run_role(role, inputs, backend, cache, batch_size=batch_size, vocabulary=vocab,
                       constrained=constrained, validation_retries=0)  # fmt: skip
@@ -183,8 +191,8 @@ def run_mode(backend, role, inputs, vocab, constrained, batch_size) -> tuple[dic
         "seconds": round(seconds, 1),
         # the engine's own cost: time in the schema constraint over time in generate()
         "constraint_share_of_generation": round(
-            (backend.constraint_seconds - constraint_before)
-            / max(backend.generate_seconds - generate_before, 1e-9),
+            (getattr(backend, "constraint_seconds", 0.0) - constraint_before)
+            / max(getattr(backend, "generate_seconds", 0.0) - generate_before, 1e-9),
             4,
         ),
         "failure_examples": [r.error for r in result.rows if r.status != "ok"][:3],
@@ -268,6 +276,24 @@ def summary_quality(rows: list, items: list[dict], encoder: Any, k: int) -> dict
     }
 
 
+def _backend(args: argparse.Namespace) -> Any:
+    """The local SmolLM2 backend (loaded), or an OpenAI-compatible server's."""
+    if args.backend == "openai":
+        from genre_dagster.enrichment.openai_http import OpenAICompatibleBackend
+
+        key = os.environ.get(args.api_key_env) if args.api_key_env else None
+        if args.api_key_env and not key:
+            raise SystemExit(f"--api-key-env {args.api_key_env}: that variable is not set")
+        return OpenAICompatibleBackend(args.base_url, args.model, api_key=key)
+    from genre_dagster.enrichment.local_transformers import TransformersBackend
+
+    backend = TransformersBackend(
+        dtype="auto", batch_size=args.batch_size, convert_cache=ROOT / "data" / "models" / "llm"
+    )
+    backend.load()
+    return backend
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=200, help="prompts per role and source")
@@ -289,20 +315,24 @@ def main() -> None:
         default=None,
         help="length cap of a description in answers (default: the launchpad's)",
     )
+    parser.add_argument("--backend", choices=("local", "openai"), default="local")
+    parser.add_argument("--base-url", default=None, help="--backend openai: the server's /v1 root")
+    parser.add_argument("--model", default=None, help="--backend openai: the model name to send")
+    parser.add_argument(
+        "--api-key-env", default=None, help="--backend openai: environment variable with the key"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.backend == "openai" and not (args.base_url and args.model):
+        parser.error("--backend openai needs --base-url and --model")
 
     import torch
 
     from genre_dagster.embedding.encoder import EncoderConfig, TextEncoder
     from genre_dagster.enrichment.choices import vocabulary_for
-    from genre_dagster.enrichment.local_transformers import TransformersBackend
     from genre_dagster.enrichment.schemas import OutputLimits
 
-    backend = TransformersBackend(
-        dtype="auto", batch_size=args.batch_size, convert_cache=ROOT / "data" / "models" / "llm"
-    )
-    backend.load()
+    backend = _backend(args)
     encoder = TextEncoder(EncoderConfig(dtype="auto", num_threads=2, max_length=128))
     results: dict[str, Any] = {}
     for source in args.sources.split(","):
@@ -341,7 +371,8 @@ def main() -> None:
         + f"--n {args.n} --roles {args.roles} --sources {args.sources} --modes {args.modes} "
         + f"--batch-size {args.batch_size}"
         + (f" --n-unconstrained {args.n_unconstrained}" if args.n_unconstrained else "")
-        + (f" --max-text-chars {args.max_text_chars}" if args.max_text_chars else ""),
+        + (f" --max-text-chars {args.max_text_chars}" if args.max_text_chars else "")
+        + (f" --backend openai --model {args.model}" if args.backend == "openai" else ""),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             **describe(),
@@ -349,7 +380,15 @@ def main() -> None:
             "llm": backend.model_name,
             "encoder": encoder.model_id,
         },  # fmt: skip
-        "engine": "llguidance",
+        "engine": "llguidance" if args.backend == "local" else "server response_format",
+        **(
+            {
+                "structured_output": backend.structured_mode,
+                "structured_fallbacks": backend.structured_fallbacks,
+            }  # fmt: skip
+            if args.backend == "openai"
+            else {}
+        ),
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
