@@ -23,7 +23,7 @@ from genre_dagster.automation import (
 )
 from genre_dagster.llm_outputs import import_llm_outputs_job
 from genre_dagster.resources import build_resources
-from genre_dagster.scoring.variants import DEFAULT_SCORERS, scorer_specs
+from genre_dagster.scoring.variants import DEFAULT_SCORERS, scorer_specs, tuned_specs
 from genre_dagster.settings import Settings, load_settings
 
 
@@ -53,11 +53,14 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     specs = scorer_specs(settings.extra_scorers)
     extra = specs[len(DEFAULT_SCORERS) :]
+    # the layer-state cache is in the graph only with a scorer that reads it
+    tuned = tuned_specs(specs)
     return dg.Definitions(
         assets=[
             *dg.load_assets_from_modules(
                 [raw, features, enrichment, embeddings, scoring, serving, monitoring]
             ),
+            *([embeddings.build_layer_states_asset(tuned)] if tuned else []),
             *(scoring.build_scorer_asset(spec) for spec in extra),
             evaluation.build_leaderboard(specs) if extra else evaluation.leaderboard,
         ],

@@ -61,9 +61,12 @@ USER_SEGMENTS = Table("main.user_segments")
 QUARANTINE = Table("main.quarantine")
 # GENRE enrichment and embeddings
 USER_PROFILES = Table("enrichment.user_profiles")
+NEWS_SUMMARIES = Table("enrichment.news_summaries")
 SYNTHETIC_ITEMS = Table("enrichment.synthetic_items")
 NEWS_EMBEDDINGS = Table("embeddings.news_embeddings")
 USER_PROFILE_EMBEDDINGS = Table("embeddings.user_profile_embeddings")
+# token states after layer k of a language model, per text hash (embedding/layer_cache.py)
+LAYER_STATES = Table("embeddings.layer_states")
 # Evaluation and serving
 LEADERBOARD = Table("evaluation.leaderboard")
 LEADERBOARD_HISTORY = Table("evaluation.leaderboard_history")

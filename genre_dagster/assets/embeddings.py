@@ -128,3 +128,58 @@ def user_profile_embeddings(
         }
     )
     return out
+
+
+def layer_states_config(fields: list[str], model) -> type[dg.Config]:
+    """The layer-state asset's config class; its defaults are `fields` and `model`
+    (layer_cache.LayerModel), the tuned scorers' (a launchpad change must match theirs)."""
+    described = {
+        "fields": (list[str], fields, "text fields whose item texts get layer states"),
+        "lm_model": (str | None, model.model, "model folder; empty = the offline MiniLM"),
+        "lm_gguf_file": (str | None, model.gguf_file, "a GGUF file inside lm_model"),
+        "lm_split_layer": (int, model.split_layer, "layers 1..k are cached (the split)"),
+        "lm_max_length": (int, model.max_length, "tokens kept per text"),
+        "store_dtype": (str, "bf16", "bf16 | fp16 | fp32: the stored states' dtype"),
+        "batch_size": (int, 64, "texts per forward pass"),
+    }
+    namespace = {"__annotations__": {k: t for k, (t, _, _) in described.items()}}
+    namespace |= {k: Field(default=v, description=d) for k, (_, v, d) in described.items()}
+    return type("LayerStatesConfig", (dg.Config,), namespace)
+
+
+def build_layer_states_asset(specs) -> dg.AssetsDefinition:
+    """The layer-state cache of the tuned scorers `specs` (scoring/variants.py `tuned_specs`),
+    with their fields and language-model half as config defaults."""
+    from genre_dagster.scoring.inputs import layer_state_request
+
+    model, fields = layer_state_request([spec.config for spec in specs])
+    Config = layer_states_config(fields, model)  # noqa: N806
+
+    @dg.asset(key=wh.LAYER_STATES.key, deps=[wh.STG_NEWS.key, SYNTHETIC], group_name=GROUP,
+              kinds={"pytorch", "duckdb"}, pool="duckdb")  # fmt: skip
+    def layer_states(
+        context: dg.AssetExecutionContext, config: Config, duckdb: DuckDBResource
+    ) -> dg.MaterializeResult:
+        """Token states after layer k of a language model for every item text (real and
+        synthetic) of the tuned scorers' fields, keyed by text hash in `embeddings.
+        layer_states`: only new or changed texts are computed; the tuned scorers train their
+        top layers over them."""
+        from genre_dagster.embedding.layer_cache import LayerModel
+        from genre_dagster.embedding.tables import refresh_item_layer_states
+
+        half = LayerModel(config.lm_model, config.lm_gguf_file, config.lm_split_layer,
+                          config.lm_max_length)  # fmt: skip
+        stats = refresh_item_layer_states(
+            duckdb.get_connection, config.fields, half, config.store_dtype, config.batch_size,
+            log=context.log.info,
+        )  # fmt: skip
+        fields = stats.pop("fields")
+        return dg.MaterializeResult(
+            metadata={
+                **stats,
+                "fields": dg.MetadataValue.json(fields),
+                "dagster/table_name": wh.LAYER_STATES,
+            }
+        )
+
+    return layer_states

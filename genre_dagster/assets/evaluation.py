@@ -198,7 +198,7 @@ def _read_inputs(duckdb: DuckDBResource, split: str, table: pl.DataFrame, transf
     fields = sorted({f for c in configs for f in embedding_fields(c)})
     need_profile = bool(table["profile"].any())
     with duckdb.get_connection() as conn:
-        base = load_scorer_inputs(conn, (split,), fields, profile=need_profile)
+        base = load_scorer_inputs(conn, (split,), fields, profile=need_profile, configs=configs)
         augmented = with_generated_history(conn, base) if table["generated_history"].any() else None
         history = wh.read_table(conn, wh.LEADERBOARD_HISTORY)
         if base.splits[split].n_impressions == 0:

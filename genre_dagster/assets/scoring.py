@@ -17,7 +17,7 @@ from pydantic import Field
 from genre_dagster import warehouse as wh
 from genre_dagster.resources.model_store import ModelStore
 from genre_dagster.scoring import nightly
-from genre_dagster.scoring.inputs import embedding_fields
+from genre_dagster.scoring.inputs import embedding_fields, is_tuned
 from genre_dagster.scoring.registry import NEURAL_KINDS
 from genre_dagster.scoring.variants import DEFAULT_SCORERS, ENSEMBLE_MEMBERS, ScorerSpec
 from genre_dagster.settings import HISTORY_CAP
@@ -27,6 +27,7 @@ FEATURE_DEPS = [
     t.key for t in (wh.IMPRESSION_SPLITS, wh.STG_BEHAVIORS, wh.ITEM_DAILY_STATS, wh.USER_SEGMENTS)
 ]
 EMBEDDINGS = wh.NEWS_EMBEDDINGS.key
+LAYER_STATES = wh.LAYER_STATES.key
 PROFILE_EMBEDDINGS = wh.USER_PROFILE_EMBEDDINGS.key
 SYNTHETIC = wh.SYNTHETIC_ITEMS.key
 
@@ -94,8 +95,9 @@ def _metadata(spec: ScorerSpec, outcome: nightly.Outcome) -> dict:
 
 
 def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
-    """An asset that trains, validates and saves the scorer described by `spec`."""
-    deps = [*FEATURE_DEPS, EMBEDDINGS]
+    """An asset that trains, validates and saves the scorer described by `spec`. A scorer with
+    a fine-tuned text encoder reads the layer-state cache instead of the item embeddings."""
+    deps = [*FEATURE_DEPS, LAYER_STATES if is_tuned(spec.config) else EMBEDDINGS]
     deps += [PROFILE_EMBEDDINGS] if spec.profile else []
     deps += [SYNTHETIC] if spec.generated_history else []
 
@@ -162,7 +164,7 @@ def ensemble(
     splits = ("train", "validation") if scorer.config["fit_members"] else ("validation",)
     with _failing_once(), duckdb.get_connection() as conn:
         train_through = nightly.train_through(conn, need=("train", "validation"))
-        inputs = load_scorer_inputs(conn, splits, fields)
+        inputs = load_scorer_inputs(conn, splits, fields, configs=[m.config for m in fitted])
     outcome = nightly.train_ensemble(scorer, inputs, model_store, train_through)
     weights = dict(zip(ENSEMBLE_MEMBERS, [float(w) for w in scorer.weights], strict=True))
     context.add_output_metadata(

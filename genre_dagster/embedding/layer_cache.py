@@ -223,6 +223,22 @@ class LayerStateCache(CacheTable):
                 )
                 return self._count(con, source.cache_id) - before
 
+    def stored_hashes(self, source: StatesSource, hashes: Sequence[str]) -> set[str]:
+        """Those of `hashes` whose states are stored under `source` (no state is read)."""
+        import pyarrow as pa
+
+        wanted = pa.table({"text_hash": pa.array(list(hashes), pa.string())})
+        with self._connect() as con:
+            self._ensure_table(con)
+            with registered(con, "_wanted_hashes", wanted):
+                got = con.execute(
+                    f"""SELECT c.text_hash FROM {self.table} c
+                        SEMI JOIN (SELECT DISTINCT text_hash FROM _wanted_hashes) w
+                        ON c.text_hash = w.text_hash WHERE c.model_id = ?""",
+                    [source.cache_id],
+                ).fetchall()
+        return {h for (h,) in got}
+
     def nbytes(self, source: StatesSource) -> int:
         """Bytes of the states stored under `source` (the cache's size for this model)."""
         with self._connect() as con:
@@ -233,6 +249,137 @@ class LayerStateCache(CacheTable):
                 [source.cache_id],
             ).fetchone()
         return int(row[0])
+
+
+@dataclass(frozen=True)
+class LayerModel:
+    """The lower half whose token states a tuned scorer reads: its config keys lm_model (None:
+    the offline MiniLM), lm_gguf_file, lm_split_layer and lm_max_length."""
+
+    model: str | None
+    gguf_file: str | None
+    split_layer: int
+    max_length: int
+
+    @classmethod
+    def of(cls, config: dict[str, Any]) -> LayerModel:
+        """From a (resolved or stored) neural config; absent keys take presets.DEFAULTS."""
+        from genre_dagster.scoring.presets import DEFAULTS
+
+        value = {k: config.get(k, DEFAULTS[k]) for k in DEFAULTS if k.startswith("lm_")}
+        return cls(
+            value["lm_model"],
+            value["lm_gguf_file"],
+            int(value["lm_split_layer"]),
+            int(value["lm_max_length"]),
+        )
+
+    def describe(self) -> str:
+        """The asset config that builds these states, as a person would type it."""
+        return (
+            f"lm_model={self.model or 'None (the offline MiniLM)'}, lm_gguf_file="
+            f"{self.gguf_file}, lm_split_layer={self.split_layer}, "
+            f"lm_max_length={self.max_length}"
+        )
+
+    def lower(self, store_dtype: str = "bf16", batch_size: int = 64) -> LowerLayers:
+        """Its frozen lower layers (loads the model)."""
+        from genre_dagster.embedding.lm_split import LowerLayers
+
+        return LowerLayers(
+            self.model,
+            self.gguf_file,
+            split_layer=self.split_layer,
+            max_length=self.max_length,
+            store_dtype=store_dtype,
+            batch_size=batch_size,
+        )
+
+
+def refresh_layer_cache(
+    texts_df: pl.DataFrame,
+    lower: LowerLayers,
+    cache: LayerStateCache,
+    chunk: int = 2048,
+    log: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
+    """Make the cache hold the states of every text of `texts_df` (columns text, text_hash)
+    under `lower.source`, computing only the texts it lacks (each distinct text once), `chunk`
+    texts per write (so a stopped run keeps what it computed). Nothing is read back.
+
+    Returns texts (rows), unique_texts, computed, reused, cache_mb (every state stored under
+    this source), seconds, compute_seconds.
+    """
+    start = time.perf_counter()
+    texts, hashes, first_row = checked_texts(texts_df, "refresh_layer_cache")
+    unique_hashes = list(first_row)
+    stored = cache.stored_hashes(lower.source, unique_hashes)
+    todo = [h for h in unique_hashes if h not in stored]
+    compute_seconds = 0.0
+    for s in range(0, len(todo), chunk):
+        part = todo[s : s + chunk]
+        t0 = time.perf_counter()
+        states = lower.states([texts[first_row[h]] for h in part])
+        compute_seconds += time.perf_counter() - t0
+        cache.store(lower.source, part, states)
+        log(f"layer states: {s + len(part)} of {len(todo)} new texts computed")
+    return {
+        "texts": len(hashes),
+        "unique_texts": len(unique_hashes),
+        "computed": len(todo),
+        "reused": len(unique_hashes) - len(todo),
+        "cache_mb": round(cache.nbytes(lower.source) / 2**20, 3),
+        "seconds": round(time.perf_counter() - start, 3),
+        "compute_seconds": round(compute_seconds, 3),
+    }
+
+
+def read_layer_states(
+    cache: LayerStateCache,
+    texts: dict[str, pl.DataFrame],
+    model: LayerModel,
+    asset: str,
+) -> dict[str, LayerStates]:
+    """Per field, the cached states of its texts (frames with news_id, text, text_hash, in the
+    item table's row order), for `model` in whichever storage dtype holds every text.
+
+    Raises RuntimeError naming `asset` (what to materialize, with which config) when a text has
+    no state: states are never computed here, so a scorer never silently trains on others."""
+    from genre_dagster.embedding.lm_split import STORE_DTYPES, StatesSource
+    from genre_dagster.embedding.modelfiles import model_name
+
+    name = model_name(model.model, model.gguf_file)
+    wanted = list(dict.fromkeys(h for frame in texts.values() for h in frame["text_hash"]))
+    best: tuple[int, Any] = (-1, None)
+    for dtype in STORE_DTYPES:
+        source = StatesSource(name, model.split_layer, model.max_length, dtype)
+        n_stored = len(cache.stored_hashes(source, wanted))
+        if n_stored > best[0]:
+            best = (n_stored, source)
+    n_stored, source = best
+    if n_stored < len(wanted):
+        stored = cache.stored_hashes(source, wanted)
+        missing = [
+            f"{field} of {news_id}"
+            for field, frame in texts.items()
+            for news_id, h in zip(frame["news_id"], frame["text_hash"], strict=True)
+            if h not in stored
+        ]
+        raise RuntimeError(
+            f"{cache.table} lacks the layer states of {len(wanted) - n_stored} of "
+            f"{len(wanted)} item texts for {name} ({len(missing)} item fields, e.g. "
+            f"{missing[:3]}): materialize the asset {asset} with {model.describe()} and the "
+            f"fields {sorted(texts)} (new, changed and synthetic items are added by it)"
+        )
+    found = cache.lookup(source, wanted)
+    out = {}
+    for field, frame in texts.items():
+        hashes = frame["text_hash"].to_list()
+        unique = list(dict.fromkeys(hashes))
+        slot = {h: i for i, h in enumerate(unique)}
+        inverse = np.fromiter((slot[h] for h in hashes), np.int64, len(hashes))
+        out[field] = LayerStates.from_unique(source, [found[h] for h in unique], inverse, hashes)
+    return out
 
 
 def cached_layer_states(

@@ -85,11 +85,10 @@ def load_base_model(
     pad = tokenizer.pad_token_id
     if pad is None:
         pad = tokenizer.eos_token_id
-    fingerprint = modelfiles.model_fingerprint(folder, gguf_file)
     return BaseModel(
         tokenizer=tokenizer,
         model=model,
-        name=f"{gguf_file or folder.name}@{fingerprint}",
+        name=modelfiles.model_name(folder, gguf_file),
         n_layers=int(model.config.num_hidden_layers),
         hidden_size=int(model.config.hidden_size),
         pad_id=int(pad if pad is not None else 0),

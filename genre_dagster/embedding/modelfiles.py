@@ -82,3 +82,10 @@ def check_model_folder(folder: Path, gguf_file: str | None = None) -> Path:
     if gguf_file is None and not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{folder} has no config.json: not a Hugging Face model folder")
     return folder
+
+
+def model_name(model_path: str | Path | None = None, gguf_file: str | None = None) -> str:
+    """The name "<folder or gguf name>@<fingerprint>" of a local model folder (None: the
+    offline MiniLM), without loading it: layer states are cached under it (StatesSource)."""
+    folder = check_model_folder(Path(model_path or default_encoder_path()), gguf_file)
+    return f"{gguf_file or folder.name}@{model_fingerprint(folder, gguf_file)}"

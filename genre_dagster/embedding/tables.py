@@ -218,3 +218,51 @@ def profile_vectors(
     means = (sums / np.bincount(inverse)[:, None]).astype(np.float32)
     out = pl.DataFrame({"user_id": users, "vector": pl.Series(means).cast(pl.List(pl.Float32))})
     return out, texts.height, stats
+
+
+def item_field_texts(conn: Any, items: pl.DataFrame, fields: Sequence[str]) -> dict[str, Any]:
+    """Per text field, the texts of the item table `items` (scoring.loading.load_item_table:
+    real and synthetic items) as news_id, text, text_hash, used_fallback in its row order. The
+    summary fields read the LLM summaries in `enrichment.news_summaries` (the title where an
+    item has none)."""
+    from genre_dagster.embedding.fields import _SUMMARY_FIELDS, build_item_texts
+
+    check_fields(list(fields))
+    if any(f in _SUMMARY_FIELDS for f in fields):
+        summaries = pl.DataFrame(schema={"news_id": pl.Utf8, "summary": pl.Utf8})
+        if wh.table_exists(conn, wh.NEWS_SUMMARIES):
+            summaries = wh.query_frame(conn, f"select news_id, summary from {wh.NEWS_SUMMARIES}")
+        items = items.join(summaries, on="news_id", how="left", maintain_order="left")
+    return {name: build_item_texts(items, name) for name in fields}
+
+
+def refresh_item_layer_states(
+    get_connection: Callable[[], Any],
+    fields: Sequence[str],
+    model: Any,
+    store_dtype: str = "bf16",
+    batch_size: int = 64,
+    log: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
+    """Fill the layer-state cache (`embeddings.layer_states`) with the states of every item
+    text of `fields` (real and synthetic items) under `model` (layer_cache.LayerModel): only
+    texts it lacks are computed. `get_connection` returns a context manager yielding a DuckDB
+    connection (the `duckdb` resource's). Returns layer_cache.refresh_layer_cache's counts plus
+    fields, items, model_id and dim."""
+    from genre_dagster.embedding.layer_cache import LayerStateCache, refresh_layer_cache
+    from genre_dagster.scoring.loading import load_item_table
+
+    with get_connection() as conn:
+        items = load_item_table(conn, include_synthetic=True)
+        texts = item_field_texts(conn, items, fields)
+    lower = model.lower(store_dtype=store_dtype, batch_size=batch_size)
+    frame = pl.concat([t.select("text", "text_hash") for t in texts.values()])
+    cache = LayerStateCache(get_connection, wh.LAYER_STATES)
+    stats = refresh_layer_cache(frame, lower, cache, log=log)
+    return {
+        **stats,
+        "fields": list(fields),
+        "items": items.height,
+        "model_id": lower.source.cache_id,
+        "dim": lower.dim,
+    }

@@ -34,7 +34,12 @@ def challenger_scores(
     ).fetchone()
     scorer = model_store.load(scorer_id)
     inputs = load_scorer_inputs(
-        conn, (), embedding_fields(scorer.config), profile=profile, generated_history=generated
+        conn,
+        (),
+        embedding_fields(scorer.config),
+        profile=profile,
+        generated_history=generated,
+        configs=[scorer.config],
     )
     out = {}
     for label, (a, b) in {

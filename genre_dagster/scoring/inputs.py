@@ -6,6 +6,7 @@ histories (including GENRE's synthetic items for the generated-history variant) 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 
@@ -21,6 +22,7 @@ from genre_dagster.scoring.loading import (
 )
 from genre_dagster.settings import HISTORY_CAP
 from genre_dagster.warehouse import (
+    LAYER_STATES,
     NEWS_EMBEDDINGS,
     STG_BEHAVIORS,
     SYNTHETIC_ITEMS,
@@ -41,14 +43,72 @@ class ScorerInputs:
     profiles: object | None  # genre_dagster.scoring.neural.UserProfiles
 
 
+LAYER_STATES_ASSET = "embeddings/layer_states"  # the asset that fills the layer-state cache
+
+
+def is_tuned(config: dict) -> bool:
+    """Whether a scorer config fine-tunes its text encoder (it reads layer states, not the
+    item embeddings)."""
+    return config.get("text_encoder") == "tuned"
+
+
 def embedding_fields(config: dict) -> list[str]:
-    """Text fields a scorer config reads from the item embeddings ("a+b" reads a and b)."""
-    fields = list(config.get("fields") or [])
+    """Text fields a scorer config reads from the item embeddings ("a+b" reads a and b); a
+    tuned text encoder reads none (see `layer_state_fields`)."""
+    fields = [] if is_tuned(config) else list(config.get("fields") or [])
     if config.get("field"):
         fields += config["field"].split("+")
     for member in config.get("members") or []:  # ensembles read their members' fields
         fields += embedding_fields(member.get("config") or {})
     return sorted(set(fields))
+
+
+def tuned_configs(configs) -> list[dict]:
+    """The configs among `configs` (ensemble members included) with a tuned text encoder."""
+    out = []
+    for config in configs:
+        out += [config] if is_tuned(config) else []
+        out += tuned_configs([m.get("config") or {} for m in config.get("members") or []])
+    return out
+
+
+def layer_state_request(configs) -> tuple[object, list[str]] | None:
+    """(layer_cache.LayerModel, fields) whose layer states the tuned scorers among `configs`
+    read, or None when none is tuned. Their fields are `fields` (the optional ones are read
+    when present, and these are not). Raises ValueError when two read different models: items
+    hold one set of layer states per field."""
+    from genre_dagster.embedding.layer_cache import LayerModel
+
+    tuned = tuned_configs(configs)
+    if not tuned:
+        return None
+    models = {LayerModel.of(c) for c in tuned}
+    if len(models) > 1:
+        raise ValueError(
+            "tuned scorers read layer states of different models or split layers: "
+            + "; ".join(sorted(m.describe() for m in models))
+            + ". Give them one lm_model, lm_gguf_file, lm_split_layer and lm_max_length"
+        )
+    return models.pop(), sorted({f for c in tuned for f in c.get("fields") or []})
+
+
+def load_layer_states(conn, item_table: pl.DataFrame, model, fields: list[str]) -> dict:
+    """field -> LayerStates of the `item_table` rows, read from the layer-state cache; raises
+    RuntimeError naming the asset to materialize when the cache or an item's state is missing."""
+    from contextlib import nullcontext
+
+    from genre_dagster.embedding.layer_cache import LayerStateCache, read_layer_states
+    from genre_dagster.embedding.tables import item_field_texts
+
+    if not table_exists(conn, LAYER_STATES):
+        raise RuntimeError(
+            f"{LAYER_STATES} does not exist: materialize the asset {LAYER_STATES_ASSET} (in the "
+            "graph when a tuned scorer is, e.g. GENRE_EXTRA_SCORERS=nrms_tuned) with "
+            f"{model.describe()}"
+        )
+    cache = LayerStateCache(lambda: nullcontext(conn), LAYER_STATES)
+    texts = item_field_texts(conn, item_table, fields)
+    return read_layer_states(cache, texts, model, LAYER_STATES_ASSET)
 
 
 def load_embeddings(conn, fields: list[str]) -> dict[str, pl.DataFrame]:
@@ -123,13 +183,20 @@ def load_scorer_inputs(
     profile: bool = False,
     generated_history: bool = False,
     max_history: int = HISTORY_CAP,
+    configs: Sequence[dict] = (),
 ) -> ScorerInputs:
-    """Items with the embedding `fields`, impressions of `splits`, and the GENRE extras."""
+    """Items with the embedding `fields`, impressions of `splits`, and the GENRE extras. When
+    a scorer config in `configs` has a tuned text encoder, the items also carry the layer
+    states of its fields (`ItemFeatures.layer_states`, from the layer-state cache)."""
     (day_zero,) = conn.execute(f"select min(day) from {STG_BEHAVIORS}").fetchone()
     if day_zero is None:
         raise RuntimeError("no impressions: ingest data first")
     item_table = load_item_table(conn, include_synthetic=True)
     items = build_item_features(item_table, load_embeddings(conn, fields), reference_day=day_zero)
+    request = layer_state_request(configs)
+    if request is not None:
+        states = load_layer_states(conn, item_table, *request)
+        items = replace(items, layer_states=states)
     extra = load_generated_history(conn) if generated_history else None
     data, frames = {}, {}
     for split in splits:

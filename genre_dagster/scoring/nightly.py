@@ -159,6 +159,7 @@ def read_tonight(
         profile=spec.profile,
         generated_history=spec.generated_history,
         max_history=max_history,
+        configs=[requested.config],
     )
     return Tonight(
         requested, previous, previous_row, through, every_days, reason, was_inactive, recheck,

@@ -74,6 +74,10 @@ def training_fingerprint(inputs, splits: tuple[str, ...], profiles: bool) -> str
         add("publish_day", items.publish_day)
     for field in sorted(items.embeddings):
         add(f"embedding:{field}", items.embeddings[field])
+    for field in sorted(items.layer_states or {}):  # the tuned text encoder's input
+        states = items.layer_states[field]
+        digest.update(f"layer_states:{field}|{states.source.cache_id}|".encode())
+        add(f"layer_states:{field}", np.asarray(states.text_hashes, dtype=np.str_))
     for split in splits:
         data = inputs.splits[split]
         for part in ("user_ids", "history", "cand_offsets", "cand_items", "labels"):

@@ -112,6 +112,25 @@ SEQUENTIAL = ScorerSpec(
     "with learned positions, over NAML's item vectors (title, abstract, category) plus a "
     "learned vector per item seen in training.",
 )
+# ONCE's DIRE path: the text views are a language model's top layers (LoRA adapters over the
+# offline MiniLM's layers 5-6 by default, presets.DEFAULTS' lm_* keys), fine-tuned with the
+# recommender over the cached states of its lower layers (asset embeddings/layer_states).
+NRMS_TUNED = ScorerSpec(
+    "nrms_tuned",
+    "nrms",
+    {"fields": ["title"], "text_encoder": "tuned"},
+    variant="title, fine-tuned LM",
+    description="NRMS whose title encoder is a fine-tuned language model (the top layers with "
+    "LoRA adapters, trained with the recommender over cached lower-layer states).",
+)
+NAML_TUNED = ScorerSpec(
+    "naml_tuned",
+    "naml",
+    {"fields": ["title", "abstract"], "optional_fields": [], "text_encoder": "tuned"},
+    variant="title+abstract+category, fine-tuned LM",
+    description="NAML whose title and abstract views come from a fine-tuned language model "
+    "(the top layers with LoRA adapters, over cached lower-layer states).",
+)
 
 DEFAULT_SCORERS: tuple[ScorerSpec, ...] = (
     ScorerSpec(
@@ -157,6 +176,10 @@ OPTIONAL_SCORERS: tuple[ScorerSpec, ...] = (
     *genre_variants(HYBRID_NAML, "Hybrid NAML"),
     SEQUENTIAL,
     *genre_variants(SEQUENTIAL, "The sequential model"),
+    # the fine-tuned text encoder: needs the layer-state cache, an asset the definitions add
+    # only with them (`tuned_specs`)
+    NRMS_TUNED,
+    NAML_TUNED,
 )
 
 ENSEMBLE_MEMBERS = ("popularity", "content_similarity", "matrix_factorization", "nrms")
@@ -188,3 +211,8 @@ def scorer_specs(extra: Sequence[str] = ()) -> tuple[ScorerSpec, ...]:
 def variant_bases(specs: tuple[ScorerSpec, ...] = DEFAULT_SCORERS) -> dict[str, str]:
     """GENRE variant name -> its base scorer's name."""
     return {spec.name: spec.base for spec in specs if spec.base is not None}
+
+
+def tuned_specs(specs: Sequence[ScorerSpec]) -> tuple[ScorerSpec, ...]:
+    """The specs whose scorer fine-tunes its text encoder (reads the layer-state cache)."""
+    return tuple(spec for spec in specs if spec.config.get("text_encoder") == "tuned")

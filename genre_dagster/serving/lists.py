@@ -77,7 +77,7 @@ def read_serving_inputs(
     flags = scorer_flags(conn, name)
     fields = sorted(set(embedding_fields(scorer.config)) | {explain_field})
     reads_profiles = bool(scorer.config.get("profile"))  # off when the plug-in had no input
-    inputs = load_scorer_inputs(conn, (), fields, profile=reads_profiles)
+    inputs = load_scorer_inputs(conn, (), fields, profile=reads_profiles, configs=[scorer.config])
     users = wh.query_frame(
         conn,
         f"""
