@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -112,6 +113,8 @@ def _seconds_per_epoch(metadata: dict) -> dict | None:
         "epochs": len(epochs),
         "best_epoch": log.get("best_epoch"),
         "train_seconds": metadata.get("train_seconds"),
+        # what else ran on the machine meanwhile: epoch times of one scorer moved 4x with it
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
