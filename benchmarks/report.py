@@ -480,6 +480,138 @@ def _oracle_table(name: str, data: dict) -> list[str]:
     return lines[:-1]
 
 
+def _comparison_runs() -> list[tuple[str, dict]]:
+    """(results file, data) of every scorer_comparison*.json, in name order."""
+    return [
+        (path.stem, json.loads(path.read_text()))
+        for path in sorted(RESULTS.glob("scorer_comparison*.json"))
+    ]
+
+
+def _spread_cell(stat: dict | None, digits: int = 4) -> str:
+    """'mean ± std' over seeds ('mean' alone with one seed)."""
+    if not stat or stat.get("mean") is None:
+        return "-"
+    if stat.get("std") is None:
+        return f"{stat['mean']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
+def _met(value: bool | None) -> str:
+    """A goal's verdict; None: the seed spread needs two seeds or more."""
+    if value is None:
+        return "not measured (one seed)"
+    return "yes" if value else "no"
+
+
+def _versus(c: dict) -> str:
+    """'a 0.6500 vs b 0.6300: +0.0200 (seed spread 0.0040)' from a comparison record."""
+    if c.get("difference") is None:
+        return f"{c['a']} vs {c['b']}: not measured"
+    spread = "one seed" if c["spread"] is None else f"seed spread {c['spread']:.4f}"
+    return (
+        f"{c['a']} {c['mean_a']:.4f} vs {c['b']} {c['mean_b']:.4f}: {c['difference']:+.4f} "
+        f"({spread})"
+    )
+
+
+def _comparison_rows() -> list[tuple[str, ...]]:
+    """Goal rows of the scorer comparison (issue 21), one set per results file and world."""
+    rows = []
+    for name, data in _comparison_runs():
+        script, machine = "benchmarks/scorer_comparison.py", label(data.get("machine"))
+        for world, run in data["worlds"].items():
+            g = run["goals"]
+            seeds = ", ".join(run["seeds"])
+            where = f"Scorer comparison, {world} world (seeds {seeds}; `{name}`)"
+            share = g["best_scorer_oracle_gain_share"]
+            ratios = g["seconds_per_epoch_over_naml"]
+            goals = [
+                (
+                    "best single scorer vs the ensemble, test AUC",
+                    "above by more than the seed spread (larger std)",
+                    _versus(g["best_single_vs_ensemble"]),
+                    _met(g["best_single_beats_ensemble_beyond_spread"]),
+                ),
+                (
+                    "hybrid_naml vs naml (content only) and its id-only ablation, test AUC",
+                    "above both",
+                    f"{_versus(g['hybrid_vs_content'])}; {_versus(g['hybrid_vs_id_only'])}",
+                    _met(g["hybrid_beats_content_and_id_only"]),
+                ),
+                (
+                    "hybrid_naml vs naml on cold users and on cold items (candidates the train "
+                    "split never shows), test AUC",
+                    "not below by more than the seed spread",
+                    f"{_versus(g['hybrid_vs_content_cold_users'])}; "
+                    f"{_versus(g['hybrid_vs_content_cold_items'])}",
+                    f"users {_met(g['hybrid_not_worse_on_cold_users'])}, items "
+                    f"{_met(g['hybrid_not_worse_on_cold_items'])}",
+                ),
+                (
+                    "training seconds per epoch over naml's",
+                    "<= 2x",
+                    ", ".join(f"{n} {_fmt(r)}x" for n, r in ratios.items()),
+                    _met(g["new_scorers_within_2x_of_naml_per_epoch"]),
+                ),
+            ]
+            if g["oracle_gain_share_at_least_0.6"] is not None:  # news-style worlds only
+                goals.append(
+                    (
+                        "best scorer's share of the oracle's AUC gain over random (all users)",
+                        ">= 0.6",
+                        f"{share['scorer']} {_fmt(share['share'])}",
+                        _met(g["oracle_gain_share_at_least_0.6"]),
+                    )
+                )
+            rows += [
+                (f"{where}: {what}", goal, got, ok, script, machine)
+                for what, goal, got, ok in goals
+            ]
+    return rows
+
+
+def _comparison_table(name: str, data: dict) -> list[str]:
+    """One table per world: each scorer's test metrics, mean ± std over seeds."""
+    lines = []
+    for world, run in data["worlds"].items():
+        summary = run["summary"]
+        order = sorted(
+            (n for n in summary if n not in ("random", "oracle")),
+            key=lambda n: -(summary[n]["all"]["auc"]["mean"] or 0),
+        )
+        small = isinstance(data["networks"], dict)  # the small networks' settings
+        lines += [
+            f"### Scorer comparison on the {world} demo world: `{name}`",
+            "",
+            f"Test split, mean ± std over world seeds {', '.join(run['seeds'])}; networks: "
+            f"{'the tests’ small ones' if small else 'product defaults'}. Cold users: at most "
+            f"{data['cold_max_clicks']} clicks; cold items: candidates the train split never "
+            "shows (AUC over them alone). Oracle-gain share: (AUC - random) / (oracle - random).",
+            "",
+            "| scorer | AUC all | AUC warm users | AUC cold users | AUC cold items | MRR | "
+            "nDCG@10 | oracle-gain share | s/epoch |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for scorer in [*order, "random", "oracle"]:
+            by = summary.get(scorer)
+            if by is None:
+                continue
+            cells = [
+                _spread_cell(by["all"]["auc"]),
+                _spread_cell(by["warm"]["auc"]),
+                _spread_cell(by["cold"]["auc"]),
+                _spread_cell(by.get("cold_items", {}).get("auc")),
+                _spread_cell(by["all"]["mrr"]),
+                _spread_cell(by["all"]["ndcg@10"]),
+                _spread_cell(by.get("oracle_gain_share"), 3),
+                _spread_cell(by.get("seconds_per_epoch"), 2),
+            ]
+            lines.append(f"| {scorer} | " + " | ".join(cells) + " |")
+        lines += ["", f"`{data['command']}` ({label(data.get('machine'))})", ""]
+    return lines[:-1]
+
+
 def _enrichment_table() -> list[str]:
     lines = [
         "### GENRE enrichment with the local model, per role",
@@ -712,7 +844,7 @@ def main() -> None:
         "| benchmark | goal | measured | goal reached | script | machine |",
         "|---|---|---|---|---|---|",
     ]
-    for row in [*_goal_rows(), *_enrichment_rows(), *_oracle_rows()]:
+    for row in [*_goal_rows(), *_enrichment_rows(), *_oracle_rows(), *_comparison_rows()]:
         lines.append("| " + " | ".join(row) + " |")
     for preset in ("small", "mind_small"):
         e2e = _load(f"end_to_end_{preset}")
@@ -725,6 +857,8 @@ def main() -> None:
         lines += ["", *_enrichment_table()]
     for name, data in _oracle_runs():
         lines += ["", *_oracle_table(name, data)]
+    for name, data in _comparison_runs():
+        lines += ["", *_comparison_table(name, data)]
     lines += ["", "## Raw results", ""]
     for path in sorted(RESULTS.glob("*.json")):
         lines += _details(path.stem, json.loads(path.read_text()))

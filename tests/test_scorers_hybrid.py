@@ -120,6 +120,40 @@ def test_id_dropout_drops_the_configured_share_in_training_only():
     assert (fusion(torch.ones(4, 32), unknown) == 1).all()  # the content, nothing added
 
 
+def test_id_only_items_are_their_id_vector_and_new_items_share_one():
+    from genre_dagster.scoring.components import ModelSpec, build_model
+    from genre_dagster.scoring.presets import preset
+
+    torch.manual_seed(0)
+    config = preset("naml_small", id_embedding="only", id_dropout=0.0)
+    model = build_model(ModelSpec(config, (8, 8), 2, n_ids=3)).eval()
+    views = [torch.ones(4, 8), torch.ones(4, 8)]
+    views[0][3] = -5.0  # items 2 and 3: different content, both never seen in training
+    categories = torch.tensor([0, 0, 0, 1])
+    ids = torch.tensor([0, 1, 3, 3])  # row 3 = the shared "never seen" row
+    with torch.no_grad():
+        vecs = model.encode_items(views, categories, ids)
+    assert not torch.allclose(vecs[0], vecs[1])  # same content, two seen ids
+    assert torch.equal(vecs[2], vecs[3])  # unseen: content not read
+    assert vecs[0].abs().max() > 0  # random init, not zeros: items start apart
+    with pytest.raises(ValueError, match="no content path"):
+        model.encode_items(views, categories)
+
+
+def test_id_only_scorer_scores_never_seen_twins_alike(world):
+    scorer = from_preset("nrms_small", id_embedding="only", id_dropout=0.0, epochs=1)
+    scorer.fit(world["train"], world["items"])
+    items = _with_twins(world["items"])
+    twins = np.arange(N_ITEMS, N_ITEMS + N_TWINS)
+    pool = np.concatenate([np.arange(N_TWINS), twins])
+    scores = scorer.score_pool(world["user_history"][:8], pool, items)
+    # Never-seen twins share one vector whatever their content; their seen originals differ.
+    assert np.all(scores[:, N_TWINS:] == scores[:, N_TWINS:][:, :1])
+    assert np.ptp(scores[:, :N_TWINS], axis=1).min() > 0
+    with pytest.raises(ValueError, match="ids only"):
+        scorer.content_only()
+
+
 def test_hybrid_composes_with_naml_and_the_profile_plugin(world, tmp_path):
     items, test, profiles = world["items"], world["test"], world["profiles"]
     synthetic = np.zeros(N_ITEMS, dtype=bool)

@@ -127,6 +127,13 @@ class ItemIdFusion(nn.Module):
     not seen in training, whose vector is the content vector exactly. In training each item's
     id is dropped with probability `id_dropout`, so the content encoder learns to score items
     on its own, as it must for new items.
+
+    `only`: v = e_id, the content is not read (the id-only ablation of a hybrid: what the ids
+    alone learn). Every item not seen in training shares row `n_ids`. The table starts from
+    small random values: with zeros every item would start identical and no gradient could tell
+    them apart. `id_dropout` keeps its meaning (a dropped id reads the shared row), but here a
+    dropped item has nothing else to be scored by, so an id-only model should set it to 0; the
+    shared row then keeps its initial near-zero values, a neutral score for every new item.
     """
 
     def __init__(self, spec: ModelSpec) -> None:
@@ -135,15 +142,22 @@ class ItemIdFusion(nn.Module):
         hidden = cfg["hidden_dim"]
         self.unknown = spec.n_ids
         self.p = cfg["id_dropout"]
-        # Zero init: an item starts as its content and moves away as its clicks teach it.
+        self.only = cfg["id_embedding"] == "only"
         self.embedding = nn.Embedding(spec.n_ids + 1, hidden)
-        nn.init.zeros_(self.embedding.weight)
+        if self.only:
+            nn.init.normal_(self.embedding.weight, std=0.02)
+        else:
+            # Zero init: an item starts as its content and moves away as its clicks teach it.
+            nn.init.zeros_(self.embedding.weight)
         self.gate = nn.Linear(hidden, hidden) if cfg["id_embedding"] == "gated" else None
 
-    def forward(self, content: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """content [N, H], ids [N] (n_ids = unknown) -> [N, H]."""
+    def forward(self, content: torch.Tensor | None, ids: torch.Tensor) -> torch.Tensor:
+        """content [N, H] (None for `only`, which does not read it), ids [N] (n_ids = unknown)
+        -> [N, H]."""
         if self.training and self.p > 0:
             ids = ids.masked_fill(torch.rand(ids.shape) < self.p, self.unknown)
+        if self.only:
+            return self.embedding(ids)
         known = ids != self.unknown
         extra = self.embedding(ids)
         if self.gate is not None:
@@ -152,7 +166,7 @@ class ItemIdFusion(nn.Module):
         return torch.where(known[:, None], content + extra, content)
 
     def extra_repr(self) -> str:
-        return f"n_ids={self.unknown}, id_dropout={self.p}"
+        return f"n_ids={self.unknown}, id_dropout={self.p}, only={self.only}"
 
 
 def _category_embedding(spec: ModelSpec) -> nn.Embedding | None:
@@ -479,7 +493,12 @@ class NewsRecommender(nn.Module):
         """Item vectors [N, H]. With id fusion, `ids` are the items' id rows; without `ids`
         every item is encoded from its content alone (the path of items never seen). A view is
         a vector per item, or with the fine-tuned text encoder the items' token states, which
-        its top layers turn into vectors here."""
+        its top layers turn into vectors here. An id-only model (id_embedding="only") encodes
+        no content: it needs `ids`."""
+        if self.item_ids is not None and self.item_ids.only:
+            if ids is None:
+                raise ValueError("an id-only model (id_embedding='only') has no content path")
+            return self.item_ids(None, ids)
         if any(isinstance(v, TokenStates) for v in views):
             if self.text_top is None:
                 raise ValueError("token states reach a model without text_encoder='tuned'")

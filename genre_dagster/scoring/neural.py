@@ -438,10 +438,13 @@ class NeuralScorer(Scorer):
     def content_only(self) -> NeuralScorer:
         """This model reading no item id: every item is scored from its content, as items never
         seen in training are (the hybrid's cold-item path, an ablation for benchmarks). It shares
-        the weights and is not an artifact: `save` refuses it."""
+        the weights and is not an artifact: `save` refuses it. An id-only model has no content
+        path to view."""
         import copy
 
         self._require_model()
+        if self._resolved["id_embedding"] == "only":
+            raise ValueError(f"{self.scorer_id} reads item ids only (id_embedding='only')")
         view = copy.copy(self)
         view._content_only = True
         return view

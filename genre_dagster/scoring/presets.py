@@ -14,7 +14,7 @@ from typing import Any
 from genre_dagster.scoring.artifact import resolve_config
 
 BATCHING = ("by_history", "shuffled")
-ID_EMBEDDINGS = ("none", "sum", "gated")
+ID_EMBEDDINGS = ("none", "sum", "gated", "only")
 READOUTS = ("attention", "last")
 TEXT_ENCODERS = ("frozen", "tuned")
 LM_POOLINGS = ("mean", "cls", "last")
@@ -28,7 +28,8 @@ DEFAULTS: MappingProxyType[str, Any] = MappingProxyType(
         "category_dim": 0,  # 0 = no learned category embedding
         "item_encoder": "linear",  # linear | multiview
         # hybrid item representation: a learned vector per item seen in training, fused with
-        # the content vector (none | sum | gated); items never seen are scored from content
+        # the content vector (none | sum | gated); items never seen are scored from content.
+        # "only": the id vector alone, content not read (an ablation; set id_dropout to 0)
         "id_embedding": "none",
         "id_dropout": 0.5,  # share of items whose id vector is dropped per training batch
         # item text: "frozen" reads precomputed vectors (ItemFeatures.embeddings); "tuned" trains
