@@ -271,7 +271,7 @@ def test_optional_scorers_join_the_graph_and_the_leaderboard_by_setting(tmp_path
 
     from genre_dagster.definitions import build_definitions
     from genre_dagster.scoring.registry import NEURAL_KINDS
-    from genre_dagster.scoring.variants import DEFAULT_SCORERS, OPTIONAL_SCORERS
+    from genre_dagster.scoring.variants import DEFAULT_SCORERS, ENSEMBLE_MEMBERS, OPTIONAL_SCORERS
 
     extra = "hybrid_naml,hybrid_naml_summary,sequential"
     settings = load_settings({"GENRE_DATA_DIR": str(tmp_path), "GENRE_EXTRA_SCORERS": extra})
@@ -285,10 +285,18 @@ def test_optional_scorers_join_the_graph_and_the_leaderboard_by_setting(tmp_path
     assert default <= set(leaderboard.parent_keys)
     # not named: not in the graph
     assert dg.AssetKey(["scoring", "sequential_profile"]) not in graph.get_all_asset_keys()
-    # the default graph holds none of them
-    plain = build_definitions(load_settings({"GENRE_DATA_DIR": str(tmp_path)}))
+    # the optional bases join the ensemble; their GENRE variants do not
+    members = {k.path[-1] for k in graph.get(dg.AssetKey(["scoring", "ensemble"])).parent_keys}
+    assert {*ENSEMBLE_MEMBERS, "hybrid_naml", "sequential"} <= members
+    assert "hybrid_naml_summary" not in members
+    # the default graph holds none of them, and its ensemble only the default members
+    plain = build_definitions(
+        load_settings({"GENRE_DATA_DIR": str(tmp_path)})
+    ).resolve_asset_graph()
     optional = {dg.AssetKey(["scoring", spec.name]) for spec in OPTIONAL_SCORERS}
-    assert not optional & plain.resolve_asset_graph().get_all_asset_keys()
+    assert not optional & plain.get_all_asset_keys()
+    plain_members = plain.get(dg.AssetKey(["scoring", "ensemble"])).parent_keys
+    assert {k.path[-1] for k in plain_members if k.path[0] == "scoring"} == set(ENSEMBLE_MEMBERS)
     # in prod their steps go where the torch steps go
     steps = yaml.safe_load((ROOT / "deploy" / "k8s" / "gpu_executor.yaml").read_text())
     neural = {f"scoring__{s.name}" for s in OPTIONAL_SCORERS if s.kind in NEURAL_KINDS}

@@ -163,7 +163,8 @@ def _materialize(world, database, models, names, run_config=None, assets=None):
     from genre_dagster.resources.storage import DuckDBPolarsTablesIOManager
 
     chosen = [a for a in (assets or scorer_assets) if a.key.path[-1] in names]
-    deps = {d for a in chosen for keys in a.asset_deps.values() for d in keys}
+    keys = {k for a in chosen for k in a.keys}
+    deps = {d for a in chosen for group in a.asset_deps.values() for d in group} - keys
     resources = dict(world["defs"].resources)
     resources["duckdb"] = DuckDBResource(database=str(database))
     resources["io_manager"] = DuckDBPolarsTablesIOManager(database=str(database))
@@ -293,21 +294,30 @@ def test_every_genre_variant_trains_with_its_plugins_when_their_input_exists(new
 
 def test_optional_scorers_train_through_their_assets_in_the_world(news_world, tmp_path):
     """`GENRE_EXTRA_SCORERS` adds scorer assets built like the default ones: the hybrid and
-    the sequential scorer train on the session world's copy and publish their rows."""
+    the sequential scorer train on the session world's copy and publish their rows, and the
+    ensemble weighs them beside its default members."""
     from llm_worlds import SMALL_NETWORKS
 
-    from genre_dagster.assets.scoring import build_scorer_asset
-    from genre_dagster.scoring.variants import scorer_specs
+    from genre_dagster.assets.scoring import build_ensemble, build_scorer_asset
+    from genre_dagster.scoring.variants import ENSEMBLE_MEMBERS, ensemble_members, scorer_specs
 
     names = ("hybrid_naml", "sequential")
     specs = [s for s in scorer_specs(names) if s.name in names]
     database = tmp_path / "genre.duckdb"
     shutil.copy(news_world["settings"].duckdb_path, database)
+    # the default members' artifacts, which the ensemble loads
+    shutil.copytree(news_world["defs"].resources["model_store"].root, tmp_path / "models")
     small = {"config": {"overrides_json": json.dumps(SMALL_NETWORKS)}}
     run_config = {"ops": {f"scoring__{name}": small for name in names}}
-    assets = [build_scorer_asset(spec) for spec in specs]
-    metadata = _materialize(news_world, database, tmp_path / "models", names, run_config, assets)
-    assert set(metadata) == set(names)
+    members = ensemble_members(scorer_specs(names))
+    assert members == (*ENSEMBLE_MEMBERS, *names)
+    assets = [*(build_scorer_asset(spec) for spec in specs), build_ensemble(members)]
+    metadata = _materialize(
+        news_world, database, tmp_path / "models", (*names, "ensemble"), run_config, assets
+    )
+    assert set(metadata) == {*names, "ensemble"}
+    weights = metadata["ensemble"]["weights"].value
+    assert set(weights) == set(members) and all(w >= 0 for w in weights.values())
     rows = _rows(database, names)
     for name in names:
         scorer_id, _, inactive, val_auc, config, _ = rows[name]

@@ -139,40 +139,52 @@ def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
 scorer_assets = [build_scorer_asset(spec) for spec in DEFAULT_SCORERS]
 
 
-@dg.asset(
-    key=[GROUP, "ensemble"],
-    ins={name: dg.AssetIn([GROUP, name]) for name in ENSEMBLE_MEMBERS},
-    deps=[*FEATURE_DEPS, EMBEDDINGS],
-    group_name=GROUP,
-    kinds={"scikitlearn", "duckdb"},
-    pool="duckdb",
-)
-def ensemble(
-    context: dg.AssetExecutionContext,
-    duckdb: DuckDBResource,
-    model_store: ModelStore,
-    **members: pl.DataFrame,
-) -> pl.DataFrame:
-    """Ensemble of trained scorers; weights fit on the validation split to maximize its AUC."""
-    from genre_dagster.scoring.ensemble import EnsembleScorer
-    from genre_dagster.scoring.inputs import load_scorer_inputs
+def build_ensemble(
+    members: tuple[str, ...] = ENSEMBLE_MEMBERS, layer_states: bool = False
+) -> dg.AssetsDefinition:
+    """The ensemble asset over the scorers `members` (variants.ensemble_members); with
+    `layer_states` a member fine-tunes its text encoder and reads the layer-state cache."""
 
-    fitted = [model_store.load(members[name]["scorer_id"][0]) for name in ENSEMBLE_MEMBERS]
-    fields = sorted({f for m in fitted for f in embedding_fields(m.config)})
-    scorer = EnsembleScorer(members=fitted)
-    # Weights are fit on the validation split; the train split only if members are refit.
-    splits = ("train", "validation") if scorer.config["fit_members"] else ("validation",)
-    with _failing_once(), duckdb.get_connection() as conn:
-        train_through = nightly.train_through(conn, need=("train", "validation"))
-        inputs = load_scorer_inputs(conn, splits, fields, configs=[m.config for m in fitted])
-    outcome = nightly.train_ensemble(scorer, inputs, model_store, train_through)
-    weights = dict(zip(ENSEMBLE_MEMBERS, [float(w) for w in scorer.weights], strict=True))
-    context.add_output_metadata(
-        {
-            "scorer_id": scorer.scorer_id,
-            "validation_auc": float(outcome.val["auc"]),
-            "weights": dg.MetadataValue.json(weights),
-            "artifact": dg.MetadataValue.path(str(outcome.path)),
-        }
+    @dg.asset(
+        key=[GROUP, "ensemble"],
+        ins={name: dg.AssetIn([GROUP, name]) for name in members},
+        deps=[*FEATURE_DEPS, EMBEDDINGS, *([LAYER_STATES] if layer_states else [])],
+        group_name=GROUP,
+        kinds={"scikitlearn", "duckdb"},
+        pool="duckdb",
     )
-    return outcome.row
+    def ensemble(
+        context: dg.AssetExecutionContext,
+        duckdb: DuckDBResource,
+        model_store: ModelStore,
+        **rows: pl.DataFrame,
+    ) -> pl.DataFrame:
+        """Ensemble of trained scorers; weights fit on the validation split to maximize its
+        AUC."""
+        from genre_dagster.scoring.ensemble import EnsembleScorer
+        from genre_dagster.scoring.inputs import load_scorer_inputs
+
+        fitted = [model_store.load(rows[name]["scorer_id"][0]) for name in members]
+        fields = sorted({f for m in fitted for f in embedding_fields(m.config)})
+        scorer = EnsembleScorer(members=fitted)
+        # Weights are fit on the validation split; the train split only if members are refit.
+        splits = ("train", "validation") if scorer.config["fit_members"] else ("validation",)
+        with _failing_once(), duckdb.get_connection() as conn:
+            train_through = nightly.train_through(conn, need=("train", "validation"))
+            inputs = load_scorer_inputs(conn, splits, fields, configs=[m.config for m in fitted])
+        outcome = nightly.train_ensemble(scorer, inputs, model_store, train_through)
+        weights = dict(zip(members, [float(w) for w in scorer.weights], strict=True))
+        context.add_output_metadata(
+            {
+                "scorer_id": scorer.scorer_id,
+                "validation_auc": float(outcome.val["auc"]),
+                "weights": dg.MetadataValue.json(weights),
+                "artifact": dg.MetadataValue.path(str(outcome.path)),
+            }
+        )
+        return outcome.row
+
+    return ensemble
+
+
+ensemble = build_ensemble()

@@ -213,6 +213,14 @@ def variant_bases(specs: tuple[ScorerSpec, ...] = DEFAULT_SCORERS) -> dict[str, 
     return {spec.name: spec.base for spec in specs if spec.base is not None}
 
 
+def ensemble_members(specs: Sequence[ScorerSpec]) -> tuple[str, ...]:
+    """The ensemble's members in a graph of `specs`: ENSEMBLE_MEMBERS plus every optional base
+    scorer the graph holds (hybrid_naml, sequential, the tuned ones; GENRE variants stay out,
+    as nrms' do), so a scorer a user turns on also competes inside the ensemble."""
+    optional = {spec.name for spec in OPTIONAL_SCORERS if spec.base is None}
+    return (*ENSEMBLE_MEMBERS, *(s.name for s in specs if s.name in optional))
+
+
 def tuned_specs(specs: Sequence[ScorerSpec]) -> tuple[ScorerSpec, ...]:
     """The specs whose scorer fine-tunes its text encoder (reads the layer-state cache)."""
     return tuple(spec for spec in specs if spec.config.get("text_encoder") == "tuned")
