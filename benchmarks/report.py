@@ -636,6 +636,9 @@ def _comparison_rows() -> list[tuple[str, ...]]:
     return rows
 
 
+_FIRST_ENSEMBLE = ["popularity", "content_similarity", "matrix_factorization", "nrms"]
+
+
 def _comparison_table(name: str, data: dict) -> list[str]:
     """One table per world: each scorer's test metrics, mean ± std over seeds."""
     lines = []
@@ -646,13 +649,18 @@ def _comparison_table(name: str, data: dict) -> list[str]:
             key=lambda n: -(summary[n]["all"]["auc"]["mean"] or 0),
         )
         small = isinstance(data["networks"], dict)  # the small networks' settings
+        # runs before the field was recorded had the ensemble before naml joined it
+        members = ", ".join(data.get("ensemble_members") or _FIRST_ENSEMBLE) + (
+            "" if data.get("ensemble_members") else " (before naml joined it)"
+        )
         lines += [
             f"### Scorer comparison on the {world} demo world: `{name}`",
             "",
             f"Test split, mean ± std over world seeds {', '.join(run['seeds'])}; networks: "
             f"{'the tests’ small ones' if small else 'product defaults'}. Cold users: at most "
             f"{data['cold_max_clicks']} clicks; cold items: candidates the train split never "
-            "shows (AUC over them alone). Oracle-gain share: (AUC - random) / (oracle - random).",
+            "shows (AUC over them alone). Oracle-gain share: (AUC - random) / (oracle - random). "
+            f"The ensemble's members: {members}.",
             "",
             "| scorer | AUC all | AUC warm users | AUC cold users | AUC cold items | MRR | "
             "nDCG@10 | oracle-gain share | s/epoch |",

@@ -422,6 +422,7 @@ def main() -> None:
 
 
 def _write(args: argparse.Namespace, worlds: dict[str, dict], started: float) -> dict:
+    from genre_dagster.scoring.variants import ENSEMBLE_MEMBERS
     from genre_dagster.settings import COLD_MAX_CLICKS
 
     out = {
@@ -433,6 +434,7 @@ def _write(args: argparse.Namespace, worlds: dict[str, dict], started: float) ->
         "scale": args.scale,
         "bootstrap_resamples": args.resamples,
         "cold_max_clicks": COLD_MAX_CLICKS,  # the leaderboard's cold users
+        "ensemble_members": list(ENSEMBLE_MEMBERS),  # the ensemble's, as the default graph has it
         "seconds": round(time.perf_counter() - started, 1),
         "goals": {name: w["goals"] for name, w in worlds.items()},
         "worlds": worlds,
