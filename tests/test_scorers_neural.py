@@ -285,7 +285,7 @@ def test_every_neural_scorer_has_the_genre_variants_next_to_its_base():
         return create_scorer(kind, config).scorer_id
 
     bases = [s.name for s in every_spec if s.kind in NEURAL_KINDS and s.base is None]
-    assert bases == ["nrms", "naml", "hybrid_naml", "sequential"]
+    assert bases == ["nrms", "naml", "hybrid_naml", "sequential", "nrms_tuned", "naml_tuned"]
     for base in bases:
         kind = specs[base].kind
         variants = {name for name, spec in specs.items() if spec.base == base}

@@ -157,3 +157,20 @@ def test_tuned_scorers_are_optional_and_bring_the_cache_asset(tmp_path):
     assert dg.AssetKey(["scoring", "naml_tuned"]) in leaderboard.parent_keys
     plain = build_definitions(load_settings({"GENRE_DATA_DIR": str(tmp_path)}))
     assert cache not in plain.resolve_asset_graph().get_all_asset_keys()
+
+
+def test_a_tuned_summary_variant_caches_the_summaries_states_after_they_are_written(tmp_path):
+    from genre_dagster.definitions import build_definitions
+    from genre_dagster.settings import load_settings
+
+    env = {"GENRE_DATA_DIR": str(tmp_path), "GENRE_EXTRA_SCORERS": "nrms_tuned,nrms_tuned_summary"}
+    defs = build_definitions(load_settings(env))
+    graph = defs.resolve_asset_graph()
+    cache = graph.get(dg.AssetKey(["embeddings", "layer_states"]))
+    assert dg.AssetKey(["enrichment", "news_summaries"]) in cache.parent_keys
+    node = defs.resolve_assets_def(dg.AssetKey(["embeddings", "layer_states"])).node_def
+    fields = node.config_schema.config_type.fields["fields"].default_value
+    assert fields == ["summary", "title"]
+    # the variant reads the cache too
+    summary = graph.get(dg.AssetKey(["scoring", "nrms_tuned_summary"]))
+    assert dg.AssetKey(["embeddings", "layer_states"]) in summary.parent_keys

@@ -155,8 +155,11 @@ def build_layer_states_asset(specs) -> dg.AssetsDefinition:
     model, fields = layer_state_request([spec.config for spec in specs])
     Config = layer_states_config(fields, model)  # noqa: N806
 
-    @dg.asset(key=wh.LAYER_STATES.key, deps=[wh.STG_NEWS.key, SYNTHETIC], group_name=GROUP,
-              kinds={"pytorch", "duckdb"}, pool="duckdb")  # fmt: skip
+    # a summary field reads the LLM's summaries (the title where an item has none)
+    summaries = [wh.NEWS_SUMMARIES.key] if "summary" in fields else []
+
+    @dg.asset(key=wh.LAYER_STATES.key, deps=[wh.STG_NEWS.key, SYNTHETIC, *summaries],
+              group_name=GROUP, kinds={"pytorch", "duckdb"}, pool="duckdb")  # fmt: skip
     def layer_states(
         context: dg.AssetExecutionContext, config: Config, duckdb: DuckDBResource
     ) -> dg.MaterializeResult:

@@ -177,9 +177,11 @@ OPTIONAL_SCORERS: tuple[ScorerSpec, ...] = (
     SEQUENTIAL,
     *genre_variants(SEQUENTIAL, "The sequential model"),
     # the fine-tuned text encoder: needs the layer-state cache, an asset the definitions add
-    # only with them (`tuned_specs`)
+    # only with them (`tuned_specs`); a tuned summary variant tunes the summary view too
     NRMS_TUNED,
+    *genre_variants(NRMS_TUNED, "Tuned NRMS"),
     NAML_TUNED,
+    *genre_variants(NAML_TUNED, "Tuned NAML"),
 )
 
 # naml joined when benchmarks/scorer_comparison.py showed the four without it below naml alone
