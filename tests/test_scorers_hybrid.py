@@ -120,6 +120,32 @@ def test_id_dropout_drops_the_configured_share_in_training_only():
     assert (fusion(torch.ones(4, 32), unknown) == 1).all()  # the content, nothing added
 
 
+def test_the_id_table_steps_only_the_rows_a_batch_used():
+    """The id table's gradient is sparse and a lazy SparseAdam steps it: rows no batch used
+    stay as they were (a dense Adam step would touch every row of a large table); with
+    weight_decay > 0 (which SparseAdam lacks) the table stays dense under Adam."""
+    from genre_dagster.scoring.components import ModelSpec, build_model
+    from genre_dagster.scoring.presets import preset
+    from genre_dagster.scoring.training import make_optimizer
+
+    torch.manual_seed(0)
+    config = preset("naml_small", id_embedding="only", id_dropout=0.0)
+    model = build_model(ModelSpec(config, (8, 8), 2, n_ids=6))
+    optimizer = make_optimizer(model, config)
+    table = model.item_ids.embedding.weight
+    before = table.detach().clone()
+    views, categories = [torch.ones(2, 8), torch.ones(2, 8)], torch.tensor([0, 1])
+    model.encode_items(views, categories, torch.tensor([1, 4])).sum().backward()
+    assert table.grad.is_sparse
+    optimizer.step()
+    moved = (table.detach() != before).any(dim=1)
+    assert moved.tolist() == [False, True, False, False, True, False, False]
+    dense = preset("naml_small", id_embedding="only", id_dropout=0.0, weight_decay=0.01)
+    model = build_model(ModelSpec(dense, (8, 8), 2, n_ids=6))
+    assert not model.item_ids.embedding.sparse
+    assert isinstance(make_optimizer(model, dense), torch.optim.Adam)
+
+
 def test_id_only_items_are_their_id_vector_and_new_items_share_one():
     from genre_dagster.scoring.components import ModelSpec, build_model
     from genre_dagster.scoring.presets import preset

@@ -227,6 +227,43 @@ def parameter_groups(model: NewsRecommender, config: dict[str, Any]) -> list[dic
     return groups
 
 
+class _Optimizers:
+    """Dense Adam and lazy SparseAdam stepped together (the item-id table's gradients are
+    sparse: see components.ItemIdFusion)."""
+
+    def __init__(self, *optimizers: Any) -> None:
+        self.optimizers = optimizers
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+
+def make_optimizer(model: NewsRecommender, config: dict[str, Any]) -> Any:
+    """Adam over the dense parameters (parameter_groups) and, when the model has sparse
+    embedding tables, SparseAdam over those at the same lr."""
+    sparse_ids = {
+        id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.sparse
+    }
+    groups = parameter_groups(model, config)
+    dense = [{**g, "params": [p for p in g["params"] if id(p) not in sparse_ids]} for g in groups]
+    sparse = [p for g in groups for p in g["params"] if id(p) in sparse_ids]
+    # foreach: one kernel per step over all parameters, the same numbers
+    adam = torch.optim.Adam(
+        [g for g in dense if g["params"]],
+        lr=config["lr"],
+        weight_decay=config["weight_decay"],
+        foreach=True,
+    )
+    if not sparse:
+        return adam
+    return _Optimizers(adam, torch.optim.SparseAdam(sparse, lr=config["lr"]))
+
+
 def train_model(
     model: NewsRecommender,
     train: ImpressionData,
@@ -249,13 +286,7 @@ def train_model(
         raise ValueError("training impressions contain no click (label 1): nothing to learn")
     rng = np.random.default_rng(config["seed"])
     history = trim_history(train.history, config["max_history"])
-    # foreach: one kernel per step over all parameters, the same numbers
-    optimizer = torch.optim.Adam(
-        parameter_groups(model, config),
-        lr=config["lr"],
-        weight_decay=config["weight_decay"],
-        foreach=True,
-    )
+    optimizer = make_optimizer(model, config)
     n_impressions = len(np.unique(sampler.sample_impression))
     sample_lengths = (history != PAD).sum(axis=1)[sampler.sample_impression]
     groups = None
