@@ -123,7 +123,7 @@ def test_id_dropout_drops_the_configured_share_in_training_only():
 def test_the_id_table_steps_only_the_rows_a_batch_used():
     """The id table's gradient is sparse and a lazy SparseAdam steps it: rows no batch used
     stay as they were (a dense Adam step would touch every row of a large table); with
-    weight_decay > 0 (which SparseAdam lacks) the table stays dense under Adam."""
+    id_optimizer="dense" Adam steps it; weight decay (which SparseAdam lacks) needs dense."""
     from genre_dagster.scoring.components import ModelSpec, build_model
     from genre_dagster.scoring.presets import preset
     from genre_dagster.scoring.training import make_optimizer
@@ -140,10 +140,12 @@ def test_the_id_table_steps_only_the_rows_a_batch_used():
     optimizer.step()
     moved = (table.detach() != before).any(dim=1)
     assert moved.tolist() == [False, True, False, False, True, False, False]
-    dense = preset("naml_small", id_embedding="only", id_dropout=0.0, weight_decay=0.01)
+    dense = preset("naml_small", id_embedding="only", id_optimizer="dense", weight_decay=0.01)
     model = build_model(ModelSpec(dense, (8, 8), 2, n_ids=6))
     assert not model.item_ids.embedding.sparse
     assert isinstance(make_optimizer(model, dense), torch.optim.Adam)
+    with pytest.raises(ValueError, match="SparseAdam has no weight decay"):
+        preset("naml_small", id_embedding="sum", weight_decay=0.01)
 
 
 def test_id_only_items_are_their_id_vector_and_new_items_share_one():

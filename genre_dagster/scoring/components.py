@@ -146,9 +146,10 @@ class ItemIdFusion(nn.Module):
         # Sparse gradients: a batch touches a few hundred rows of a table of tens of thousands
         # of items, and a dense Adam step would update every row every step (measured: hybrid
         # NAML 3x NAML's training time on a MIND-small-sized world); training.make_optimizer
-        # gives these rows a lazy SparseAdam. It has no weight decay: with weight_decay > 0 the
-        # table stays dense.
-        self.embedding = nn.Embedding(spec.n_ids + 1, hidden, sparse=cfg["weight_decay"] == 0.0)
+        # gives these rows a lazy SparseAdam (config id_optimizer="sparse", the default).
+        self.embedding = nn.Embedding(
+            spec.n_ids + 1, hidden, sparse=cfg["id_optimizer"] == "sparse"
+        )
         if self.only:
             nn.init.normal_(self.embedding.weight, std=0.02)
         else:
