@@ -129,7 +129,7 @@ def test_the_id_table_steps_only_the_rows_a_batch_used():
     from genre_dagster.scoring.training import make_optimizer
 
     torch.manual_seed(0)
-    config = preset("naml_small", id_embedding="only", id_dropout=0.0)
+    config = preset("naml_small", id_embedding="only", id_dropout=0.0, id_optimizer="sparse")
     model = build_model(ModelSpec(config, (8, 8), 2, n_ids=6))
     optimizer = make_optimizer(model, config)
     table = model.item_ids.embedding.weight
@@ -145,7 +145,19 @@ def test_the_id_table_steps_only_the_rows_a_batch_used():
     assert not model.item_ids.embedding.sparse
     assert isinstance(make_optimizer(model, dense), torch.optim.Adam)
     with pytest.raises(ValueError, match="SparseAdam has no weight decay"):
-        preset("naml_small", id_embedding="sum", weight_decay=0.01)
+        preset("naml_small", id_embedding="sum", id_optimizer="sparse", weight_decay=0.01)
+
+
+def test_auto_id_optimizer_is_sparse_only_for_large_tables():
+    from genre_dagster.scoring.components import SPARSE_ID_ROWS, ModelSpec, sparse_id_table
+    from genre_dagster.scoring.presets import preset
+
+    auto = preset("naml_small", id_embedding="gated")
+    assert auto["id_optimizer"] == "auto"
+    assert not sparse_id_table(ModelSpec(auto, (8, 8), 2, n_ids=SPARSE_ID_ROWS))
+    assert sparse_id_table(ModelSpec(auto, (8, 8), 2, n_ids=SPARSE_ID_ROWS + 1))
+    decayed = preset("naml_small", id_embedding="gated", weight_decay=0.01)
+    assert not sparse_id_table(ModelSpec(decayed, (8, 8), 2, n_ids=SPARSE_ID_ROWS + 1))
 
 
 def test_id_only_items_are_their_id_vector_and_new_items_share_one():

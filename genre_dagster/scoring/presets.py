@@ -15,6 +15,7 @@ from genre_dagster.scoring.artifact import resolve_config
 
 BATCHING = ("by_history", "shuffled")
 ID_EMBEDDINGS = ("none", "sum", "gated", "only")
+ID_OPTIMIZERS = ("auto", "sparse", "dense")
 READOUTS = ("attention", "last")
 TEXT_ENCODERS = ("frozen", "tuned")
 LM_POOLINGS = ("mean", "cls", "last")
@@ -32,12 +33,15 @@ DEFAULTS: MappingProxyType[str, Any] = MappingProxyType(
         # "only": the id vector alone, content not read (an ablation; set id_dropout to 0)
         "id_embedding": "none",
         "id_dropout": 0.5,  # share of items whose id vector is dropped per training batch
-        # how the id table learns: "sparse" = a lazy SparseAdam that steps only the rows a batch
-        # used; "dense" = Adam over every row every step. Measured (benchmarks/
-        # scorer_comparison.py): on a MIND-small-sized world hybrid_naml took 1.3x naml's epoch
-        # sparse and 3.2x dense; dense gave +0.002 to +0.007 test AUC on the demo worlds.
-        # SparseAdam has no weight decay: "sparse" needs weight_decay 0.
-        "id_optimizer": "sparse",
+        # how the id table learns: "dense" = Adam over every row every step; "sparse" = a lazy
+        # SparseAdam that steps only the rows a batch used; "auto" = sparse above
+        # components.SPARSE_ID_ROWS items, dense below. Measured (benchmarks/
+        # scorer_comparison.py): dense gives +0.003 to +0.007 test AUC (the catalogue world:
+        # higher on every seed) but its step grows with the table: on a MIND-small-sized world
+        # (50k items) hybrid_naml took 3.2x naml's epoch dense, 1.3x sparse; on 3,000 items the
+        # two cost the same. SparseAdam has no weight decay: "sparse" needs weight_decay 0, and
+        # "auto" stays dense with weight decay.
+        "id_optimizer": "auto",
         # item text: "frozen" reads precomputed vectors (ItemFeatures.embeddings); "tuned" trains
         # the layers above lm_split_layer of a language model, with the rest of the model, over
         # the texts' cached layer states (ItemFeatures.layer_states; scoring/tuned_text.py)
@@ -95,7 +99,7 @@ HASH_NEUTRAL: MappingProxyType[str, Any] = MappingProxyType(
     {
         "id_embedding": "none",
         "id_dropout": 0.5,
-        "id_optimizer": "sparse",
+        "id_optimizer": "auto",
         "layers": 1,
         "readout": "attention",
         "time_gaps": False,
@@ -196,9 +200,10 @@ def resolve_neural_config(config: dict[str, Any] | None = None) -> dict[str, Any
             f"config 'id_embedding' must be one of {ID_EMBEDDINGS}, "
             f"got {resolved['id_embedding']!r}"
         )
-    if resolved["id_optimizer"] not in ("sparse", "dense"):
+    if resolved["id_optimizer"] not in ID_OPTIMIZERS:
         raise ValueError(
-            f"config 'id_optimizer' must be 'sparse' or 'dense', got {resolved['id_optimizer']!r}"
+            f"config 'id_optimizer' must be one of {ID_OPTIMIZERS}, "
+            f"got {resolved['id_optimizer']!r}"
         )
     if (
         resolved["id_embedding"] != "none"
