@@ -25,7 +25,6 @@ from genre_dagster.llm_outputs import import_llm_outputs_job
 from genre_dagster.resources import build_resources
 from genre_dagster.scoring.variants import (
     DEFAULT_SCORERS,
-    ENSEMBLE_MEMBERS,
     ensemble_members,
     scorer_specs,
     tuned_specs,
@@ -64,14 +63,13 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     members = ensemble_members(specs)
     tuned_member = any(spec.name in members for spec in tuned)
     modules = [raw, features, enrichment, embeddings, scoring, serving, monitoring]
-    # the module's ensemble reads the default members; optional bases join it (built below)
+    # the module's ensemble reads the default members; the graph's also reads the optional
+    # bases it holds (built below)
     loaded = [a for a in dg.load_assets_from_modules(modules) if scoring.ensemble.key not in a.keys]
     return dg.Definitions(
         assets=[
             *loaded,
-            scoring.ensemble
-            if members == ENSEMBLE_MEMBERS
-            else scoring.build_ensemble(members, layer_states=tuned_member),
+            scoring.build_ensemble(members, layer_states=tuned_member),
             *([embeddings.build_layer_states_asset(tuned)] if tuned else []),
             *(scoring.build_scorer_asset(spec) for spec in extra),
             evaluation.build_leaderboard(specs) if extra else evaluation.leaderboard,

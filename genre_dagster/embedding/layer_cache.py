@@ -74,6 +74,16 @@ class LayerStates:
             raise ValueError("LayerStates: a row reaches past the end of the hidden states")
 
     @classmethod
+    def for_hashes(
+        cls, source: StatesSource, found: dict[str, torch.Tensor], hashes: Sequence[str]
+    ) -> LayerStates:
+        """Rows whose states are found[hashes[i]]: each distinct text's states held once."""
+        unique = list(dict.fromkeys(hashes))
+        slot = {h: i for i, h in enumerate(unique)}
+        inverse = np.fromiter((slot[h] for h in hashes), np.int64, len(hashes))
+        return cls.from_unique(source, [found[h] for h in unique], inverse, hashes)
+
+    @classmethod
     def from_unique(
         cls,
         source: StatesSource,
@@ -374,11 +384,7 @@ def read_layer_states(
     found = cache.lookup(source, wanted)
     out = {}
     for field, frame in texts.items():
-        hashes = frame["text_hash"].to_list()
-        unique = list(dict.fromkeys(hashes))
-        slot = {h: i for i, h in enumerate(unique)}
-        inverse = np.fromiter((slot[h] for h in hashes), np.int64, len(hashes))
-        out[field] = LayerStates.from_unique(source, [found[h] for h in unique], inverse, hashes)
+        out[field] = LayerStates.for_hashes(source, found, frame["text_hash"].to_list())
     return out
 
 
@@ -404,11 +410,7 @@ def cached_layer_states(
         compute_seconds = time.perf_counter() - t0
         cache.store(lower.source, todo, fresh)
         found.update(zip(todo, fresh, strict=True))
-    slot = {h: i for i, h in enumerate(unique_hashes)}
-    inverse = np.fromiter((slot[h] for h in hashes), np.int64, len(hashes))
-    states = LayerStates.from_unique(
-        lower.source, [found[h] for h in unique_hashes], inverse, hashes
-    )
+    states = LayerStates.for_hashes(lower.source, found, hashes)
     stats = {
         "texts": len(hashes),
         "unique_texts": len(unique_hashes),
