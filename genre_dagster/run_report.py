@@ -54,6 +54,7 @@ class StepPrinter:
         self._cursor: str | None = None
         self._started: dict[str, float] = {}
         self._numbers: dict[str, list[str]] = {}
+        self._peaks: dict[str, float] = {}  # a step's peak memory, from its outputs' metadata
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self.lines: list[str] = []
@@ -104,7 +105,11 @@ class StepPrinter:
             return
         if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
             materialization = event.event_specific_data.materialization
-            number = headline(dict(materialization.metadata))
+            metadata = dict(materialization.metadata)
+            number = headline(metadata)
+            if "step_peak_rss_mb" in metadata:
+                peak = float(_value(metadata["step_peak_rss_mb"]))
+                self._peaks[step] = max(peak, self._peaks.get(step, 0.0))
             if number:
                 self._numbers.setdefault(step, []).append(number)
             return
@@ -118,7 +123,8 @@ class StepPrinter:
             shown = "; ".join(numbers[:2]) + (
                 f"; +{len(numbers) - 2} more" if len(numbers) > 2 else ""
             )
-            line = f"  ok     {step:<34s} {seconds:6.1f} s  {shown}"
+            peak = f"{self._peaks[step]:,.0f} MB" if step in self._peaks else ""
+            line = f"  ok     {step:<34s} {seconds:6.1f} s  {peak:>9s}  {shown}"
         self._emit(line)
 
     def _on_check(self, check: Any) -> None:

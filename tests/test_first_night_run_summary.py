@@ -44,3 +44,34 @@ def test_the_run_prints_a_line_per_step_and_a_summary_that_matches_the_tables(wo
     for heading in ("Data", "LLM enrichment", "Leaderboard", "GENRE variants vs base",
                     "Serving", "Monitoring", "Next"):  # fmt: skip
         assert f"\n{heading}" in f"\n{summary}", heading
+
+
+def test_every_materialization_says_what_its_step_cost(world):
+    """The per-step budget in the UI: every asset of the run carries its step's seconds and peak
+    memory, and the run's step lines show the peak."""
+    import dagster as dg
+
+    instance = world["instance"]
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["raw", "news"])), limit=1
+    ).records
+    run_id = records[0].run_id
+    events = [
+        record.event_log_entry.dagster_event.event_specific_data.materialization
+        for record in instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10_000
+        ).records
+    ]
+    assert len(events) > 20
+    missing = [m.asset_key.to_user_string() for m in events if "step_peak_rss_mb" not in m.metadata]
+    assert not missing
+    for m in events:
+        assert m.metadata["step_peak_rss_mb"].value >= m.metadata["step_rss_at_start_mb"].value > 0
+        assert m.metadata["step_seconds"].value >= 0
+    # a model step takes longer than reading the raw files
+    seconds = {m.asset_key.to_user_string(): m.metadata["step_seconds"].value for m in events}
+    assert seconds["scoring/nrms"] > seconds["raw/news"]
+    # (a step that only runs checks materializes nothing and shows no figure)
+    shown = {line.split()[1]: line for line in world["step_lines"] if line.startswith("  ok ")}
+    for step in ("raw_news", "dbt_features", "scoring__nrms", "evaluation__leaderboard"):
+        assert " MB  " in shown[step], shown[step]

@@ -13,6 +13,7 @@ from genre_dagster import warehouse as wh
 from genre_dagster.resources.encoder import EncoderResource
 from genre_dagster.scoring.inputs import embedding_fields
 from genre_dagster.scoring.variants import DEFAULT_SCORERS
+from genre_dagster.step_budget import budgeted
 
 GROUP = "embeddings"
 SUMMARIES = dg.AssetKey(["enrichment", "news_summaries"])
@@ -54,6 +55,7 @@ def _encoder_metadata(encoder) -> dict:
     kinds={"pytorch", "duckdb"},
     pool="duckdb",
 )
+@budgeted
 def news_embeddings(
     context: dg.AssetExecutionContext,
     config: EmbeddingConfig,
@@ -101,6 +103,7 @@ def news_embeddings(
     kinds={"pytorch", "duckdb"},
     pool="duckdb",
 )
+@budgeted
 def user_profile_embeddings(
     context: dg.AssetExecutionContext,
     profiles: pl.DataFrame,
@@ -160,6 +163,7 @@ def build_layer_states_asset(specs) -> dg.AssetsDefinition:
 
     @dg.asset(key=wh.LAYER_STATES.key, deps=[wh.STG_NEWS.key, SYNTHETIC, *summaries],
               group_name=GROUP, kinds={"pytorch", "duckdb"}, pool="duckdb")  # fmt: skip
+    @budgeted
     def layer_states(
         context: dg.AssetExecutionContext, config: Config, duckdb: DuckDBResource
     ) -> dg.MaterializeResult:

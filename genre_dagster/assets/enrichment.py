@@ -18,6 +18,7 @@ from genre_dagster import warehouse as wh
 from genre_dagster.resources.llm import LLMResource
 from genre_dagster.resources.source import DatasetSource
 from genre_dagster.settings import COLD_MAX_CLICKS
+from genre_dagster.step_budget import budgeted
 
 GROUP = "enrichment"
 
@@ -157,6 +158,7 @@ def _sample_md(frame: pl.DataFrame, columns: list[str], n: int = 5) -> dg.Metada
     kinds={"llm", "duckdb"},
     pool="duckdb",
 )
+@budgeted
 def news_summaries(
     context: dg.AssetExecutionContext,
     config: RoleConfig,
@@ -194,6 +196,7 @@ def news_summaries(
     kinds={"llm", "duckdb"},
     pool="duckdb",
 )
+@budgeted
 def user_profiles(
     context: dg.AssetExecutionContext,
     config: ProfilerConfig,
@@ -233,6 +236,7 @@ def user_profiles(
     kinds={"llm", "duckdb"},
     pool="duckdb",
 )
+@budgeted
 def synthetic_items(
     context: dg.AssetExecutionContext,
     config: GeneratorConfig,

@@ -21,6 +21,7 @@ from genre_dagster.resources.reports import ReportStore
 from genre_dagster.scoring.inputs import embedding_fields
 from genre_dagster.scoring.variants import DEFAULT_SCORERS, ScorerSpec, variant_bases
 from genre_dagster.settings import COLD_MAX_CLICKS
+from genre_dagster.step_budget import budgeted
 
 GROUP = "evaluation"
 
@@ -105,6 +106,7 @@ def build_leaderboard(specs: tuple[ScorerSpec, ...] = DEFAULT_SCORERS) -> dg.Ass
         group_name=GROUP,
         pool="duckdb",
     )
+    @budgeted
     def leaderboard(
         context: dg.AssetExecutionContext,
         config: EvaluationConfig,

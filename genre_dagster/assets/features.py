@@ -20,6 +20,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from genre_dagster.settings import DBT_PROJECT_DIR, dbt_vars
+from genre_dagster.step_budget import budgeted
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 # Under `dagster dev` this re-parses the project so edits show up; elsewhere the manifest is
@@ -113,6 +114,7 @@ class FeaturesTranslator(DagsterDbtTranslator):
     ),
     pool="duckdb",
 )
+@budgeted
 def dbt_features(
     context: dg.AssetExecutionContext,
     config: FeaturesConfig,

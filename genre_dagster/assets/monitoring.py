@@ -14,6 +14,7 @@ from pydantic import Field
 
 from genre_dagster import warehouse as wh
 from genre_dagster.resources.reports import ReportStore
+from genre_dagster.step_budget import budgeted
 
 GROUP = "monitoring"
 
@@ -131,6 +132,7 @@ def _report_asset(
         pool="duckdb",
         required_resource_keys=resources,
     )
+    @budgeted
     def _asset(context: dg.AssetExecutionContext, config: config_class) -> Iterator:
         report, history, metadata = _run_report(context, config, name)
         if not (report.skipped and check):  # (a skipped day with a check never counted rows)

@@ -24,6 +24,7 @@ from pydantic import Field
 from genre_dagster import warehouse as wh
 from genre_dagster.partitions import behavior_days
 from genre_dagster.resources import DatasetSource, PrivacyResource
+from genre_dagster.step_budget import budgeted
 
 if TYPE_CHECKING:
     from genre_dagster.ingest import IngestResult
@@ -171,6 +172,7 @@ def _log_headers(context: dg.AssetExecutionContext, result: "IngestResult") -> N
     group_name=RAW,
     pool="duckdb",
 )
+@budgeted
 def raw_news(
     context: dg.AssetExecutionContext, config: IngestionConfig, source: DatasetSource
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
@@ -234,6 +236,7 @@ def raw_news(
     group_name=RAW,
     pool="duckdb",
 )
+@budgeted
 def raw_behaviors(
     context: dg.AssetExecutionContext,
     config: IngestionConfig,

@@ -21,6 +21,7 @@ from genre_dagster.scoring.inputs import embedding_fields, is_tuned
 from genre_dagster.scoring.registry import NEURAL_KINDS
 from genre_dagster.scoring.variants import DEFAULT_SCORERS, ENSEMBLE_MEMBERS, ScorerSpec
 from genre_dagster.settings import HISTORY_CAP
+from genre_dagster.step_budget import budgeted
 
 GROUP = "scoring"
 FEATURE_DEPS = [
@@ -110,6 +111,7 @@ def build_scorer_asset(spec: ScorerSpec) -> dg.AssetsDefinition:
         pool="duckdb",
         description=f"{spec.description} GENRE variant: {spec.variant}.",
     )
+    @budgeted
     def _scorer(
         context: dg.AssetExecutionContext,
         config: ScorerConfig,
@@ -153,6 +155,7 @@ def build_ensemble(
         kinds={"scikitlearn", "duckdb"},
         pool="duckdb",
     )
+    @budgeted
     def ensemble(
         context: dg.AssetExecutionContext,
         duckdb: DuckDBResource,

@@ -28,6 +28,7 @@ from genre_dagster.serving.promotion import (
     PromotionDecision,
     decide_promotion,
 )
+from genre_dagster.step_budget import budgeted
 
 GROUP = "serving"
 SERVING = wh.SERVING_SCORER.key
@@ -72,6 +73,7 @@ def _decision(challenger: pl.DataFrame, duckdb) -> PromotionDecision:
     kinds={"duckdb"},
     pool="duckdb",
 )
+@budgeted
 def challenger(
     context: dg.AssetExecutionContext,
     config: ChallengerConfig,
@@ -129,6 +131,7 @@ def promotion_guard(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     kinds={"duckdb"},
     pool="duckdb",
 )
+@budgeted
 def serving_scorer(
     context: dg.AssetExecutionContext, challenger: pl.DataFrame, duckdb: DuckDBResource
 ) -> pl.DataFrame:
@@ -195,6 +198,7 @@ class RecommendationConfig(dg.Config):
     kinds={"duckdb"},
     pool="duckdb",
 )
+@budgeted
 def recommendations(
     context: dg.AssetExecutionContext,
     config: RecommendationConfig,
