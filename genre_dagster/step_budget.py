@@ -7,11 +7,11 @@ one's are the step's). The UI then shows, for every asset, which step needs a bi
 (and `deploy/k8s/gpu_executor.yaml` lets that step ask for one).
 
 Peak memory is the resident set of this process plus its child processes (dbt runs as one),
-sampled every `SAMPLE_SECONDS` by a daemon thread: `genre-dagster run` executes every step in
-one process, so the process's own high-water mark (ru_maxrss, VmHWM) would be the run's, not
-the step's, and resetting the kernel's mark would corrupt the run's figure that GNU time and
-the end-to-end benchmark read. A spike shorter than the sampling period can be missed; filling
-a gigabyte takes longer than that.
+sampled every `SAMPLE_SECONDS` by a daemon thread (children are listed every second).
+`genre-dagster run` executes every step in one process, so the process's own high-water mark
+(ru_maxrss, VmHWM) would be the run's, not the step's; and resetting the kernel's mark would
+corrupt the whole-run figure that GNU time and the end-to-end benchmark read. A spike shorter
+than the sampling period can be missed; filling a gigabyte takes longer than that.
 """
 
 from __future__ import annotations
@@ -24,18 +24,20 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 SAMPLE_SECONDS = 0.05
+# Listing the child processes scans every process of the machine: done every this many samples
+# (dbt and other children live for seconds), while the known ones are read at every sample.
+CHILD_SCAN_EVERY = 20
 _MB = 1024 * 1024
 
 
-def _tree_rss(process) -> int:
-    """Resident bytes of `process` and its live descendants (a child that exits between
-    listing and reading is skipped: it holds no memory any more)."""
+def _rss(processes: list) -> int:
+    """Resident bytes of `processes` (one that exits meanwhile holds no memory any more)."""
     import psutil
 
-    total = process.memory_info().rss
-    for child in process.children(recursive=True):
+    total = 0
+    for process in processes:
         try:
-            total += child.memory_info().rss
+            total += process.memory_info().rss
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return total
@@ -54,7 +56,8 @@ class StepMeter:
         import psutil
 
         self._process = psutil.Process()
-        self._start_rss = _tree_rss(self._process)
+        self._tree = [self._process, *self._process.children(recursive=True)]
+        self._start_rss = _rss(self._tree)
         self._peak = self._start_rss
         self._started = time.perf_counter()
         self._cpu_started = time.process_time()
@@ -63,12 +66,21 @@ class StepMeter:
         return self
 
     def _sample(self) -> None:
+        import psutil
+
+        n = 0
         while not self._stop.wait(self.sample_seconds):
-            self._peak = max(self._peak, _tree_rss(self._process))
+            n += 1
+            if n % CHILD_SCAN_EVERY == 0:
+                try:
+                    self._tree = [self._process, *self._process.children(recursive=True)]
+                except psutil.NoSuchProcess:  # a child vanished mid-scan: the next scan sees it
+                    pass
+            self._peak = max(self._peak, _rss(self._tree))
 
     def figures(self) -> dict[str, float]:
         """The step's cost so far, rounded for the UI."""
-        self._peak = max(self._peak, _tree_rss(self._process))
+        self._peak = max(self._peak, _rss(self._tree))
         return {
             "step_seconds": round(time.perf_counter() - self._started, 2),
             "step_cpu_seconds": round(time.process_time() - self._cpu_started, 2),
