@@ -43,10 +43,14 @@ def prepare_dbt() -> Path:
     _quiet_environment()
     from dagster_dbt import DbtProject
 
+    from genre_dagster.duckdb_lock import dbt_duckdb_env
     from genre_dagster.settings import load_settings
 
-    # dbt's profile (profiles.yml) reads the database path from this variable
+    # dbt's profile (profiles.yml) reads the database path and the DuckDB settings from these
+    # variables; the build (assets/features.py) sets the same, so dbt keeps this parse
     os.environ.setdefault("GENRE_DUCKDB_PATH", str(load_settings().duckdb_path))
+    for name, value in dbt_duckdb_env(os.environ["GENRE_DUCKDB_PATH"]).items():
+        os.environ.setdefault(name, value)
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
     stamp = Path(project.manifest_path).with_name("genre_prepared_for.txt")
     fingerprint = dbt_fingerprint(DBT_PROJECT_DIR, os.environ["GENRE_DUCKDB_PATH"])

@@ -10,11 +10,15 @@ compute in parallel. The kernel releases the lock when a process dies, even by S
 
 The lock is re-entrant inside a process (a step that opens a connection while another is open
 in the same process does not deadlock itself) and threads of one process take turns.
+
+Every connection also gets the project's DuckDB settings (memory limit, threads, spill
+directory: `genre_dagster.settings.duckdb_settings`), merged under the caller's own config.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
 import threading
@@ -25,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from genre_dagster.settings import duckdb_lock_timeout
+from genre_dagster.settings import DUCKDB_SETTING_VARS, duckdb_lock_timeout, duckdb_settings
 
 logger = logging.getLogger(__name__)
 
@@ -143,12 +147,13 @@ def connect(
 
     timeout = duckdb_lock_timeout() if timeout is None else timeout
     deadline = time.monotonic() + timeout
+    config = connection_config(database, config)
     with exclusive(database, purpose, timeout):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
         announced = False
         while True:
             try:
-                conn = duckdb.connect(str(database), config=config or {})
+                conn = duckdb.connect(str(database), config=config)
                 break
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
@@ -161,3 +166,69 @@ def connect(
             yield conn
         finally:
             conn.close()
+
+
+def connection_config(database: str | Path, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The config `connect` opens `database` with: the project's DuckDB settings (from the
+    environment), then the caller's `config` (the IO manager's or the resource's
+    `connection_config`) on top. A setting DuckDB refuses raises ValueError naming its variable,
+    before any lock is taken."""
+    merged: dict[str, Any] = {**duckdb_settings(database), **(config or {})}
+    _check(merged, config or {})
+    return merged
+
+
+def _check(merged: dict[str, Any], explicit: dict[str, Any]) -> None:
+    """A setting from the environment that DuckDB refuses fails here, naming its variable,
+    rather than as a bare parser error on the file (the caller's own config is its own)."""
+    for key, variable in DUCKDB_SETTING_VARS.items():
+        if key in merged and key not in explicit and key != "temp_directory":
+            error = _refused(key, str(merged[key]))
+            if error:
+                raise ValueError(
+                    f"{variable}={merged[key]!r} is not a valid DuckDB {key} "
+                    f"(e.g. 2GB for the memory limit, a whole number of threads): {error}"
+                )
+
+
+@functools.lru_cache(maxsize=64)
+def _refused(key: str, value: str) -> str:
+    """DuckDB's error for `key = value`, "" when accepted (an in-memory DuckDB: milliseconds,
+    once per value)."""
+    import duckdb
+
+    try:
+        duckdb.connect(":memory:", config={key: value}).close()
+    except duckdb.Error as exc:
+        return str(exc)
+    return ""
+
+
+def effective_settings(
+    database: str | Path, config: dict[str, Any] | None = None
+) -> dict[str, str]:
+    """The memory limit, threads and temp directory a connection to `database` gets, DuckDB's
+    defaults filled in (read from an in-memory DuckDB opened with the same options)."""
+    import duckdb
+
+    merged = connection_config(database, config)
+    keys = list(DUCKDB_SETTING_VARS)
+    with duckdb.connect(":memory:", config=merged) as conn:
+        row = conn.execute(
+            "select " + ", ".join(f"current_setting('{key}')" for key in keys)
+        ).fetchone()
+    return {key: str(value) for key, value in zip(keys, row, strict=True)}
+
+
+def dbt_duckdb_env(database: str | Path, config: dict[str, Any] | None = None) -> dict[str, str]:
+    """The variables dbt's profile (profiles.yml `settings:`) reads, so that dbt's connections
+    get the settings the project's own have: `GENRE_DBT_DUCKDB_MEMORY_LIMIT`, `..._THREADS`,
+    `..._TEMP_DIRECTORY`. A profile cannot leave a setting out, so an unset one is passed as
+    DuckDB's default as DuckDB reports it (e.g. "18.8 GiB"). The parse that prepares the
+    manifest and the build must render the same profile, or dbt drops its partial parse."""
+    given = connection_config(database, config)
+    effective = effective_settings(database, config)
+    return {
+        f"GENRE_DBT_DUCKDB_{key.upper()}": str(given.get(key, effective[key]))
+        for key in DUCKDB_SETTING_VARS
+    }

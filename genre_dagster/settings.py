@@ -154,6 +154,47 @@ def duckdb_lock_timeout(environ: dict[str, str] | None = None) -> float:
     return value
 
 
+# DuckDB settings of every connection the project opens (duckdb_lock.connect) and of dbt's
+# (profiles.yml, through dbt_duckdb_env): the DuckDB option each variable sets.
+DUCKDB_SETTING_VARS = {
+    "memory_limit": "GENRE_DUCKDB_MEMORY_LIMIT",
+    "threads": "GENRE_DUCKDB_THREADS",
+    "temp_directory": "GENRE_DUCKDB_TEMP_DIR",
+}
+
+
+def duckdb_settings(
+    database: str | Path, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The DuckDB options of a connection to `database`, from `GENRE_DUCKDB_MEMORY_LIMIT` (DuckDB
+    syntax, e.g. "2GB"; unset: DuckDB's default, 80% of RAM), `GENRE_DUCKDB_THREADS` (unset:
+    DuckDB's default, one per core) and `GENRE_DUCKDB_TEMP_DIR` (where a query larger than the
+    memory limit spills; default `duckdb_tmp` next to the database file, i.e. under the data dir).
+
+    Each database file spills into its own subdirectory `<temp dir>/<file name>.tmp`: DuckDB's
+    temp file names are the same for every database and it deletes the directory it created when
+    it closes, so two databases must not share one. Read on its own at every connection (not in
+    `Settings`), like the lock timeout. A bad memory limit is reported by `connect`, naming the
+    variable (DuckDB's parser is the judge of its syntax)."""
+    environ = os.environ if environ is None else environ
+    options: dict[str, str] = {}
+    memory = (environ.get("GENRE_DUCKDB_MEMORY_LIMIT") or "").strip()
+    if memory:
+        options["memory_limit"] = memory
+    threads = (environ.get("GENRE_DUCKDB_THREADS") or "").strip()
+    if threads:
+        if not threads.isdigit() or int(threads) < 1:
+            raise ValueError(f"GENRE_DUCKDB_THREADS={threads!r} must be a whole number >= 1")
+        options["threads"] = threads
+    database = Path(database).expanduser().resolve()
+    temp_root = (environ.get("GENRE_DUCKDB_TEMP_DIR") or "").strip()
+    temp_root_path = Path(temp_root).expanduser().resolve() if temp_root else None
+    options["temp_directory"] = str(
+        (temp_root_path or database.parent / "duckdb_tmp") / f"{database.name}.tmp"
+    )
+    return options
+
+
 @functools.cache
 def dbt_vars() -> Mapping[str, Any]:
     """The `vars` of dbt_project.yml: the one definition of the feature settings that dbt and

@@ -26,6 +26,10 @@ import pytest  # noqa: E402
 
 # A small generated MIND-format world: fast enough for CI, big enough for every stage.
 TINY = dict(n_news=500, n_users=300, n_days=4, impressions_per_day=120, seed=11)
+# The DuckDB memory limit of the session's runs (every connection of the project and dbt's):
+# low, so the first nightly run doubles as the memory-bounded run of issue 19 (spilling to the
+# data dir's duckdb_tmp where a query outgrows it).
+DUCKDB_MEMORY_LIMIT = "256MB"
 # The LLM key of the session's runs: set in the environment only, as in production, so the
 # security test can look for it everywhere the runs leave traces.
 LLM_API_KEY = "sk-genre-test-" + os.urandom(12).hex()
@@ -43,6 +47,8 @@ def news_world(tmp_path_factory):
     from genre_dagster.settings import Settings
 
     os.environ["GENRE_LLM_API_KEY"] = LLM_API_KEY
+    # kept for the session, as a deployment sets it; a value set outside the tests wins
+    os.environ.setdefault("GENRE_DUCKDB_MEMORY_LIMIT", DUCKDB_MEMORY_LIMIT)
     root = tmp_path_factory.mktemp("genre")
     config = DemoWorldConfig(**TINY)
     summary = generate_world(config, root / "mind")
@@ -76,6 +82,7 @@ def news_world(tmp_path_factory):
             "instance": instance,
             "report": report,
             "llm_server": server,
+            "duckdb_memory_limit": os.environ["GENRE_DUCKDB_MEMORY_LIMIT"],
         }
 
 

@@ -150,3 +150,20 @@ def test_all_checks_passed(world):
     assert {"click_rate_bounds", "histories_reference_known_news", "row_conservation"} <= names
     assert any(name.startswith("unique_") for name in names)
     assert any(name.startswith("relationships_") for name in names)
+
+
+def test_the_first_night_ran_under_a_low_duckdb_memory_limit(world):
+    # conftest sets GENRE_DUCKDB_MEMORY_LIMIT low for the session's runs (issue 19: a
+    # memory-bounded run of the small world still succeeds); dbt's models record what they got
+    assert world["report"].success
+    expected = (
+        duckdb.connect(config={"memory_limit": world["duckdb_memory_limit"]})
+        .execute("select current_setting('memory_limit')")
+        .fetchone()[0]
+    )
+    event = world["instance"].get_latest_materialization_event(dg.AssetKey("impressions"))
+    metadata = event.asset_materialization.metadata
+    assert metadata["duckdb_memory_limit"].value == expected
+    assert metadata["duckdb_threads"].value >= 1
+    temp_dir = metadata["duckdb_temp_directory"].value
+    assert temp_dir == str(world["settings"].data_dir / "duckdb_tmp" / "genre.duckdb.tmp")

@@ -123,8 +123,20 @@ def dbt_features(
 ):
     """Staging, exploded impressions, user histories, time-based splits, cold/warm segments and
     per-item daily counts, built and tested by `dbt build` on the project's DuckDB file."""
-    # dbt's profile reads the database path from the environment of this step's process.
+    from genre_dagster.duckdb_lock import dbt_duckdb_env, effective_settings
+
+    # dbt's profile reads the database path and the DuckDB settings (memory limit, threads,
+    # spill directory: the ones every connection of the project gets) from the environment of
+    # this step's process.
     os.environ["GENRE_DUCKDB_PATH"] = duckdb.database
+    os.environ.update(dbt_duckdb_env(duckdb.database, duckdb.connection_config))
+    # shown with every model: what a user checks when a build runs out of memory or spills
+    settings = effective_settings(duckdb.database, duckdb.connection_config)
+    duckdb_metadata = {
+        "duckdb_memory_limit": settings["memory_limit"],
+        "duckdb_threads": int(settings["threads"]),
+        "duckdb_temp_directory": dg.MetadataValue.path(settings["temp_directory"]),
+    }
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     # Passing dbt_project.yml's own values anyway would make dbt drop the partial parse
     # prepared with the manifest ("config vars changed") and re-parse each build.
@@ -137,4 +149,7 @@ def dbt_features(
     with exclusive(duckdb.database, "dbt build") as waited:
         if waited > 1:
             context.log.info(f"waited {waited:.1f}s for the DuckDB file")
-        yield from dbt.cli(args, context=context).stream()
+        for event in dbt.cli(args, context=context).stream():
+            if isinstance(event, dg.Output | dg.AssetMaterialization):
+                event = event.with_metadata({**event.metadata, **duckdb_metadata})
+            yield event
