@@ -17,6 +17,7 @@ import polars as pl
 import pytest
 
 from genre_dagster.demo import (
+    PRESETS,
     TRUTH_FILE,
     DemoWorldConfig,
     ensure_world,
@@ -24,6 +25,7 @@ from genre_dagster.demo import (
     generate_world,
     read_world_summary,
 )
+from genre_dagster.demo.config import MAX_USERS
 from genre_dagster.demo.files import TRUTH_SCHEMA, TruthWriter
 from genre_dagster.demo.world import World
 
@@ -404,6 +406,17 @@ def test_config_presets_and_validation() -> None:
     small = DemoWorldConfig.preset("small", seed=3)
     assert small.seed == 3 and small.n_news == 3_000
     assert DemoWorldConfig.preset("mind_small").n_users == 50_000
+    sizes = [DemoWorldConfig.preset(name) for name in ("mind_small", "mind_medium", "mind_large")]
+    for field in ("n_news", "n_users", "impressions_per_day"):
+        low, middle, high = (getattr(c, field) for c in sizes)
+        assert low < middle < high and 0.8 < middle**2 / (low * high) < 1.25  # geometric middle
+    large = DemoWorldConfig.preset("mind_large")
+    assert large.n_users <= MAX_USERS and 150_000 <= large.n_news <= 170_000
+    assert 2.1e6 <= (large.n_days - 1) * large.impressions_per_day <= 2.3e6  # MIND-large train
+    for name, config in PRESETS.items():
+        assert DemoWorldConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config, name
+    with pytest.raises(ValueError, match="user id space"):
+        DemoWorldConfig(n_users=MAX_USERS + 1)
     assert DemoWorldConfig.from_dict(json.loads(json.dumps(small.to_dict()))) == small
     assert small.shift_day_index == small.n_days - 1
     with pytest.raises(ValueError, match="unknown demo preset"):
