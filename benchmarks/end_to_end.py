@@ -99,7 +99,9 @@ def _stage_metadata(dagster_home: Path, since: float = 0.0) -> dict[str, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="small", choices=["small", "mind_small"])
+    parser.add_argument(
+        "--preset", default="small", choices=["small", "mind_small", "mind_medium", "mind_large"]
+    )
     parser.add_argument("--llm", default="local", help="GENRE_LLM_BACKEND for the run")
     parser.add_argument("--nightly", action="store_true", help="also measure one new day")
     parser.add_argument(

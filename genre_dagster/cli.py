@@ -447,7 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("prepare", help="parse the dbt project (needed once after install)")
     demo = sub.add_parser("demo", help="generate the demo world (MIND format)")
     demo.add_argument(
-        "--preset", default="small", choices=["small", "mind_small", "catalogue_small"]
+        "--preset",
+        default="small",
+        choices=["small", "mind_small", "mind_medium", "mind_large", "catalogue_small"],
     )
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--out", default=None, help="default: $GENRE_DATA_DIR/demo")

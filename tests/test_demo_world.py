@@ -17,6 +17,7 @@ import polars as pl
 import pytest
 
 from genre_dagster.demo import (
+    PRESETS,
     TRUTH_FILE,
     DemoWorldConfig,
     ensure_world,
@@ -24,6 +25,8 @@ from genre_dagster.demo import (
     generate_world,
     read_world_summary,
 )
+from genre_dagster.demo.config import MAX_USERS
+from genre_dagster.demo.files import TRUTH_SCHEMA, TruthWriter
 from genre_dagster.demo.world import World
 
 TINY = DemoWorldConfig(n_news=1_500, n_users=800, n_days=4, impressions_per_day=400)
@@ -320,6 +323,60 @@ def test_base_days_do_not_depend_on_how_many_days_are_simulated() -> None:
         assert np.array_equal(a.prob, b.prob) and np.array_equal(a.time_s, b.time_s)
 
 
+def test_chunked_writing_gives_the_same_files_as_one_chunk_per_day(
+    world_dir: Path, tmp_path: Path
+) -> None:
+    # world_dir was written with the default chunk size, one chunk per day of TINY (400
+    # impressions); 29 impressions a chunk forces ~14 chunks a day.
+    chunked = tmp_path / "chunked"
+    generate_world(TINY, chunked, chunk_impressions=29)
+    assert _digests(chunked) == _digests(world_dir)  # behaviors, news, truth, world.json
+    assert pl.read_parquet(chunked / TRUTH_FILE).equals(pl.read_parquet(world_dir / TRUTH_FILE))
+
+    landings = {}
+    for chunk in (29, 100_000):
+        root = tmp_path / f"extra-{chunk}"
+        generate_extra_days(
+            TINY, _copy(world_dir, root), root / "landing", 2, chunk_impressions=chunk
+        )
+        landings[chunk] = _digests(root)
+    assert landings[29] == landings[100_000]
+    with pytest.raises(ValueError, match="chunk_impressions"):
+        generate_world(TINY, tmp_path / "bad", chunk_impressions=0)
+
+
+def test_truth_writer_matches_one_write_of_the_whole_table(tmp_path: Path) -> None:
+    """Polars makes several row groups above ~100k rows; streamed in small parts and in two
+    source chunks, the file must still be byte-identical to concatenating the two frames and
+    writing them at once (what the generator did before it streamed)."""
+    rng = np.random.default_rng(0)
+
+    def frame(split: str, n: int, first: int) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "source_split": [split] * n,
+                "mind_impression_id": np.arange(first, first + n) // 30,
+                "position": np.arange(n) % 30 + 1,
+                "news_id": pl.Series(rng.integers(1, 9_999, n)).cast(pl.String),
+                "label": (rng.random(n) < 0.05).astype(np.int8),
+                "click_probability": rng.random(n),
+            },
+            schema=TRUTH_SCHEMA,
+        )
+
+    train, dev = frame("train", 230_001, 1), frame("dev", 41_000, 1)
+    pl.concat([train, dev]).write_parquet(tmp_path / "whole.parquet")
+    writer = TruthWriter(tmp_path / "streamed.parquet")
+    for part in (train, dev):
+        for start in range(0, part.height, 17_000):
+            writer.add(part.slice(start, 17_000))
+        writer.end_chunk()
+    writer.finish()
+    whole, streamed = tmp_path / "whole.parquet", tmp_path / "streamed.parquet"
+    assert streamed.read_bytes() == whole.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["streamed.parquet", "whole.parquet"]
+
+
 def test_extra_days_need_the_matching_base_world(world_dir: Path, tmp_path: Path) -> None:
     out = _copy(world_dir, tmp_path)
     with pytest.raises(ValueError, match="does not hold a demo world"):
@@ -349,6 +406,17 @@ def test_config_presets_and_validation() -> None:
     small = DemoWorldConfig.preset("small", seed=3)
     assert small.seed == 3 and small.n_news == 3_000
     assert DemoWorldConfig.preset("mind_small").n_users == 50_000
+    sizes = [DemoWorldConfig.preset(name) for name in ("mind_small", "mind_medium", "mind_large")]
+    for field in ("n_news", "n_users", "impressions_per_day"):
+        low, middle, high = (getattr(c, field) for c in sizes)
+        assert low < middle < high and 0.8 < middle**2 / (low * high) < 1.25  # geometric middle
+    large = DemoWorldConfig.preset("mind_large")
+    assert large.n_users <= MAX_USERS and 150_000 <= large.n_news <= 170_000
+    assert 2.1e6 <= (large.n_days - 1) * large.impressions_per_day <= 2.3e6  # MIND-large train
+    for name, config in PRESETS.items():
+        assert DemoWorldConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config, name
+    with pytest.raises(ValueError, match="user id space"):
+        DemoWorldConfig(n_users=MAX_USERS + 1)
     assert DemoWorldConfig.from_dict(json.loads(json.dumps(small.to_dict()))) == small
     assert small.shift_day_index == small.n_days - 1
     with pytest.raises(ValueError, match="unknown demo preset"):

@@ -44,6 +44,8 @@ def news_id(index: np.ndarray) -> np.ndarray:
 
 def user_id(index: np.ndarray) -> np.ndarray:
     """MIND-style user ids (`U123`)."""
+    if index.size and int(index.max()) >= _USER_ID_PRIME - 1:
+        raise ValueError("demo world: too many users for the id space")
     numbers = (index.astype(np.int64) + 1) * _USER_ID_MULT % _USER_ID_PRIME
     return np.char.add("U", numbers.astype(str)).astype(object)
 

@@ -10,6 +10,9 @@ from typing import Any
 from genre_dagster.demo.vocabulary import CATEGORIES
 
 _CATEGORY_NAMES = tuple(c.name for c in CATEGORIES)
+# User ids are a bijection modulo the prime 999,979 of the indices 1..n_users (see
+# catalog.user_id), so more users would repeat ids.
+MAX_USERS = 999_978
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class DemoWorldConfig:
             (self.seed >= 0, "seed must be >= 0"),
             (self.n_news >= 100, "n_news must be >= 100"),
             (self.n_users >= 10, "n_users must be >= 10"),
+            (self.n_users <= MAX_USERS, f"n_users must be <= {MAX_USERS} (the user id space)"),
             (self.n_days >= 2, "n_days must be >= 2 (train needs a day and dev the last one)"),
             (self.impressions_per_day >= 1, "impressions_per_day must be >= 1"),
             (self.pre_days >= 1, "pre_days must be >= 1 (histories need earlier news)"),
@@ -112,7 +116,8 @@ class DemoWorldConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> DemoWorldConfig:
-        """A named world (`small`, `mind_small`, `catalogue_small`) with optional overrides."""
+        """A named world (`small`, `mind_small`, `mind_medium`, `mind_large`,
+        `catalogue_small`) with optional overrides."""
         if name not in PRESETS:
             raise ValueError(f"unknown demo preset {name!r}; choose one of {sorted(PRESETS)}")
         return dataclasses.replace(PRESETS[name], **overrides)
@@ -151,6 +156,12 @@ PRESETS: dict[str, DemoWorldConfig] = {
     "small": DemoWorldConfig(),
     # About MIND-small's size: ~50k news, ~50k users, ~150k impressions.
     "mind_small": DemoWorldConfig(n_news=50_000, n_users=50_000, impressions_per_day=21_500),
+    # The geometric middle of mind_small and mind_large, for the curve of cost against size.
+    "mind_medium": DemoWorldConfig(n_news=90_000, n_users=225_000, impressions_per_day=90_000),
+    # About MIND-large's size: ~160k news, ~1M users (the most the user id space holds), ~370k
+    # impressions a day: ~2.2M train impressions over 6 days, and the last (event) day as dev,
+    # 1.3x busier. History lengths and candidate counts as in mind_small.
+    "mind_large": DemoWorldConfig(n_news=160_000, n_users=990_000, impressions_per_day=370_000),
     # Books or products rather than news, at `small`'s size: items stay live for four weeks and
     # barely age, popularity is a lasting trait of an item (what its id can learn and its text
     # cannot say, the more so as a fifth of the texts are off topic), readers are shown items

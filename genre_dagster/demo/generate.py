@@ -10,18 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from genre_dagster.demo.catalog import render_texts
 from genre_dagster.demo.config import DemoWorldConfig
 from genre_dagster.demo.files import (
+    DEFAULT_CHUNK_IMPRESSIONS,
+    ImpressionsWriter,
+    TruthWriter,
     news_frame,
     referenced_news,
-    write_impressions,
-    write_parquet,
     write_text,
 )
-from genre_dagster.demo.world import World
+from genre_dagster.demo.world import DayImpressions, World
 
 # Bump whenever the output for a given config changes, so ensure_world regenerates.
 GENERATOR_VERSION = "1"
@@ -70,12 +70,19 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
     shutil.rmtree(old)
 
 
-def generate_world(config: DemoWorldConfig, out_dir: Path) -> dict[str, Any]:
+def generate_world(
+    config: DemoWorldConfig,
+    out_dir: Path,
+    chunk_impressions: int = DEFAULT_CHUNK_IMPRESSIONS,
+) -> dict[str, Any]:
     """Generate the base days as a MIND directory at `out_dir` and return its summary.
 
     Writes `train/` (all days but the last), `dev/` (the last day), `truth.parquet` and
     `world.json`. The world is built in a temporary sibling directory and renamed into place,
     so a crash never leaves half a world; an existing world at `out_dir` is replaced.
+    Days are written as they are simulated, `chunk_impressions` impressions at a time, so
+    memory holds one day (and one chunk of its text) rather than the world; the files do
+    not depend on the chunk size.
     """
     out_dir = Path(out_dir)
     _check_replaceable(out_dir)
@@ -85,7 +92,7 @@ def generate_world(config: DemoWorldConfig, out_dir: Path) -> dict[str, Any]:
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        summary = _write_world(config, tmp)
+        summary = _write_world(config, tmp, chunk_impressions)
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -93,30 +100,51 @@ def generate_world(config: DemoWorldConfig, out_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def ensure_world(config: DemoWorldConfig, out_dir: Path) -> dict[str, Any]:
+def ensure_world(
+    config: DemoWorldConfig,
+    out_dir: Path,
+    chunk_impressions: int = DEFAULT_CHUNK_IMPRESSIONS,
+) -> dict[str, Any]:
     """Return the world at `out_dir`, generating it only if it is missing or was generated
     from a different config or generator version."""
     summary = read_world_summary(Path(out_dir))
     if _matches(summary, config):
         return summary
-    return generate_world(config, out_dir)
+    return generate_world(config, out_dir, chunk_impressions)
 
 
-def _write_world(config: DemoWorldConfig, out: Path) -> dict[str, Any]:
+def _write_world(
+    config: DemoWorldConfig, out: Path, chunk_impressions: int = DEFAULT_CHUNK_IMPRESSIONS
+) -> dict[str, Any]:
     world = World(config)
     texts = render_texts(config, world.taxonomy, world.catalog)
-    days = [world.simulate_day(d) for d in range(config.n_days)]
-    splits = {"train": days[:-1], "dev": days[-1:]}
-    truths, split_counts, news_sets, users = [], {}, [], []
+    last = config.n_days - 1
+    splits = {"train": list(range(last)), "dev": [last]}
+    # The truth of each split is one source chunk: the file is as if both splits' frames
+    # were concatenated and written at once (see TruthWriter).
+    truth = TruthWriter(out / TRUTH_FILE)
+    split_counts, news_sets, users, day_counts = {}, [], [], []
     for split, split_days in splits.items():
         (out / split).mkdir()
-        written = write_impressions(world, split_days, out / split / "behaviors.tsv", split)
+        writer = ImpressionsWriter(
+            world, out / split / "behaviors.tsv", split, truth, chunk_impressions=chunk_impressions
+        )
+        try:
+            for day in split_days:
+                impressions = world.simulate_day(day)
+                writer.add_day(impressions)
+                day_counts.append(_day_counts(config, impressions))
+                del impressions
+        except BaseException:
+            writer.abort()
+            raise
+        written = writer.close()
+        truth.end_chunk()
         write_text(out / split / "news.tsv", news_frame(world, texts, written.news_index))
-        truths.append(written.truth)
         split_counts[split] = written.counts
         news_sets.append(written.news_index)
-        users.append(np.concatenate([d.user for d in split_days]))
-    write_parquet(out / TRUTH_FILE, pl.concat(truths))
+        users.append(written.users)
+    truth.finish()
 
     present = np.unique(np.concatenate(users))
     lengths = world.users.history_length()
@@ -126,7 +154,7 @@ def _write_world(config: DemoWorldConfig, out: Path) -> dict[str, Any]:
         "generator_version": GENERATOR_VERSION,
         "config": config.to_dict(),
         "days": [_day_date(config, d) for d in range(config.n_days)],
-        "splits": {s: [_day_date(config, d.day) for d in ds] for s, ds in splits.items()},
+        "splits": {s: [_day_date(config, d) for d in ds] for s, ds in splits.items()},
         "shift_day": None if shift is None else _day_date(config, shift),
         "shift_categories": list(config.shift_categories),
         "categories": {
@@ -151,16 +179,7 @@ def _write_world(config: DemoWorldConfig, out: Path) -> dict[str, Any]:
             "n_clicks": sum(c["n_clicks"] for c in split_counts.values()),
         },
         "split_counts": split_counts,
-        "day_counts": [
-            {
-                "date": _day_date(config, d.day),
-                "n_impressions": d.n_impressions,
-                "n_candidates": int(d.news.size),
-                "n_clicks": int(d.label.sum()),
-                "is_shift_day": d.day == shift,
-            }
-            for d in days
-        ],
+        "day_counts": day_counts,
         "files": {
             "truth": TRUTH_FILE,
             "truth_landing": f"{TRUTH_LANDING_DIR}/truth_YYYY-MM-DD.parquet",
@@ -170,6 +189,16 @@ def _write_world(config: DemoWorldConfig, out: Path) -> dict[str, Any]:
         json.dumps(summary, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     return summary
+
+
+def _day_counts(config: DemoWorldConfig, d: DayImpressions) -> dict[str, Any]:
+    return {
+        "date": _day_date(config, d.day),
+        "n_impressions": d.n_impressions,
+        "n_candidates": int(d.news.size),
+        "n_clicks": int(d.label.sum()),
+        "is_shift_day": d.day == config.shift_day_index,
+    }
 
 
 def _news_ids_in(path: Path) -> list[str]:
@@ -183,6 +212,7 @@ def generate_extra_days(
     landing_dir: Path,
     n_extra: int,
     first: int = 0,
+    chunk_impressions: int = DEFAULT_CHUNK_IMPRESSIONS,
 ) -> list[dict[str, Any]]:
     """Write days after the base period (extra days `first`..`first + n_extra - 1`, 0-based)
     for nightly-refresh tests.
@@ -235,8 +265,18 @@ def generate_extra_days(
             truth_path = out_dir / TRUTH_LANDING_DIR / f"truth_{stamp}.parquet"
             # News first: whoever sees a behaviors file can already resolve its news.
             write_text(news_path, news_frame(world, texts, new_news))
-            written = write_impressions(world, [impressions], behaviors_path, "landing", next_id)
-            write_parquet(truth_path, written.truth)
+            truth = TruthWriter(truth_path)
+            writer = ImpressionsWriter(
+                world, behaviors_path, "landing", truth, next_id, chunk_impressions
+            )
+            try:
+                writer.add_day(impressions)
+            except BaseException:
+                writer.abort()
+                truth.abort()
+                raise
+            written = writer.close()
+            truth.finish()
             written_days.append(
                 {
                     "date": stamp,

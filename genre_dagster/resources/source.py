@@ -32,7 +32,8 @@ class DatasetSource(dg.ConfigurableResource):
     path: str = Field(description="MIND root, generic folder, or where the demo world is written")
     landing_dir: str = Field(default="", description="folder watched for new daily files")
     demo_preset: str = Field(
-        default="small", description="demo world: small | mind_small | catalogue_small"
+        default="small",
+        description="demo world: small | mind_small | mind_medium | mind_large | catalogue_small",
     )
     demo_seed: int = Field(default=7, description="seed of the demo world")
     items_file: str = Field(
