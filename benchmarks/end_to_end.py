@@ -67,6 +67,40 @@ def _step_seconds(dagster_home: Path, since: float = 0.0) -> dict[str, float]:
     return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 
 
+def _step_peaks(dagster_home: Path, since: float = 0.0) -> dict[str, dict[str, float]]:
+    """Per step key over the runs created after `since`: `peak`, the largest
+    `step_peak_rss_mb` its materializations recorded (genre_dagster/step_budget.py: the run's
+    process and its children while the step ran, so memory earlier steps still hold counts),
+    and `growth`, that peak minus the step's `step_rss_at_start_mb`: what the step itself added.
+    A step that ran in several runs keeps its largest figures."""
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    import dagster as dg
+
+    peaks: dict[str, float] = {}
+    with dg.DagsterInstance.get() as instance:
+        for run in instance.get_run_records():
+            if run.create_timestamp.timestamp() < since:
+                continue
+            records = instance.get_records_for_run(
+                run.dagster_run.run_id,
+                of_type=dg.DagsterEventType.ASSET_MATERIALIZATION,
+                limit=100_000,
+            ).records
+            for record in records:
+                event = record.event_log_entry.dagster_event
+                metadata = event.event_specific_data.materialization.metadata
+                if "step_peak_rss_mb" not in metadata:
+                    continue
+                peak = metadata["step_peak_rss_mb"].value
+                growth = peak - metadata["step_rss_at_start_mb"].value
+                old = peaks.get(event.step_key, {"peak": 0.0, "growth": 0.0})
+                peaks[event.step_key] = {
+                    "peak": max(old["peak"], peak),
+                    "growth": round(max(old["growth"], growth), 1),
+                }
+    return dict(sorted(peaks.items(), key=lambda kv: -kv[1]["peak"]))
+
+
 # Assets whose own metadata says how fast the model stages ran (LLM tokens/s, texts/s).
 MODEL_STAGES = [
     "enrichment/news_summaries",
@@ -171,6 +205,10 @@ def main() -> None:
     if not args.nightly_only:
         result["full_refresh"] = _timed([genre, "run"], env)
         result["full_refresh"]["step_seconds"] = _step_seconds(home)
+        result["full_refresh"]["step_peak_rss_mb"] = _step_peaks(home)
+        # the generated world's size: what the scaling curve in benchmarks/report.py plots against
+        world = json.loads((work / "data" / "demo" / "world.json").read_text())
+        result["world"] = world["counts"]
         result["full_refresh"]["model_stages"] = _stage_metadata(home)
         if args.save_cold:
             shutil.rmtree(cold, ignore_errors=True)
@@ -187,6 +225,7 @@ def main() -> None:
             result["nightly_retrain_every_days"] = args.nightly_retrain_every_days
         nightly = _timed([genre, "run"], nightly_env)
         nightly["step_seconds"] = _step_seconds(home, since)
+        nightly["step_peak_rss_mb"] = _step_peaks(home, since)
         nightly["model_stages"] = _stage_metadata(home, since)
         result["nightly_increment"] = nightly
     result["machine"]["load_average_1m_at_end"] = os.getloadavg()[0]

@@ -854,6 +854,12 @@ def _structured_engines(data: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _peak_cell(figures: dict | None) -> str:
+    if not figures:
+        return "-"
+    return f"{figures['peak']:,.0f} (+{figures['growth']:,.0f})"
+
+
 def _time_breakdown(name: str, data: dict, top: int = 12) -> list[str]:
     """Where an end-to-end run spends its time (per Dagster step), and the model stages' rates."""
     full = _get(data, "full_refresh.step_seconds") or {}
@@ -866,10 +872,20 @@ def _time_breakdown(name: str, data: dict, top: int = 12) -> list[str]:
         "",
         f"Step seconds summed over the runs (top {top} of {len(full)} steps of the full refresh).",
         "",
-        "| step | full refresh s | nightly +1 day s |",
-        "|---|---|---|",
+        "Peak MB: the run's process and its children while the step ran, and in brackets what "
+        "the step added over its start (`step_peak_rss_mb`, `step_rss_at_start_mb` metadata; "
+        "runs before that metadata existed show -).",
+        "",
+        "| step | full refresh s | peak MB (+added) | nightly +1 day s | peak MB (+added) |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {k} | {_fmt(full.get(k))} | {_fmt(nightly.get(k))} |" for k in steps]
+    full_peak = _get(data, "full_refresh.step_peak_rss_mb") or {}
+    nightly_peak = _get(data, "nightly_increment.step_peak_rss_mb") or {}
+    lines += [
+        f"| {k} | {_fmt(full.get(k))} | {_peak_cell(full_peak.get(k))} | {_fmt(nightly.get(k))} "
+        f"| {_peak_cell(nightly_peak.get(k))} |"
+        for k in steps
+    ]
     stages = _get(data, "full_refresh.model_stages") or {}
     if stages:
         lines += [
@@ -889,6 +905,117 @@ def _time_breakdown(name: str, data: dict, top: int = 12) -> list[str]:
             lines.append(
                 f"| {key} | " + " | ".join("-" if c is None else _fmt(c) for c in cells) + " |"
             )
+    return [*lines, ""]
+
+
+# The demo presets of the scaling curve (issue 19), smallest first.
+SCALING_PRESETS = ("small", "mind_small", "mind_medium", "mind_large")
+# Step keys grouped into the stages the curve draws (a step key's prefix before "__").
+STAGES = {
+    "raw": "ingestion",
+    "dbt_features": "dbt features",
+    "enrichment": "LLM enrichment",
+    "embeddings": "embeddings",
+    "scoring": "training",
+    "evaluation": "evaluation",
+    "serving": "serving (lists)",
+    "monitoring": "monitoring",
+}
+FIGURE = ROOT / "docs" / "scaling.png"
+
+
+def _stage(step_key: str) -> str | None:
+    return STAGES.get(step_key.split("__", 1)[0])
+
+
+def _scaling_points() -> list[tuple[str, dict]]:
+    """(preset, end-to-end result) of the presets measured with the world's size recorded."""
+    points = []
+    for preset in SCALING_PRESETS:
+        data = _load(f"end_to_end_{preset}")
+        if data and "world" in data and _get(data, "full_refresh.wall_seconds") is not None:
+            points.append((preset, data))
+    return points
+
+
+def _stage_figures(data: dict) -> dict[str, tuple[float, float | None]]:
+    """Per stage of a full refresh: (seconds summed over its steps, largest step peak MB)."""
+    seconds = _get(data, "full_refresh.step_seconds") or {}
+    peaks = _get(data, "full_refresh.step_peak_rss_mb") or {}
+    out: dict[str, tuple[float, float | None]] = {}
+    for key, value in seconds.items():
+        stage = _stage(key)
+        if stage is None:
+            continue
+        total, peak = out.get(stage, (0.0, None))
+        step_peak = (peaks.get(key) or {}).get("peak")
+        if step_peak is not None:
+            peak = step_peak if peak is None else max(peak, step_peak)
+        out[stage] = (total + value, peak)
+    return out
+
+
+def _scaling_figure(points: list[tuple[str, dict]]) -> Path:
+    """Time and peak memory of a full refresh against impressions, log-log, a line per stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [data["world"]["n_impressions"] for _, data in points]
+    per_stage = [_stage_figures(data) for _, data in points]
+    stages = [s for s in STAGES.values() if any(s in f for f in per_stage)]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    left.plot(x, [d["full_refresh"]["wall_seconds"] for _, d in points], "k-o", label="whole run")
+    right.plot(x, [d["full_refresh"]["peak_rss_mb"] for _, d in points], "k-o", label="whole run")
+    for stage in stages:
+        left.plot(x, [f.get(stage, (None,))[0] for f in per_stage], "-o", ms=3, label=stage)
+        peaks = [f.get(stage, (None, None))[1] for f in per_stage]
+        if any(p is not None for p in peaks):
+            right.plot(x, peaks, "-o", ms=3, label=stage)
+    for axis, title in ((left, "seconds"), (right, "peak resident MB")):
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("impressions in the world (train + dev)")
+        axis.set_title(f"full refresh: {title}")
+        axis.grid(True, which="both", alpha=0.3)
+    for (preset, data), xi in zip(points, x, strict=True):
+        left.annotate(preset, (xi, data["full_refresh"]["wall_seconds"]), fontsize=7)
+    left.legend(fontsize=7)
+    fig.tight_layout()
+    FIGURE.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(FIGURE, dpi=110)
+    plt.close(fig)
+    return FIGURE
+
+
+def _scaling_table(points: list[tuple[str, dict]]) -> list[str]:
+    if not points:
+        return []
+    figure = _scaling_figure(points)
+    lines = [
+        "### Cost against data size (full refresh)",
+        "",
+        f"![time and peak memory against impressions]({figure.name})",
+        "",
+        "`python benchmarks/end_to_end.py --preset P` for each preset (alone on the machine). "
+        "Stage seconds are summed over its steps, stage MB is its largest step's peak.",
+        "",
+        "| preset | impressions | users | news | wall s | peak MB | nightly +1 day s | "
+        "largest stages (s / peak MB) | machine |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for preset, data in points:
+        world = data["world"]
+        stages = sorted(_stage_figures(data).items(), key=lambda kv: -kv[1][0])[:4]
+        shown = "; ".join(f"{name} {_fmt(s)} / {_fmt(m)}" for name, (s, m) in stages)
+        lines.append(
+            f"| {preset} | {world['n_impressions']:,} | {world['n_users']:,} | "
+            f"{world['n_news']:,} | {_fmt(_get(data, 'full_refresh.wall_seconds'))} | "
+            f"{_fmt(_get(data, 'full_refresh.peak_rss_mb'))} | "
+            f"{_fmt(_get(data, 'nightly_increment.wall_seconds'))} | {shown} | "
+            f"{label(data.get('machine'))} |"
+        )
     return [*lines, ""]
 
 
@@ -920,7 +1047,8 @@ def main() -> None:
     for row in [*_goal_rows(), *_enrichment_rows(), *_oracle_rows(), *_comparison_rows(),
                 *_finetuned_rows()]:  # fmt: skip
         lines.append("| " + " | ".join(row) + " |")
-    for preset in ("small", "mind_small"):
+    lines += ["", *_scaling_table(_scaling_points())]
+    for preset in SCALING_PRESETS:
         e2e = _load(f"end_to_end_{preset}")
         if e2e:
             lines += ["", *_time_breakdown(f"end to end, {preset}", e2e)]
