@@ -190,7 +190,7 @@ def recommend(
             "score": result.scores,
             "explanation_kind": kinds,
             "explanation": texts,
-            "steering": [per_user[u].model_dump_json() for u in result.user_rows],
+            "steering": _steering_column(per_user, result.user_rows),
         }
     ).with_columns(
         pl.lit(scorer.scorer_id).alias("scorer_id"),
@@ -202,6 +202,23 @@ def recommend(
     category = names[items.categories[result.items]]
     mix_before = category_mix(names[items.categories[before.items]])
     return Lists(out, len(user_ids), len(pool), kinds, category, mix_before, category_mix(category))
+
+
+def _steering_column(per_user: list, user_rows: np.ndarray) -> pl.Series:
+    """Each row's steering as JSON. Users share a handful of parameter objects (one per
+    segment), so each is written once and the rows gather it: a Polars string column then
+    references the same bytes instead of holding a copy per row (k rows for each of a million
+    users would be gigabytes of identical JSON)."""
+    code_of: dict[int, int] = {}
+    texts: list[str] = []
+    codes = np.empty(len(per_user), dtype=np.int64)
+    for row, params in enumerate(per_user):
+        code = code_of.get(id(params))
+        if code is None:
+            code = code_of[id(params)] = len(texts)
+            texts.append(params.model_dump_json())
+        codes[row] = code
+    return pl.Series("steering", texts, dtype=pl.String).gather(codes[user_rows])
 
 
 def _pool_scorer(scorer, history, items, user_ids, profiles):
