@@ -379,3 +379,41 @@ def test_best_epoch_metrics_equal_scoring_the_validation_split_again(world, nrms
     for name, value in again.items():
         assert kept[name] == pytest.approx(value, rel=1e-6), name
     assert best_epoch_metrics({"epochs": []}) is None  # scorers that do not validate
+
+
+def test_epoch_samples_bounds_each_epoch_and_draws_afresh(world):
+    """A cap on an epoch's samples: each epoch trains on about that many (whole batches), the
+    epochs draw different samples, and the cap above the data changes nothing."""
+    from genre_dagster.scoring import training
+
+    train, items, test = subset(world["train"], 400), world["items"], world["test"]
+    n = int((train.labels == 1).sum())
+    drawn: list[np.ndarray] = []
+    real = training.capped_batches
+
+    def spy(batches, cap):
+        kept = real(batches, cap)
+        drawn.append(np.sort(np.concatenate(kept)))
+        return kept
+
+    scorer = from_preset("nrms_small", epochs=3, patience=3, batch_size=16, epoch_samples=100)
+    training.capped_batches, saved = spy, training.capped_batches
+    try:
+        log = scorer.fit(train, items)
+    finally:
+        training.capped_batches = saved
+    assert [len(d) for d in drawn] == [e["samples"] for e in log["epochs"]]
+    for epoch in log["epochs"]:
+        assert 100 <= epoch["samples"] < 100 + 16 and np.isfinite(epoch["loss"])
+    assert not np.array_equal(drawn[0], drawn[1])
+    assert log["n_train_samples"] == n  # the data it could draw from
+
+    runs = []
+    for cap in (0, n + 1):
+        scorer = from_preset("nrms_small", epochs=1, seed=3, epoch_samples=cap)
+        scorer.fit(train, items)
+        runs.append(scorer.score(test, items))
+        assert scorer.training_log["epochs"][0]["samples"] == n
+    assert np.array_equal(runs[0], runs[1])
+    with pytest.raises(ValueError, match="epoch_samples"):
+        preset("nrms_small", epoch_samples=-1)

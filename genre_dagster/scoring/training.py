@@ -210,6 +210,15 @@ def length_bucketed_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def capped_batches(batches: list[np.ndarray], cap: int) -> list[np.ndarray]:
+    """The first batches of a shuffled epoch holding `cap` samples (the batch that crosses it
+    included); all of them when `cap` is 0 or above their total."""
+    if not cap:
+        return batches
+    total = np.cumsum([len(b) for b in batches])
+    return batches[: int(np.searchsorted(total, cap)) + 1]
+
+
 def history_groups(history: np.ndarray) -> np.ndarray:
     """Group id per row: rows with identical histories share one (for `by_history` batches)."""
     return distinct_rows(history)[1].astype(np.int64)
@@ -297,7 +306,14 @@ def train_model(
     for epoch in range(1, config["epochs"] + 1):
         model.train()
         start, total_loss = time.perf_counter(), 0.0
-        for samples in length_bucketed_batches(sample_lengths, config["batch_size"], rng, groups):
+        batches = length_bucketed_batches(sample_lengths, config["batch_size"], rng, groups)
+        batches = capped_batches(batches, config.get("epoch_samples", 0))
+        n_samples = sum(len(b) for b in batches)
+        if n_samples < sampler.n_samples:
+            epoch_impressions = len(np.unique(sampler.sample_impression[np.concatenate(batches)]))
+        else:
+            epoch_impressions = n_impressions
+        for samples in batches:
             cands = sampler.candidates(samples, rng)
             imps = sampler.sample_impression[samples]
             rows = None if profile is None else (profile.vectors[imps], profile.has[imps])
@@ -314,10 +330,11 @@ def train_model(
         seconds = time.perf_counter() - start
         log = {
             "epoch": epoch,
-            "loss": total_loss / sampler.n_samples,
+            "loss": total_loss / n_samples,
+            "samples": n_samples,
             "seconds": seconds,
-            "impressions_per_s": n_impressions / seconds,
-            "samples_per_s": sampler.n_samples / seconds,
+            "impressions_per_s": epoch_impressions / seconds,
+            "samples_per_s": n_samples / seconds,
             "val_auc": None,
         }
         if validate is not None:
