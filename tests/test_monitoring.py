@@ -432,3 +432,34 @@ def test_tied_scores_rank_by_display_position_in_evidently_too():
     assert theirs["precision@2"] == pytest.approx(ours["precision@2"])
     assert theirs["hit_rate@2"] == pytest.approx(1.0)
     assert theirs["diversity@2"] == pytest.approx(0.5)  # both lists mix x and y: distance 1 / 2
+
+
+def test_the_warehouse_window_gives_the_polars_frame_and_its_errors(world):
+    """The monitoring step aggregates candidate rows in DuckDB (`daily.interaction_window`):
+    the same frame as `interaction_frame` on the window's days, and the same refusals."""
+    import duckdb
+
+    from genre_dagster import warehouse as wh
+    from genre_dagster.monitoring.daily import interaction_window
+
+    days = sorted(world["frame"]["day"].unique().to_list())
+    first, last = days[1], days[-1]
+    conn = duckdb.connect()
+    for table, frame in (
+        (wh.STG_BEHAVIORS, world["behaviors"]),
+        (wh.IMPRESSIONS, world["impressions"]),
+        (wh.STG_NEWS, world["news"]),
+    ):
+        conn.register("frame", frame)
+        conn.execute(f"create table {table} as select * from frame")
+        conn.unregister("frame")
+    got = interaction_window(conn, first, last).sort("impression_id")
+    want = world["frame"].filter(pl.col("day").is_between(first, last)).sort("impression_id")
+    assert got.height == want.height > 0
+    assert got.equals(want), got.join(want, on="impression_id", suffix="_want").head()
+
+    conn.execute(f"delete from {wh.STG_NEWS} where news_id = (select min(news_id) from "
+                 f"{wh.IMPRESSIONS} where impression_id in (select impression_id from "
+                 f"{wh.STG_BEHAVIORS} where day = ?))", [last])  # fmt: skip
+    with pytest.raises(ValueError, match="missing from the news table"):
+        interaction_window(conn, first, last)

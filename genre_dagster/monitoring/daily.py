@@ -64,17 +64,12 @@ def newest_window(conn: Any, reference_days: int) -> tuple[date, date]:
 
 def interaction_drift(conn: Any, settings: ReportSettings, model_store: Any = None) -> DailyReport:
     """Data drift of the newest day's impressions against the reference window."""
-    from genre_dagster.monitoring import (
-        current_and_reference,
-        interaction_drift_report,
-        interaction_frame,
-    )
+    from genre_dagster.monitoring import current_and_reference, interaction_drift_report
 
-    behaviors = wh.query_frame(conn, f"select * from {wh.STG_BEHAVIORS}")
-    impressions = wh.query_frame(conn, f"select * from {wh.IMPRESSIONS}")
-    news = wh.query_frame(conn, f"select * from {wh.STG_NEWS}")
-    frame = interaction_frame(behaviors, impressions, news)
     newest, start = newest_window(conn, settings.reference_days)
+    # the report's current day is the newest day with impressions (labelled or not)
+    (last,) = conn.execute(f"select max(day) from {wh.STG_BEHAVIORS}").fetchone()
+    frame = interaction_window(conn, min(start, last - timedelta(settings.reference_days)), last)
     if frame.filter(pl.col("day").is_between(start, newest - timedelta(days=1))).is_empty():
         return DailyReport(newest, skipped=NO_REFERENCE)
     current, reference = current_and_reference(frame, reference_days=settings.reference_days)
@@ -82,6 +77,76 @@ def interaction_drift(conn: Any, settings: ReportSettings, model_store: Any = No
         current, reference, warn_share=settings.warn, drift_share=settings.error
     )
     return DailyReport(current["day"][0], result, "drift_share")
+
+
+def interaction_window(conn: Any, first: date, last: date) -> pl.DataFrame:
+    """`monitoring.interaction_frame` of the impressions of days `first`..`last`, its candidate
+    rows aggregated per impression by DuckDB: only one row per impression reaches Python, so
+    the step's memory follows the impressions, not their tens of millions of candidates (and
+    DuckDB spills under its memory limit). Same checks and same frame as the Polars version."""
+    from genre_dagster.monitoring.frames import finish_interaction_frame
+
+    window = [first, last]
+    behaviors = wh.query_frame(
+        conn,
+        "select impression_id, time, day, history_length, n_candidates, n_clicks, is_labeled "
+        f"from {wh.STG_BEHAVIORS} where day between ? and ?",
+        window,
+    )
+    candidates = f"""
+        select i.impression_id, i.position, i.label, i.news_id
+        from {wh.IMPRESSIONS} i semi join (
+            select impression_id from {wh.STG_BEHAVIORS} where day between ? and ?
+        ) w using (impression_id)
+    """
+    (unknown, examples) = conn.execute(
+        f"""select count(*), (list(distinct news_id order by news_id))[1:5] from ({candidates}) c
+        anti join {wh.STG_NEWS} n using (news_id)""",
+        window,
+    ).fetchone()
+    if unknown:
+        raise ValueError(
+            f"interaction_frame: {unknown} candidates have news ids missing from the news "
+            f"table (e.g. {examples})"
+        )
+    aggregates = wh.query_frame(
+        conn,
+        f"""
+        with c as (
+            select c.impression_id, c.position, c.label, n.category, n.text_length
+            from ({candidates}) c join {wh.STG_NEWS} n using (news_id)
+        ),
+        per as (
+            select impression_id, count(*) as n_rows,
+                avg(text_length) as mean_candidate_text_length
+            from c group by impression_id
+        ),
+        counts as (
+            select impression_id, category, count(*) as n, min(position) as first,
+                count(*) filter (where label = 1) as clicks,
+                min(position) filter (where label = 1) as first_click
+            from c group by impression_id, category
+        ),
+        ranked as (
+            select *,
+                row_number() over (partition by impression_id order by n desc, first)
+                    as top_rank,
+                row_number() over (
+                    partition by impression_id order by clicks desc, first_click
+                ) as click_rank
+            from counts
+        )
+        select per.impression_id, per.n_rows, per.mean_candidate_text_length,
+            clicked.category as clicked_category, top.category as candidate_top_category
+        from per
+        left join (select impression_id, category from ranked where click_rank = 1
+                   and clicks > 0) clicked using (impression_id)
+        left join (select impression_id, category from ranked where top_rank = 1) top
+            using (impression_id)
+        """,
+        window,
+    )
+    return finish_interaction_frame(behaviors, aggregates)
 
 
 def data_quality(conn: Any, settings: ReportSettings, model_store: Any = None) -> DailyReport:

@@ -85,7 +85,17 @@ def interaction_frame(
     )
     clicked = _dominant(candidates.filter(pl.col("label") == 1), "clicked_category")
     top = _dominant(candidates, "candidate_top_category")
+    aggregates = per_impression.join(clicked, on="impression_id", how="left").join(
+        top, on="impression_id", how="left"
+    )
+    return finish_interaction_frame(behaviors, aggregates)
 
+
+def finish_interaction_frame(behaviors: pl.DataFrame, aggregates: pl.DataFrame) -> pl.DataFrame:
+    """`interaction_frame` from the behaviors and the per-impression aggregates of their
+    candidate rows (`impression_id`, `n_rows`, `mean_candidate_text_length`,
+    `clicked_category`, `candidate_top_category`: computed by `interaction_frame` in Polars,
+    or in DuckDB by `monitoring.daily`, which never loads the candidate rows)."""
     base = behaviors.select(
         "impression_id",
         "day",
@@ -95,15 +105,11 @@ def interaction_frame(
         "is_labeled",
         hour=pl.col("time").dt.hour(),
     )
-    frame = (
-        base.join(per_impression, on="impression_id", how="left")
-        .join(clicked, on="impression_id", how="left")
-        .join(top, on="impression_id", how="left")
-    )
+    frame = base.join(aggregates, on="impression_id", how="left")
     mismatched = frame.filter(
         pl.col("n_rows").is_null() | (pl.col("n_rows") != pl.col("n_candidates"))
     )
-    orphans = per_impression.height - (frame.height - frame["n_rows"].null_count())
+    orphans = aggregates.height - (frame.height - frame["n_rows"].null_count())
     if mismatched.height or orphans:
         raise ValueError(
             f"interaction_frame: behaviors and impressions disagree: {mismatched.height} "
