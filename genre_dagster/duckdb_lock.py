@@ -175,6 +175,10 @@ def connection_config(database: str | Path, config: dict[str, Any] | None = None
     before any lock is taken."""
     merged: dict[str, Any] = {**duckdb_settings(database), **(config or {})}
     _check(merged, config or {})
+    if merged.get("temp_directory"):
+        # DuckDB creates the spill folder itself, but not its parents: without them the first
+        # query that outgrows the memory limit fails instead of spilling
+        Path(merged["temp_directory"]).parent.mkdir(parents=True, exist_ok=True)
     return merged
 
 

@@ -95,3 +95,21 @@ def test_the_dbt_profile_reads_those_variables():
     assert set(settings) == set(DUCKDB_SETTING_VARS)
     for key, template in settings.items():
         assert f"env_var('GENRE_DBT_DUCKDB_{key.upper()}'" in template
+
+
+def test_a_query_over_the_limit_spills_into_the_temp_dir(tmp_path, clean_env):
+    """The spill folder's parents exist before the first spill (DuckDB only creates the folder
+    itself): a sort far larger than the limit completes instead of failing."""
+    clean_env.setenv("GENRE_DUCKDB_MEMORY_LIMIT", "64MB")
+    clean_env.setenv("GENRE_DUCKDB_THREADS", "1")
+    database = tmp_path / "data" / "genre.duckdb"
+    with connect(database, "test") as conn:
+        conn.execute(
+            "create table t as select (range * 7919) % 10000019 as k, "
+            "'payload-' || range::varchar || '-xxxxxxxxxxxxxxxx' as s from range(3000000)"
+        )
+        (n,) = conn.execute(
+            "select count(*) from (select k, s from t order by k offset 1)"
+        ).fetchone()
+    assert n == 2_999_999
+    assert (tmp_path / "data" / "duckdb_tmp").is_dir()
