@@ -910,7 +910,7 @@ def _time_breakdown(name: str, data: dict, top: int = 12) -> list[str]:
 
 # The demo presets of the scaling curve (issue 19), smallest first.
 SCALING_PRESETS = ("small", "mind_small", "mind_medium", "mind_large")
-# Step keys grouped into the stages the curve draws (a step key's prefix before "__").
+# Step keys grouped into the stages the curve draws, by prefix (`raw_news`, `scoring__nrms`).
 STAGES = {
     "raw": "ingestion",
     "dbt_features": "dbt features",
@@ -925,7 +925,10 @@ FIGURE = ROOT / "docs" / "scaling.png"
 
 
 def _stage(step_key: str) -> str | None:
-    return STAGES.get(step_key.split("__", 1)[0])
+    for prefix, stage in STAGES.items():
+        if step_key == prefix or step_key.startswith(f"{prefix}_"):
+            return stage
+    return None
 
 
 def _scaling_points() -> list[tuple[str, dict]]:
