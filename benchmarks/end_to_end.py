@@ -49,6 +49,15 @@ def _timed(cmd: list[str], env: dict[str, str]) -> dict:
     }
 
 
+def _runs_since(instance, since: float) -> list[str]:
+    """Ids of the runs of `instance` created after `since` (a Unix time)."""
+    return [
+        run.dagster_run.run_id
+        for run in instance.get_run_records()
+        if run.create_timestamp.timestamp() >= since
+    ]
+
+
 def _step_seconds(dagster_home: Path, since: float = 0.0) -> dict[str, float]:
     """Total seconds per step key over the runs created after `since` (a Unix time)."""
     os.environ["DAGSTER_HOME"] = str(dagster_home)
@@ -56,10 +65,8 @@ def _step_seconds(dagster_home: Path, since: float = 0.0) -> dict[str, float]:
 
     totals: dict[str, float] = {}
     with dg.DagsterInstance.get() as instance:
-        for run in instance.get_run_records():
-            if run.create_timestamp.timestamp() < since:
-                continue
-            for stat in instance.get_run_step_stats(run.dagster_run.run_id):
+        for run_id in _runs_since(instance, since):
+            for stat in instance.get_run_step_stats(run_id):
                 if stat.start_time and stat.end_time:
                     totals[stat.step_key] = totals.get(stat.step_key, 0.0) + (
                         stat.end_time - stat.start_time
@@ -76,13 +83,11 @@ def _step_peaks(dagster_home: Path, since: float = 0.0) -> dict[str, dict[str, f
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     import dagster as dg
 
-    peaks: dict[str, float] = {}
+    peaks: dict[str, dict[str, float]] = {}
     with dg.DagsterInstance.get() as instance:
-        for run in instance.get_run_records():
-            if run.create_timestamp.timestamp() < since:
-                continue
+        for run_id in _runs_since(instance, since):
             records = instance.get_records_for_run(
-                run.dagster_run.run_id,
+                run_id,
                 of_type=dg.DagsterEventType.ASSET_MATERIALIZATION,
                 limit=100_000,
             ).records
