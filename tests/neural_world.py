@@ -92,12 +92,4 @@ def auc(scores, data):
 
 
 def subset(data: ImpressionData, n: int) -> ImpressionData:
-    end = data.cand_offsets[n]
-    return ImpressionData(
-        impression_ids=data.impression_ids[:n],
-        user_ids=data.user_ids[:n],
-        history=data.history[:n],
-        cand_offsets=data.cand_offsets[: n + 1],
-        cand_items=data.cand_items[:end],
-        labels=data.labels[:end],
-    )
+    return data.take(np.arange(n))

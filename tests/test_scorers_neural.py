@@ -343,7 +343,7 @@ def test_scores_do_not_depend_on_which_impressions_share_a_user(world, nrms):
     shared = set(users[counts >= 2][:4])
     picked = [j for j in range(test.n_impressions) if test.user_ids[j] in shared]
     assert len(picked) >= 8  # four users, each with two or more impressions
-    parts = [_subset_at(test, j) for j in picked]
+    parts = [test.take([j]) for j in picked]
     together = ImpressionData(
         impression_ids=np.concatenate([p.impression_ids for p in parts]),
         user_ids=np.concatenate([p.user_ids for p in parts]),
@@ -354,18 +354,6 @@ def test_scores_do_not_depend_on_which_impressions_share_a_user(world, nrms):
     )
     alone = np.concatenate([nrms.score(p, items) for p in parts])
     np.testing.assert_allclose(nrms.score(together, items), alone, rtol=1e-5, atol=1e-6)
-
-
-def _subset_at(data: ImpressionData, j: int) -> ImpressionData:
-    lo, hi = data.cand_offsets[j], data.cand_offsets[j + 1]
-    return ImpressionData(
-        impression_ids=data.impression_ids[j : j + 1],
-        user_ids=data.user_ids[j : j + 1],
-        history=data.history[j : j + 1],
-        cand_offsets=np.array([0, hi - lo], dtype=np.int64),
-        cand_items=data.cand_items[lo:hi],
-        labels=data.labels[lo:hi],
-    )
 
 
 def test_best_epoch_metrics_equal_scoring_the_validation_split_again(world, nrms):
@@ -417,3 +405,42 @@ def test_epoch_samples_bounds_each_epoch_and_draws_afresh(world):
     assert np.array_equal(runs[0], runs[1])
     with pytest.raises(ValueError, match="epoch_samples"):
         preset("nrms_small", epoch_samples=-1)
+
+
+def test_impression_take_keeps_each_impressions_candidates(world):
+    test = world["test"]
+    rows = np.array([5, 0, 7, 7])
+    part = test.take(rows)
+    assert part.n_impressions == 4 and list(part.impression_ids) == list(test.impression_ids[rows])
+    for k, j in enumerate(rows):
+        lo, hi = test.cand_offsets[j], test.cand_offsets[j + 1]
+        got = slice(part.cand_offsets[k], part.cand_offsets[k + 1])
+        assert np.array_equal(part.cand_items[got], test.cand_items[lo:hi])
+        assert np.array_equal(part.labels[got], test.labels[lo:hi])
+        assert np.array_equal(part.history[k], test.history[j])
+    assert test.take(np.array([], dtype=np.int64)).n_impressions == 0
+
+
+def test_valid_impressions_bounds_the_validation_of_each_epoch(world):
+    """Early stopping validates on a seeded sample of at most `valid_impressions`; a cap above
+    the split changes nothing."""
+    train, items, valid = subset(world["train"], 300), world["items"], world["valid"]
+    base = dict(epochs=2, patience=2, seed=4)
+    capped = from_preset("nrms_small", valid_impressions=40, **base)
+    capped.fit(train, items, valid=valid)
+    assert [e["val_metrics"]["n_impressions"] for e in capped.training_log["epochs"]] == [40, 40]
+    # the same sample every epoch and every fit with the seed: equal AUC again
+    again = from_preset("nrms_small", valid_impressions=40, **base)
+    again.fit(train, items, valid=valid)
+    assert [e["val_auc"] for e in again.training_log["epochs"]] == [
+        e["val_auc"] for e in capped.training_log["epochs"]
+    ]
+    logs = []
+    for cap in (0, valid.n_impressions):
+        scorer = from_preset("nrms_small", valid_impressions=cap, **base)
+        scorer.fit(train, items, valid=valid)
+        logs.append([e["val_metrics"] for e in scorer.training_log["epochs"]])
+    assert logs[0] == logs[1]
+    assert logs[0][0]["n_impressions"] == valid.n_impressions
+    with pytest.raises(ValueError, match="valid_impressions"):
+        preset("nrms_small", valid_impressions=-1)

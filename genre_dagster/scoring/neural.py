@@ -284,9 +284,19 @@ class NeuralScorer(Scorer):
         inputs: ItemInputs,
         rows: ProfileRows | None,
     ) -> Callable[[NewsRecommender], dict[str, float | int]]:
-        """MIND metrics of the model on the labeled candidates of `valid` (checked up front)."""
+        """MIND metrics of the model on the labeled candidates of `valid` (checked up front):
+        on at most `valid_impressions` of them, a sample seeded by the config's seed."""
         from genre_dagster.evaluation.metrics import evaluate
 
+        cap = self._resolved["valid_impressions"]
+        if cap and valid.n_impressions > cap:
+            from genre_dagster.scoring.training import ProfileRows
+
+            rng = np.random.default_rng(self._resolved["seed"])
+            sample = np.sort(rng.choice(valid.n_impressions, cap, replace=False))
+            valid = valid.take(sample)
+            if rows is not None:
+                rows = ProfileRows(rows.vectors[sample], rows.has[sample])
         labeled = valid.labels >= 0
         imp = valid.candidate_impression[labeled]
         clicks = np.bincount(imp, weights=valid.labels[labeled] == 1, minlength=valid.n_impressions)

@@ -84,6 +84,10 @@ DEFAULTS: MappingProxyType[str, Any] = MappingProxyType(
         # training's cost stops growing with the data above it. MIND-small's train split has
         # about 200k, MIND-large's about 3.5M
         "epoch_samples": 500_000,
+        # validation impressions scored after each epoch at most: a seeded sample drawn once
+        # (0 = all), so early stopping's cost stops growing with the data above it.
+        # MIND-small's dev day has about 20k, MIND-large's about 370k
+        "valid_impressions": 50_000,
         "patience": 2,  # epochs without validation-AUC gain before stopping
         "seed": 0,
         # "by_history": samples that share a history (a user's impressions in MIND-format data)
@@ -106,6 +110,8 @@ HASH_NEUTRAL: MappingProxyType[str, Any] = MappingProxyType(
         "id_optimizer": "auto",
         # every artifact published before it existed trained on fewer samples than this
         "epoch_samples": 500_000,
+        # every artifact published before it existed validated on fewer impressions than this
+        "valid_impressions": 50_000,
         "layers": 1,
         "readout": "attention",
         "time_gaps": False,
@@ -203,6 +209,11 @@ def resolve_neural_config(config: dict[str, Any] | None = None) -> dict[str, Any
         raise ValueError(
             f"config 'epoch_samples' must be >= 0 (0 = every sample), "
             f"got {resolved['epoch_samples']}"
+        )
+    if resolved["valid_impressions"] < 0:
+        raise ValueError(
+            f"config 'valid_impressions' must be >= 0 (0 = every impression), "
+            f"got {resolved['valid_impressions']}"
         )
     if resolved["negatives"] < 1:
         raise ValueError(f"config 'negatives' must be >= 1, got {resolved['negatives']}")
