@@ -387,7 +387,15 @@ def test_crash_loses_no_finished_batch(tmp_path) -> None:
     assert [r.cached for r in resumed.rows] == [True] * 6 + [False] * 3
 
 
-def test_budget_and_cached_failures(tmp_path) -> None:
+# The inputs are looked up in chunks (runner.LOOKUP_CHUNK): one chunk, and chunks of one and two
+# inputs (so the budget, the cache hits and identical prompts span chunks) give the same rows.
+LOOKUP_CHUNKS = pytest.mark.parametrize("lookup_chunk", [None, 1, 2])
+
+
+@LOOKUP_CHUNKS
+def test_budget_and_cached_failures(tmp_path, monkeypatch, lookup_chunk) -> None:
+    if lookup_chunk:
+        monkeypatch.setattr("genre_dagster.enrichment.runner.LOOKUP_CHUNK", lookup_chunk)
     cache = ResponseCache(tmp_path / "genre.duckdb")
     items = [_news(f"N{i}") for i in range(1, 7)]  # newest first
     calls = []
@@ -414,7 +422,12 @@ def test_budget_and_cached_failures(tmp_path) -> None:
     assert run_role("summarizer", items, backend, cache, budget=0).stats["sent"] == 0
 
 
-def test_invalid_input_fails_without_a_call_and_duplicates_are_asked_once(tmp_path) -> None:
+@LOOKUP_CHUNKS
+def test_invalid_input_fails_without_a_call_and_duplicates_are_asked_once(
+    tmp_path, monkeypatch, lookup_chunk
+) -> None:
+    if lookup_chunk:
+        monkeypatch.setattr("genre_dagster.enrichment.runner.LOOKUP_CHUNK", lookup_chunk)
     backend = ScriptedBackend(lambda r: json.dumps({"title": "Calm title"}))
     items = [RoleInput("A", {"title": "   "}), _news("B", "same title"), _news("C", "same title")]
     result = run_role("summarizer", items, backend, ResponseCache(tmp_path / "g.duckdb"))

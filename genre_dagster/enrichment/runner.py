@@ -257,6 +257,10 @@ def with_earlier_answers(result: RoleRunResult, cache: ResponseCache | None) -> 
 # --- one pass of one template over its inputs -------------------------------------------------
 
 
+# Inputs rendered, hashed and looked up in the response cache at a time.
+LOOKUP_CHUNK = 20_000
+
+
 @dataclass
 class _Pending:
     request: ChatRequest
@@ -280,6 +284,15 @@ class Stage:
     sent: set[str]
     domain: str = "news"
     constrained: bool = True
+    # role -> its JSON schema under `vocab`: built once, not per input (building the pydantic
+    # model and its schema took 80% of a profiler pass that only looks most users up)
+    _schemas: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
+
+    def schema(self, role: str) -> dict[str, Any]:
+        """`role`'s answer schema under `vocab` (shared by its requests: read, never changed)."""
+        if role not in self._schemas:
+            self._schemas[role] = json_schema(role, self.vocab)
+        return self._schemas[role]
 
     def render(self, template: PromptTemplate, fields: Any) -> tuple[dict[str, str], ...]:
         """The messages of one input (ValueError for an invalid input)."""
@@ -292,7 +305,7 @@ class Stage:
         """The chat request of one input: rendered, hashed (prompt + schema), schema attached."""
         role, version = template.role, template.version
         messages = self.render(template, item.fields)
-        schema = json_schema(role, self.vocab) if self.constrained else None
+        schema = self.schema(role) if self.constrained else None
         prefix = "" if schema is not None else template.response_prefix
         avoid = (
             avoid_copying(role, item.fields, self.limits, template.instructions)
@@ -318,31 +331,12 @@ class Stage:
         role, version, model = template.role, template.version, self.backend.model_name
         counters = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
         rows: dict[str, RoleRow] = {}
-        hashed: list[tuple[RoleInput, ChatRequest]] = []
-        for item in inputs:
-            try:
-                request = self.request_for(template, item, max_new_tokens)
-            except ValueError as exc:
-                rows[item.key] = RoleRow(item.key, "failed", None, f"invalid input: {exc}", False)
-                continue
-            hashed.append((item, request))
-        cached = (
-            self.cache.get(role, version, model, [r.key for _, r in hashed]) if self.cache else {}
-        )
         pending: dict[str, _Pending] = {}
-        for item, request in hashed:
-            hit = cached.get(request.key)
-            if hit is not None and (hit.status == "ok" or not self.retry_failed):
-                rows[item.key] = _row_from_cache(item.key, hit)
-            elif request.key in pending:
-                pending[request.key].keys.append(item.key)  # same prompt: answered once
-            elif item.key in self.sent or self.budget is None or len(self.sent) < self.budget:
-                self.sent.add(item.key)
-                pending[request.key] = _Pending(request, [item.key])
-            else:
-                rows[item.key] = RoleRow(
-                    item.key, "skipped", None, None, False, input_hash=request.key
-                )
+        # In chunks, in input order (so the budget goes to the newest inputs as before): only
+        # the requests that will be sent outlive their chunk, not one rendered prompt per user
+        for first in range(0, len(inputs), LOOKUP_CHUNK):
+            chunk = inputs[first : first + LOOKUP_CHUNK]
+            self._look_up(template, chunk, max_new_tokens, rows, pending)
         todo = list(pending.values())
         for first in range(0, len(todo), self.batch_size):
             batch = todo[first : first + self.batch_size]
@@ -364,6 +358,43 @@ class Stage:
         stats["sent"] = sum(len(p.keys) for p in todo)
         stats.update(counters)
         return RoleRunResult(role, version, model, ordered, stats)
+
+    def _look_up(
+        self,
+        template: PromptTemplate,
+        inputs: Sequence[RoleInput],
+        max_new_tokens: int | None,
+        rows: dict[str, RoleRow],
+        pending: dict[str, _Pending],
+    ) -> None:
+        """Render and hash `inputs`, then file each one: answered from the cache (into `rows`),
+        joined to an identical pending prompt, sent (into `pending`, within the budget), or
+        skipped by the budget (into `rows`)."""
+        role, version, model = template.role, template.version, self.backend.model_name
+        hashed: list[tuple[RoleInput, ChatRequest]] = []
+        for item in inputs:
+            try:
+                request = self.request_for(template, item, max_new_tokens)
+            except ValueError as exc:
+                rows[item.key] = RoleRow(item.key, "failed", None, f"invalid input: {exc}", False)
+                continue
+            hashed.append((item, request))
+        cached = (
+            self.cache.get(role, version, model, [r.key for _, r in hashed]) if self.cache else {}
+        )
+        for item, request in hashed:
+            hit = cached.get(request.key)
+            if hit is not None and (hit.status == "ok" or not self.retry_failed):
+                rows[item.key] = _row_from_cache(item.key, hit)
+            elif request.key in pending:
+                pending[request.key].keys.append(item.key)  # same prompt: answered once
+            elif item.key in self.sent or self.budget is None or len(self.sent) < self.budget:
+                self.sent.add(item.key)
+                pending[request.key] = _Pending(request, [item.key])
+            else:
+                rows[item.key] = RoleRow(
+                    item.key, "skipped", None, None, False, input_hash=request.key
+                )
 
     def _answer(
         self, batch: list[_Pending], role: str, counters: dict[str, int]
