@@ -37,3 +37,25 @@ def test_monitoring_reports_are_written_linked_and_checked(world):
         "embedding_drift_within_thresholds",
         "prediction_drift_within_thresholds",
     } <= checks
+
+
+def test_report_samples_are_drawn_in_duckdb_and_stable(world):
+    """The reports that score impressions read at most `max_impressions` per window, chosen in
+    DuckDB (a long window is never loaded whole): the same ones every time, in time order."""
+    import duckdb
+
+    from genre_dagster.scoring.loading import load_behaviors_between
+
+    with duckdb.connect(str(world["settings"].duckdb_path), read_only=True) as conn:
+        first, last = conn.execute(
+            "select min(day), max(day) from main.stg_behaviors"
+        ).fetchone()
+        every = load_behaviors_between(conn, first, last)
+        some = load_behaviors_between(conn, first, last, 25)
+        again = load_behaviors_between(conn, first, last, 25)
+        more = load_behaviors_between(conn, first, last, every.height + 1)
+    assert every.height > 25 and some.height == 25
+    assert some["impression_id"].to_list() == again["impression_id"].to_list()
+    assert set(some["impression_id"]) < set(every["impression_id"])
+    assert some["time"].is_sorted() and every["time"].is_sorted()
+    assert more.equals(every)

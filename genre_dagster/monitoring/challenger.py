@@ -12,18 +12,11 @@ import polars as pl
 from genre_dagster import warehouse as wh
 
 
-def sample_impressions(frame: pl.DataFrame, most: int) -> pl.DataFrame:
-    """At most `most` impressions (0 = all), a seeded random sample in the original order."""
-    if not most or frame.height <= most:
-        return frame
-    return frame.with_row_index("_row").sample(most, seed=0).sort("_row").drop("_row")
-
-
 def challenger_scores(
     conn: Any, model_store: Any, newest: date, start: date, max_impressions: int = 0
 ) -> tuple[str, Any, dict[str, tuple]]:
     """Scores of the challenger on the newest day ("current") and on the reference window
-    ("reference"), each sampled down to `max_impressions`: (scorer id, scorer inputs,
+    ("reference"), each sampled down to `max_impressions` in DuckDB: (scorer id, scorer inputs,
     {label: (behaviors frame, impression data, scores)})."""
     from genre_dagster.scoring.inputs import embedding_fields, load_scorer_inputs
     from genre_dagster.scoring.loading import build_impressions, load_behaviors_between
@@ -46,7 +39,7 @@ def challenger_scores(
         "current": (newest, newest),
         "reference": (start, newest - timedelta(days=1)),
     }.items():
-        frame = sample_impressions(load_behaviors_between(conn, a, b), max_impressions)
+        frame = load_behaviors_between(conn, a, b, max_impressions)
         data = build_impressions(
             frame, inputs.items, extra_history=inputs.extra_history, day_zero=inputs.day_zero
         )

@@ -206,16 +206,22 @@ def build_impressions(
     )
 
 
-def load_behaviors_between(conn, first_day: date, last_day: date) -> pl.DataFrame:
-    """Labelled impressions whose day is in [first_day, last_day], in time order (monitoring)."""
+def load_behaviors_between(conn, first_day: date, last_day: date, most: int = 0) -> pl.DataFrame:
+    """Labelled impressions whose day is in [first_day, last_day], in time order (monitoring):
+    at most `most` of them (0 = all), a sample chosen in DuckDB by a hash of the impression id
+    (the same impressions on every run), so a long window is never loaded whole."""
+    sample = f"order by hash(impression_id), impression_id limit {int(most)}" if most else ""
     return query_frame(
         conn,
         f"""
-        select impression_id, mind_impression_id, source_split, user_id, time, day, history,
-               candidate_ids, candidate_labels, history_length
-        from {STG_BEHAVIORS}
-        where day between ? and ? and is_labeled
-        order by time, impression_id
+        with chosen as (
+            select impression_id, mind_impression_id, source_split, user_id, time, day, history,
+                   candidate_ids, candidate_labels, history_length
+            from {STG_BEHAVIORS}
+            where day between ? and ? and is_labeled
+            {sample}
+        )
+        select * from chosen order by time, impression_id
         """,
         [first_day, last_day],
     )
