@@ -51,6 +51,7 @@ class StepMeter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._peak = 0
+        self.samples = 0  # samples the thread has taken (a test waits for one after an event)
 
     def start(self) -> StepMeter:
         import psutil
@@ -77,6 +78,7 @@ class StepMeter:
                 except psutil.NoSuchProcess:  # a child vanished mid-scan: the next scan sees it
                     pass
             self._peak = max(self._peak, _rss(self._tree))
+            self.samples += 1
 
     def figures(self) -> dict[str, float]:
         """The step's cost so far, rounded for the UI."""

@@ -9,7 +9,7 @@ import time
 import dagster as dg
 import pytest
 
-from genre_dagster.step_budget import StepMeter, budgeted
+from genre_dagster.step_budget import CHILD_SCAN_EVERY, StepMeter, budgeted
 
 MB = 1024 * 1024
 
@@ -20,6 +20,9 @@ def test_the_peak_covers_memory_the_step_allocated_and_released():
         block = bytearray(200 * MB)
         block[::4096] = b"x" * len(block[::4096])  # touch every page: resident, not reserved
         time.sleep(0.1)
+        # released only after the thread has sampled twice more: on a loaded machine 0.1 s may
+        # pass without a sample
+        _wait_for_samples(meter, meter.samples + 2)
         del block
         figures = meter.figures()
     finally:
@@ -28,15 +31,30 @@ def test_the_peak_covers_memory_the_step_allocated_and_released():
     assert figures["step_seconds"] >= 0.1
 
 
+def _wait_for_samples(meter: StepMeter, n: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while meter.samples < n:
+        assert time.monotonic() < deadline, f"the sampling thread took {meter.samples} of {n}"
+        time.sleep(0.01)
+
+
 def test_the_peak_includes_child_processes():
     """dbt runs as a child process: its memory is the step's too."""
     meter = StepMeter(sample_seconds=0.01).start()
     try:
+        # the child holds its memory until told to exit: after the thread has listed the
+        # children and sampled them (a loaded machine may take longer than any fixed sleep)
         child = (
-            "import time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); "
-            "time.sleep(0.5)"
+            "import sys; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); "
+            "print('ready', flush=True); sys.stdin.readline()"
         )
-        subprocess.run([sys.executable, "-c", child], check=True)
+        with subprocess.Popen(
+            [sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        ) as proc:
+            assert proc.stdout.readline().strip() == "ready"
+            _wait_for_samples(meter, meter.samples + CHILD_SCAN_EVERY + 2)
+            proc.communicate("exit\n")
+        assert proc.returncode == 0
         figures = meter.figures()
     finally:
         meter.stop()
