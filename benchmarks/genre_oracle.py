@@ -11,7 +11,8 @@ impressions, with its 95% paired-bootstrap interval.
 Goal (issue 16): with informative answers, every variant's validation AUC is above its base by
 more than its 95% interval (the interval's low end is above 0); with shuffled answers, none is.
 
-    python benchmarks/genre_oracle.py [--seeds 3,4,5] [--scale 1] [--out results/genre_oracle.seeds345.json]
+    python benchmarks/genre_oracle.py [--seeds 3,4,5] [--scale 1]
+        [--out results/genre_oracle.seeds345.json]   (one command)
 
 The networks are the tests' small ones (`tests/llm_worlds.py` SMALL_NETWORKS: 32-d, 4 epochs),
 so the run takes minutes; the effect sizes are of those networks on this world.

@@ -47,9 +47,7 @@ def test_report_samples_are_drawn_in_duckdb_and_stable(world):
     from genre_dagster.scoring.loading import load_behaviors_between
 
     with duckdb.connect(str(world["settings"].duckdb_path), read_only=True) as conn:
-        first, last = conn.execute(
-            "select min(day), max(day) from main.stg_behaviors"
-        ).fetchone()
+        first, last = conn.execute("select min(day), max(day) from main.stg_behaviors").fetchone()
         every = load_behaviors_between(conn, first, last)
         some = load_behaviors_between(conn, first, last, 25)
         again = load_behaviors_between(conn, first, last, 25)
