@@ -150,3 +150,57 @@ def test_prediction_files_follow_the_official_format(world):
     (n_test,) = query(world, "select count(*) from main.impression_splits where split = 'test'")[0]
     assert len(ranks) == n_test
     assert all(sorted(r) == list(range(1, len(r) + 1)) for r in ranks.values())
+
+
+def test_scoring_the_split_in_chunks_changes_no_metric(world):
+    """Issue 19: the leaderboard scores the split a chunk of impressions at a time. With chunks
+    of 7 impressions every scorer of the graph (GENRE variants with their profiles and generated
+    histories too) gives the same scores and so the same leaderboard as all at once."""
+    import json
+
+    import duckdb
+    import numpy as np
+    import polars as pl
+
+    from genre_dagster.evaluation.leaderboard import LeaderboardSettings, leaderboard_table
+    from genre_dagster.scoring.base import n_chunks
+    from genre_dagster.scoring.inputs import (
+        embedding_fields,
+        load_scorer_inputs,
+        with_generated_history,
+    )
+    from genre_dagster.scoring.variants import DEFAULT_SCORERS
+    from genre_dagster.settings import COLD_MAX_CLICKS
+
+    store = world["defs"].resources["model_store"]
+    names = [spec.name for spec in DEFAULT_SCORERS]
+    with duckdb.connect(str(world["settings"].duckdb_path), read_only=True) as conn:
+        table = pl.concat(
+            [conn.sql(f"select * from scoring.{name}").pl() for name in names],
+            how="vertical_relaxed",
+        )
+        configs = [json.loads(c) for c in table["config_json"]]
+        fields = sorted({f for c in configs for f in embedding_fields(c)})
+        base = load_scorer_inputs(conn, ("test",), fields, profile=True, configs=configs)
+        augmented = with_generated_history(conn, base)
+    assert n_chunks(base.splits["test"].n_impressions, 7) > 5
+
+    def board(chunk: int) -> pl.DataFrame:
+        settings = LeaderboardSettings(
+            split="test",
+            cold_max_clicks=COLD_MAX_CLICKS,
+            bootstrap_resamples=20,
+            bootstrap_seed=0,
+            predictions_dir=None,
+            bases={},
+            chunk_impressions=chunk,
+        )
+        out = leaderboard_table(table, base, augmented, store.load, settings)
+        return out.sort("scorer", "segment")
+
+    whole, chunked = board(0), board(7)
+    assert whole["scorer"].to_list() == chunked["scorer"].to_list()
+    for column in ("auc", "mrr", "ndcg@10", "auc_low", "auc_high"):
+        np.testing.assert_allclose(
+            chunked[column].to_numpy(), whole[column].to_numpy(), rtol=1e-6, err_msg=column
+        )

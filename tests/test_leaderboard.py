@@ -15,11 +15,8 @@ from genre_dagster.evaluation.prediction_file import read_mind_prediction_file
 class _Perfect:
     """Scores the clicked candidates highest: AUC 1 on every impression."""
 
-    def __init__(self, labels: np.ndarray):
-        self.labels = labels
-
     def score(self, data, items, **kwargs):
-        return self.labels.astype(float)
+        return data.labels.astype(float)
 
 
 def _world():
@@ -62,7 +59,7 @@ def test_a_model_published_twice_is_scored_once_and_compared_with_its_base(tmp_p
 
     def load(scorer_id):
         loaded.append(scorer_id)
-        return _Perfect(labels)
+        return _Perfect()
 
     settings = LeaderboardSettings(
         split="test",
@@ -86,3 +83,35 @@ def test_a_model_published_twice_is_scored_once_and_compared_with_its_base(tmp_p
     # one set of files per model, one file per source split
     assert sorted(p.name for p in (tmp_path / "m-1").iterdir()) == ["test_dev.txt", "test_test.txt"]
     assert read_mind_prediction_file(tmp_path / "m-1" / "test_dev.txt") == {2: [2, 1, 3], 4: [1, 2]}
+
+
+class _Recording(_Perfect):
+    """A perfect scorer that notes how many impressions each call scored."""
+
+    def __init__(self):
+        self.calls: list[int] = []
+
+    def score(self, data, items, **kwargs):
+        self.calls.append(data.n_impressions)
+        return super().score(data, items, **kwargs)
+
+
+def test_chunked_scoring_gives_the_same_table_and_prediction_files(tmp_path):
+    labels, base, table = _world()
+    outputs, files, scorers = [], [], []
+    for chunk in (0, 2):
+        scorer = _Recording()
+        scorers.append(scorer)
+        settings = LeaderboardSettings(
+            split="test",
+            cold_max_clicks=1,
+            bootstrap_resamples=50,
+            bootstrap_seed=0,
+            predictions_dir=tmp_path / str(chunk),
+            bases={"plain_genre": "plain"},
+            chunk_impressions=chunk,
+        )
+        outputs.append(leaderboard_table(table, base, None, lambda _id, s=scorer: s, settings))
+        files.append(read_mind_prediction_file(tmp_path / str(chunk) / "m-1" / "test_dev.txt"))
+    assert scorers[0].calls == [3] and scorers[1].calls == [2, 1]  # one model, scored once
+    assert outputs[0].equals(outputs[1]) and files[0] == files[1]

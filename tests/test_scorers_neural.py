@@ -429,6 +429,13 @@ def test_valid_impressions_bounds_the_validation_of_each_epoch(world):
     capped = from_preset("nrms_small", valid_impressions=40, **base)
     capped.fit(train, items, valid=valid)
     assert [e["val_metrics"]["n_impressions"] for e in capped.training_log["epochs"]] == [40, 40]
+    # the sample's metrics are not published as the split's: the scorer asset scores it whole
+    from genre_dagster.scoring.nightly import best_epoch_metrics
+
+    assert (
+        capped.training_log["valid_sample"] == 40
+        and best_epoch_metrics(capped.training_log) is None
+    )
     # the same sample every epoch and every fit with the seed: equal AUC again
     again = from_preset("nrms_small", valid_impressions=40, **base)
     again.fit(train, items, valid=valid)
@@ -442,5 +449,17 @@ def test_valid_impressions_bounds_the_validation_of_each_epoch(world):
         logs.append([e["val_metrics"] for e in scorer.training_log["epochs"]])
     assert logs[0] == logs[1]
     assert logs[0][0]["n_impressions"] == valid.n_impressions
+    assert scorer.training_log["valid_sample"] == 0 and best_epoch_metrics(scorer.training_log)
     with pytest.raises(ValueError, match="valid_impressions"):
         preset("nrms_small", valid_impressions=-1)
+
+
+@pytest.mark.parametrize("name", ["nrms", "naml"])
+def test_scores_in_chunks_equal_scores_at_once(world, request, name):
+    from genre_dagster.scoring.base import score_in_chunks
+
+    scorer, test, items = request.getfixturevalue(name), world["test"], world["items"]
+    whole = score_in_chunks(scorer, test, items, 0)
+    np.testing.assert_array_equal(whole, scorer.score(test, items))
+    chunked = score_in_chunks(scorer, test, items, 13)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)

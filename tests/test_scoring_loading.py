@@ -79,6 +79,45 @@ def test_synthetic_items_extend_histories_but_are_never_candidates():
         build_impressions(_behaviors(candidates=(["N1", "N4"], ["N3"])), items)
 
 
+@pytest.mark.parametrize("with_day", [True, False])
+def test_chunked_building_gives_the_same_arrays(with_day):
+    """Issue 19: impressions are turned into arrays a chunk of rows at a time; chunks of 1, 2
+    and 3 rows (empty histories, synthetic extras, unlabeled candidates among them) give the
+    arrays of one chunk."""
+    items = build_item_features(
+        _items(synthetic=True), {"title": pl.DataFrame({"news_id": ["N1"], "vector": [[1.0]]})}
+    )
+    rng = np.random.default_rng(0)
+    n = 11
+    behaviors = pl.DataFrame(
+        {
+            "impression_id": [f"i{j}" for j in range(n)],
+            "user_id": [f"u{j % 4}" for j in range(n)],
+            "day": [date(2024, 3, 4 + j % 3) for j in range(n)],
+            "history": [list(rng.choice(["N1", "N2", "N3"], j % 5)) for j in range(n)],
+            "candidate_ids": [list(rng.choice(["N1", "N2", "N3"], 1 + j % 4)) for j in range(n)],
+            "candidate_labels": [
+                [int(x) if j % 3 else None for x in rng.integers(0, 2, 1 + j % 4)] for j in range(n)
+            ],
+        },  # fmt: skip
+        schema_overrides={"candidate_labels": pl.List(pl.Int8)},
+    )
+    kwargs = dict(max_history=3, extra_history={"u1": ["N4"]})
+    if with_day:
+        kwargs["day_zero"] = date(2024, 3, 4)
+    whole = build_impressions(behaviors, items, chunk_rows=0, **kwargs)
+    for chunk in (1, 2, 3):
+        part = build_impressions(behaviors, items, chunk_rows=chunk, **kwargs)
+        for name in ("impression_ids", "user_ids", "history", "cand_offsets", "cand_items"):
+            assert np.array_equal(getattr(part, name), getattr(whole, name)), (chunk, name)
+        assert np.array_equal(part.labels, whole.labels) and part.labels.dtype == np.int8
+        if with_day:
+            assert np.array_equal(part.day_index, whole.day_index)
+        else:
+            assert part.day_index is None and whole.day_index is None
+    assert whole.history[1].tolist()[-1] == 3  # u1's synthetic item, last in its history
+
+
 def test_unknown_ids_fail_loudly():
     items = build_item_features(
         _items(), {"title": pl.DataFrame({"news_id": ["N1"], "vector": [[1.0]]})}

@@ -49,6 +49,14 @@ class EvaluationConfig(dg.Config):
         ),
     )
     bootstrap_seed: int = Field(default=0, description="seed of the impression resampling")
+    chunk_impressions: int = Field(
+        default=100_000,
+        ge=0,
+        description=(
+            "each scorer scores the split this many impressions at a time (0 = all at once): "
+            "what it builds per impression stays bounded on a MIND-large-sized day"
+        ),
+    )
     transfer_scorers: list[str] = Field(
         default=[],
         description=(
@@ -143,6 +151,7 @@ def _leaderboard(context, config, duckdb, model_store, source, reports, scorers:
     )  # fmt: skip
     inactive = {r["name"]: json.loads(r["inactive_plugins"] or "{}") for r in table.to_dicts()}
     metadata = _describe(out, time.perf_counter() - started, predictions_dir, inactive)
+    metadata.update(_chunking(base.splits[config.split].n_impressions, config.chunk_impressions))
     day, run_id = base.behaviors[config.split]["day"].max(), context.run.run_id  # newest day
     history = _with_tonight(history, out, day, run_id)
     metadata.update(_publish_page(out, history, reports, day, run_id))
@@ -156,6 +165,13 @@ def _leaderboard(context, config, duckdb, model_store, source, reports, scorers:
             "evaluation_page": metadata["evaluation_page"],
         },
     )
+
+
+def _chunking(n_impressions: int, chunk: int) -> dict:
+    """How the split was scored: impressions at a time and chunks per scorer."""
+    from genre_dagster.scoring.base import n_chunks
+
+    return {"chunk_impressions": chunk, "chunks_per_scorer": n_chunks(n_impressions, chunk)}
 
 
 def _fresh_predictions_dir(model_store: ModelStore, split: str) -> Path:
@@ -178,6 +194,7 @@ def _settings(config: EvaluationConfig, predictions_dir: Path, bases: dict[str, 
         bootstrap_seed=config.bootstrap_seed,
         predictions_dir=predictions_dir if config.write_prediction_files else None,
         bases=bases,
+        chunk_impressions=config.chunk_impressions,
     )
 
 

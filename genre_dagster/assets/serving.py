@@ -188,6 +188,12 @@ class RecommendationConfig(dg.Config):
         default="{}",
         description='per-segment steering, e.g. {"cold": {"category_weights": {"news": 1}}}',
     )
+    chunk_users: int = Field(
+        default=lists.CHUNK_USERS,
+        ge=0,
+        description="users ranked and explained at a time (0 = all at once); bounds the "
+        "step's memory for a million users, changes no list",
+    )
 
 
 @dg.asset(
@@ -228,9 +234,12 @@ def recommendations(
     )
     made = lists.recommend(
         scorer, data, steering, k=config.k, explain_field=config.explain_field,
-        run_id=context.run.run_id,
+        run_id=context.run.run_id, chunk_users=config.chunk_users,
     )  # fmt: skip
-    context.add_output_metadata(_metadata(made, scorer, current, steering, notes))
+    metadata = _metadata(made, scorer, current, steering, notes)
+    metadata["chunk_users"] = config.chunk_users
+    metadata["chunks"] = -(-made.users // config.chunk_users) if config.chunk_users else 1
+    context.add_output_metadata(metadata)
     return made.frame
 
 

@@ -41,6 +41,7 @@ class LeaderboardSettings:
     bootstrap_seed: int
     predictions_dir: Path | None  # None: no prediction files
     bases: dict[str, str]  # GENRE variant -> its base scorer (scoring.variants.variant_bases)
+    chunk_impressions: int = 0  # impressions a scorer scores at a time (0 = all at once)
 
 
 def leaderboard_table(
@@ -56,6 +57,8 @@ def leaderboard_table(
     `settings.split` of `base` (scoring inputs; `augmented`: the same with GENRE's generated
     history, or None). `load(scorer_id)` gives a fitted scorer; `transfer` holds (folder,
     scorer) pairs trained elsewhere; `truth_root` is the generated world's folder, if any."""
+    from genre_dagster.scoring.base import score_in_chunks
+
     data = base.splits[settings.split]
     behaviors = base.behaviors[settings.split]
     cold = behaviors["history_length"].to_numpy() <= settings.cold_max_clicks
@@ -66,7 +69,7 @@ def leaderboard_table(
         if getattr(foreign, "config", {}).get("profile"):
             raise ValueError(f"{folder}: profile-based scorers cannot be transferred")
         name = f"transfer:{foreign.scorer_id}"
-        scores = foreign.score(data, base.items)
+        scores = score_in_chunks(foreign, data, base.items, settings.chunk_impressions)
         rows += _rows(name, f"trained elsewhere ({folder})", data, scores, segments, None, auc)
     random_scores = np.random.default_rng(0).random(len(data.cand_items))
     rows += _rows("random", "reference", data, random_scores, segments, None, auc)
@@ -78,22 +81,34 @@ def leaderboard_table(
 
 def _trained_rows(table, base, augmented, load, settings, segments, auc) -> list[dict]:
     """Rows of the trained scorers; their prediction files when `settings` asks for them."""
+    from collections import Counter
+
     from genre_dagster.evaluation.prediction_file import write_split_prediction_files
+    from genre_dagster.scoring.base import score_in_chunks
 
     split, folder = settings.split, settings.predictions_dir
     data = base.splits[split]
-    # Variants whose GENRE plug-in was off publish their base scorer's model: score it once.
+
+    def key_of(record: dict) -> tuple:
+        use_generated = bool(record["generated_history"] and augmented.extra_history)
+        return record["scorer_id"], use_generated, record["profile"]
+
+    # Variants whose GENRE plug-in was off publish their base scorer's model: score it once,
+    # and keep its scores only until the last row that reads them.
+    uses = Counter(key_of(record) for record in table.iter_rows(named=True))
     scored: dict[tuple, np.ndarray] = {}
     written: set[str] = set()  # prediction files are per model: the first row that scores it
     rows: list[dict] = []
     for record in table.iter_rows(named=True):
-        use_generated = bool(record["generated_history"] and augmented.extra_history)
-        key = (record["scorer_id"], use_generated, record["profile"])
+        key = key_of(record)
         if key not in scored:
-            split_data = augmented.splits[split] if use_generated else data
+            split_data = augmented.splits[split] if key[1] else data
             kwargs = {"profiles": base.profiles} if record["profile"] else {}
-            scored[key] = load(record["scorer_id"]).score(split_data, base.items, **kwargs)
-        scores = scored[key]
+            scorer = load(record["scorer_id"])
+            chunk = settings.chunk_impressions
+            scored[key] = score_in_chunks(scorer, split_data, base.items, chunk, **kwargs)
+        uses[key] -= 1
+        scores = scored[key] if uses[key] else scored.pop(key)
         name, variant = record["name"], record["variant"]
         rows += _rows(name, variant, data, scores, segments, record["val_auc"], auc)
         if folder is not None and record["scorer_id"] not in written:

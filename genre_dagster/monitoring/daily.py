@@ -152,16 +152,22 @@ def interaction_window(conn: Any, first: date, last: date) -> pl.DataFrame:
 def data_quality(conn: Any, settings: ReportSettings, model_store: Any = None) -> DailyReport:
     """Quality of the newest day's new items and impressions against the reference window."""
     from genre_dagster.monitoring import data_quality_report
+    from genre_dagster.monitoring.quality import BEHAVIOR_COLUMNS, ITEM_COLUMNS
 
+    # only the columns the checks and Evidently read: the id lists of a six-day window would
+    # be most of the step's memory at MIND-large size, for nothing
     newest, start = newest_window(conn, settings.reference_days)
+    item_columns = ", ".join(f"n.{c}" for c in ITEM_COLUMNS)
     first_seen = f"""
-        select n.* from {wh.STG_NEWS} n join (
+        select {item_columns} from {wh.STG_NEWS} n join (
             select news_id, min(day) as first_day from {wh.ITEM_DAILY_STATS} group by 1
         ) f using (news_id) where f.first_day between ? and ?
     """
     new_items = wh.query_frame(conn, first_seen, [newest, newest])
     ref_items = wh.query_frame(conn, first_seen, [start, newest - timedelta(days=1)])
-    behaviors = f"select * from {wh.STG_BEHAVIORS} where day between ? and ?"
+    behaviors = (
+        f"select {', '.join(BEHAVIOR_COLUMNS)} from {wh.STG_BEHAVIORS} where day between ? and ?"
+    )
     new_b = wh.query_frame(conn, behaviors, [newest, newest])
     ref_b = wh.query_frame(conn, behaviors, [start, newest - timedelta(days=1)])
     if ref_items.is_empty() or ref_b.is_empty():
@@ -228,7 +234,7 @@ def recommendation_quality(conn: Any, settings: ReportSettings, model_store: Any
 
     newest, start = newest_window(conn, settings.reference_days)
     _, _, scored = challenger_scores(conn, model_store, newest, start, settings.max_impressions)
-    news = wh.query_frame(conn, f"select * from {wh.STG_NEWS}")
+    news = wh.query_frame(conn, f"select news_id, category from {wh.STG_NEWS}")  # all it reads
     current = scored_frame(*scored["current"])
     reference = scored_frame(*scored["reference"]) if scored["reference"][1].n_impressions else None
     # Evidently's top-k metrics need every list to hold at least k candidates

@@ -69,3 +69,25 @@ class Scorer(ABC):
     @abstractmethod
     def load(cls, folder: Path) -> Scorer:
         """Read an artifact written by `save`."""
+
+
+def score_in_chunks(
+    scorer: Any, data: ImpressionData, items: ItemFeatures, chunk: int, **kwargs: Any
+) -> np.ndarray:
+    """`scorer.score(data, items, **kwargs)` over `chunk` impressions at a time (0 = all at
+    once), so what a scorer builds per impression (user vectors, features) stays bounded on a
+    large split. Every scorer scores each impression on its own, so the result is the same."""
+    if not chunk or data.n_impressions <= chunk:
+        return np.asarray(scorer.score(data, items, **kwargs), dtype=np.float32)
+    out = np.empty(len(data.cand_items), dtype=np.float32)
+    offsets = data.cand_offsets
+    for start in range(0, data.n_impressions, chunk):
+        stop = min(start + chunk, data.n_impressions)
+        part = data.take(np.arange(start, stop))
+        out[offsets[start] : offsets[stop]] = scorer.score(part, items, **kwargs)
+    return out
+
+
+def n_chunks(n_impressions: int, chunk: int) -> int:
+    """How many chunks `score_in_chunks` scores `n_impressions` in."""
+    return 1 if not chunk or n_impressions <= chunk else -(-n_impressions // chunk)

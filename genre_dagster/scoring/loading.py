@@ -149,25 +149,75 @@ def pad_histories(offsets: np.ndarray, flat: np.ndarray, max_history: int) -> np
     return out
 
 
+# Impressions turned into arrays at a time by `build_impressions`: flattening a MIND-large
+# train split's id lists at once takes gigabytes of index arrays for a moment.
+BUILD_CHUNK_ROWS = 200_000
+
+
 def build_impressions(
     behaviors: pl.DataFrame,
     items: ItemFeatures,
     max_history: int = HISTORY_CAP,
     extra_history: dict[str, list[str]] | None = None,
     day_zero: date | None = None,
+    chunk_rows: int = BUILD_CHUNK_ROWS,
 ) -> ImpressionData:
-    """ImpressionData from `load_behaviors` rows.
+    """ImpressionData from `load_behaviors` rows, `chunk_rows` impressions at a time (0 = all
+    at once; the result is the same).
 
     `extra_history` appends items (e.g. GENRE's synthetic items for cold users) to the history
     of the given users; they are history only, never candidates or labels.
     """
     index = {str(i): k for k, i in enumerate(items.item_ids)}
-    history = behaviors["history"]
+    extra = None
     if extra_history:
         extra = pl.DataFrame(
             {"user_id": list(extra_history), "extra": list(extra_history.values())},
             schema={"user_id": pl.Utf8, "extra": pl.List(pl.Utf8)},
         )
+    n = behaviors.height
+    step = chunk_rows or max(n, 1)
+    if n <= step:
+        return _impression_arrays(behaviors, items, index, max_history, extra, day_zero)
+    # Each chunk's arrays are copied into the whole set's, allocated once: the peak is the
+    # result plus one chunk, not the result twice.
+    n_candidates = int(behaviors["candidate_ids"].list.len().fill_null(0).sum())
+    whole = {
+        "impression_ids": np.empty(n, dtype=object),
+        "user_ids": np.empty(n, dtype=object),
+        "history": np.empty((n, max_history), dtype=np.int64),
+        "cand_offsets": np.zeros(n + 1, dtype=np.int64),
+        "cand_items": np.empty(n_candidates, dtype=np.int64),
+        "labels": np.empty(n_candidates, dtype=np.int8),
+        "day_index": np.empty(n, dtype=np.float64) if day_zero is not None else None,
+    }
+    offsets = whole["cand_offsets"]
+    for start in range(0, n, step):
+        part = _impression_arrays(
+            behaviors.slice(start, step), items, index, max_history, extra, day_zero
+        )
+        stop, first = start + part.n_impressions, offsets[start]
+        last = first + part.cand_offsets[-1]
+        for name in ("impression_ids", "user_ids", "history", "day_index"):
+            if whole[name] is not None:
+                whole[name][start:stop] = getattr(part, name)
+        offsets[start + 1 : stop + 1] = part.cand_offsets[1:] + first
+        whole["cand_items"][first:last] = part.cand_items
+        whole["labels"][first:last] = part.labels
+    return ImpressionData(**whole)
+
+
+def _impression_arrays(
+    behaviors: pl.DataFrame,
+    items: ItemFeatures,
+    index: dict[str, int],
+    max_history: int,
+    extra: pl.DataFrame | None,
+    day_zero: date | None,
+) -> ImpressionData:
+    """`build_impressions` of one chunk of rows."""
+    history = behaviors["history"]
+    if extra is not None:
         history = (
             behaviors.select("user_id", "history")
             .join(extra, on="user_id", how="left", maintain_order="left")

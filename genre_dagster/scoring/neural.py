@@ -200,6 +200,10 @@ class NeuralScorer(Scorer):
             log = train_model(model, train, inputs, random_pool, cfg, train_profile, validate)
         self._model = model
         self.training_log = {"scorer_id": self.scorer_id, "fields": fields, **log}
+        # impressions the epochs validated on when that was a sample of `valid` (else 0)
+        cap = cfg["valid_impressions"]
+        sampled = valid is not None and cap and valid.n_impressions > cap
+        self.training_log["valid_sample"] = int(cap) if sampled else 0
         if tuned:
             # Serving: every item's tuned text vectors once, reused by each later score.
             start = time.perf_counter()

@@ -298,19 +298,29 @@ def _fit_and_validate(scorer, inputs) -> tuple[dict, dict]:
 
 def best_epoch_metrics(log: dict) -> dict | None:
     """Validation metrics of the kept epoch, when training validated on the same split after
-    every epoch (neural scorers): scoring the split once more would give the same numbers."""
+    every epoch (neural scorers): scoring the split once more would give the same numbers.
+    None when the epochs validated on a sample of it (`valid_impressions`): the published
+    metrics are the whole split's, as every other scorer's are."""
+    if log.get("valid_sample"):
+        return None
     epochs = {e.get("epoch"): e for e in log.get("epochs") or []}
     best = epochs.get(log.get("best_epoch"))
     return best.get("val_metrics") if best else None
 
 
+# Validation impressions a scorer scores at a time.
+VALIDATE_CHUNK = 100_000
+
+
 def _validate(scorer, inputs) -> dict:
     """Metrics of a fitted scorer on the validation split."""
     from genre_dagster.evaluation.metrics import evaluate_impressions
+    from genre_dagster.scoring.base import score_in_chunks
 
     valid = inputs.splits["validation"]
     score_kw = {"profiles": inputs.profiles} if scorer.config.get("profile") else {}
-    return evaluate_impressions(valid, scorer.score(valid, inputs.items, **score_kw))
+    scores = score_in_chunks(scorer, valid, inputs.items, VALIDATE_CHUNK, **score_kw)
+    return evaluate_impressions(valid, scores)
 
 
 def _validate_once(scorer, inputs, model_store) -> dict:

@@ -19,6 +19,9 @@ import polars as pl
 from genre_dagster import warehouse as wh
 from genre_dagster.settings import HISTORY_CAP
 
+# Users ranked and explained at a time (`recommend`).
+CHUNK_USERS = 100_000
+
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")  # names that reach SQL as table names
 
 
@@ -145,12 +148,22 @@ def resolve_steering(config, categories: list[str], llm, cache_path: str, domain
 
 
 def recommend(
-    scorer, data: ServingInputs, steering: dict, *, k: int, explain_field: str, run_id: str
+    scorer,
+    data: ServingInputs,
+    steering: dict,
+    *,
+    k: int,
+    explain_field: str,
+    run_id: str,
+    chunk_users: int = CHUNK_USERS,
 ) -> Lists:
     """Top-`k` per active user over the pool, seen and synthetic items excluded, steered per
     user segment, each with a short explanation (similar history item, profile topic, or
-    popularity); rows carry the scorer id, config hash, run id and the steering applied."""
-    from genre_dagster.monitoring.steering_effect import category_mix
+    popularity); rows carry the scorer id, config hash, run id and the steering applied.
+
+    Users are ranked and explained `chunk_users` at a time (0 = all at once): the explanations
+    are Python strings until a chunk's rows are a Polars frame, and a million users' would not
+    fit at once. Each user's list is computed on its own, so the chunking changes no row."""
     from genre_dagster.scoring.loading import build_impressions
     from genre_dagster.serving.reranking import top_k_steered
     from genre_dagster.serving.steering import resolve_segments
@@ -172,36 +185,70 @@ def recommend(
     per_user = resolve_segments(steering, users["segment"].fill_null("warm").to_list())
     steered = any(not params.is_neutral for params in per_user)
     newest = float(np.nanmax(items.publish_day)) if items.publish_day is not None else None
-    result = top_k_steered(
-        score_pool, history, pool, k, items, per_user,
-        item_first_day=items.publish_day, newest_day=newest, mmr_field=explain_field,
-    )  # fmt: skip
-    before = top_k(score_pool, history, pool, k, items) if steered else result
     clicks = np.zeros(items.n_items)
     clicks[pool] = data.pool["clicks"].to_numpy()
     titles = data.inputs.item_table["title"].to_numpy()
     topics = users["topics"].to_list()
-    kinds, texts = explain(result, history, items, titles, explain_field, clicks, topics)
-    out = pl.DataFrame(
-        {
-            "user_id": user_ids[result.user_rows],
-            "rank": result.ranks.astype(np.int32),
-            "news_id": items.item_ids[result.items],
-            "score": result.scores,
-            "explanation_kind": kinds,
-            "explanation": texts,
-            "steering": _steering_column(per_user, result.user_rows),
-        }
-    ).with_columns(
+    n_users = len(user_ids)
+    step = chunk_users or max(n_users, 1)
+    frames, kinds, after, before_steering = [], [], [], []
+    for start in range(0, max(n_users, 1), step):
+        rows = slice(start, min(start + step, n_users))
+        part = _offset(score_pool, start)
+        result = top_k_steered(
+            part, history[rows], pool, k, items, per_user[rows],
+            item_first_day=items.publish_day, newest_day=newest, mmr_field=explain_field,
+        )  # fmt: skip
+        before = top_k(part, history[rows], pool, k, items) if steered else result
+        part_kinds, texts = explain(
+            result, history[rows], items, titles, explain_field, clicks, topics[rows]
+        )
+        user_rows = start + result.user_rows
+        frames.append(
+            pl.DataFrame(
+                {
+                    "user_id": user_ids[user_rows],
+                    "rank": result.ranks.astype(np.int32),
+                    "news_id": items.item_ids[result.items],
+                    "score": result.scores,
+                    "explanation_kind": part_kinds,
+                    "explanation": texts,
+                    "steering": _steering_column(per_user[rows], result.user_rows),
+                }
+            )
+        )
+        kinds += part_kinds
+        after.append(items.categories[result.items])
+        before_steering.append(items.categories[before.items])
+    out = pl.concat(frames).with_columns(
         pl.lit(scorer.scorer_id).alias("scorer_id"),
         pl.lit(scorer.config_hash).alias("config_hash"),
         pl.lit(run_id).alias("run_id"),
         pl.lit(datetime.now(UTC).replace(tzinfo=None)).alias("created_at"),
     )
-    names = np.array(items.category_names)
-    category = names[items.categories[result.items]]
-    mix_before = category_mix(names[items.categories[before.items]])
-    return Lists(out, len(user_ids), len(pool), kinds, category, mix_before, category_mix(category))
+    names = np.asarray(items.category_names, dtype=object)
+    codes, codes_before = np.concatenate(after), np.concatenate(before_steering)
+    return Lists(
+        out, n_users, len(pool), kinds, names[codes], _mix(codes_before, names), _mix(codes, names)
+    )
+
+
+def _offset(score_pool, start: int):
+    """`score_pool` for a chunk of users that begins at row `start`."""
+
+    def part(rows: slice, candidates: np.ndarray) -> np.ndarray:
+        return score_pool(slice(start + rows.start, start + rows.stop), candidates)
+
+    return part
+
+
+def _mix(codes: np.ndarray, names: np.ndarray) -> dict[str, float]:
+    """Share of each category among recommended items (category codes), largest first, as
+    `monitoring.steering_effect.category_mix` gives it from the names."""
+    counts = np.bincount(codes, minlength=len(names)) if len(codes) else np.zeros(len(names))
+    total = int(counts.sum())
+    present = [(str(names[c]), int(n)) for c, n in enumerate(counts) if n]
+    return {name: n / total for name, n in sorted(present, key=lambda p: (-p[1], p[0]))}
 
 
 def _steering_column(per_user: list, user_rows: np.ndarray) -> pl.Series:
