@@ -76,7 +76,11 @@ def _goal_rows() -> list[tuple[str, ...]]:
     # other runs (earlier code, another machine, oneDNN capped below AMX), each a row of its own.
     runs = [
         (preset, wall_goal, mem_goal, name)
-        for preset, wall_goal, mem_goal in (("small", None, None), ("mind_small", 1200, 6144))
+        for preset, wall_goal, mem_goal in (
+            ("small", None, None),
+            ("mind_small", 1200, 6144),
+            ("mind_medium", None, None),
+        )
         for name in [
             f"end_to_end_{preset}",
             *sorted(p.stem for p in RESULTS.glob(f"end_to_end_{preset}.*.json")),
