@@ -238,7 +238,9 @@ def recommendations(
     )  # fmt: skip
     metadata = _metadata(made, scorer, current, steering, notes)
     metadata["chunk_users"] = config.chunk_users
-    metadata["chunks"] = -(-made.users // config.chunk_users) if config.chunk_users else 1
+    from genre_dagster.scoring.base import n_chunks
+
+    metadata["chunks"] = n_chunks(made.users, config.chunk_users)
     context.add_output_metadata(metadata)
     return made.frame
 
@@ -247,8 +249,6 @@ def _metadata(made: lists.Lists, scorer, current: dict, steering: dict, notes: l
     """The lists' metadata: sizes, explanation kinds, category mix before and after steering."""
     from genre_dagster.monitoring.steering_effect import mix_shift
 
-    category = made.categories
-    mix = pl.Series(category).value_counts(sort=True)
     return {
         "dagster/row_count": made.frame.height,
         "users": int(made.users),
@@ -262,8 +262,8 @@ def _metadata(made: lists.Lists, scorer, current: dict, steering: dict, notes: l
         "category_mix": dg.MetadataValue.md(
             "| category | share before steering | share |\n|---|---|---|\n"
             + "\n".join(
-                f"| {c} | {made.mix_before.get(c, 0.0):.3f} | {n / len(category):.3f} |"
-                for c, n in mix.iter_rows()
+                f"| {c} | {made.mix_before.get(c, 0.0):.3f} | {share:.3f} |"
+                for c, share in made.mix_after.items()
             )
         ),
         "steering_applied": dg.MetadataValue.json(

@@ -44,8 +44,9 @@ def summarizer_inputs(conn: Any) -> tuple[pl.DataFrame, list[RoleInput]]:
 def profiler_inputs(
     conn: Any, history_titles: int = HISTORY_TITLES
 ) -> tuple[pl.DataFrame, list[RoleInput]]:
-    """Users with a history (user_id, titles of their newest clicks, oldest first), most
-    recently active first; ids without a news row are left out of a history.
+    """Users with a known item in their history (user_id, `recent`: their newest clicks' news
+    ids, oldest first), most recently active first, and their inputs (those clicks' titles;
+    ids without a news row are left out).
 
     The histories are read as news ids and each title is one shared string: users click the
     same items, so a million users' twenty titles would otherwise be twenty million copies."""

@@ -10,12 +10,15 @@ import numpy as np
 
 
 def category_mix(categories_of_recommended: Sequence[str] | np.ndarray) -> dict[str, float]:
-    """Share of each category among recommended items, largest first ({} for no items)."""
-    values, counts = np.unique(np.asarray(categories_of_recommended, dtype=str), return_counts=True)
-    total = int(counts.sum())
-    pairs = zip(values.tolist(), counts.tolist(), strict=True)
-    order = sorted(pairs, key=lambda vc: (-vc[1], vc[0]))
-    return {value: count / total for value, count in order}
+    """Share of each category among recommended items, largest first, ties by name ({} for no
+    items). Counted as an Arrow string column: a million users' lists are ten million names,
+    which a fixed-width numpy string array would copy at the longest name's width."""
+    import polars as pl
+
+    names = pl.Series("category", categories_of_recommended, dtype=pl.String)
+    counts = names.value_counts(name="n").sort(["n", "category"], descending=[True, False])
+    total = names.len()
+    return {value: n / total for value, n in counts.iter_rows()}
 
 
 def mix_shift(before: Mapping[str, float], after: Mapping[str, float]) -> float:

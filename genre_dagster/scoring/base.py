@@ -88,6 +88,7 @@ def score_in_chunks(
     return out
 
 
-def n_chunks(n_impressions: int, chunk: int) -> int:
-    """How many chunks `score_in_chunks` scores `n_impressions` in."""
-    return 1 if not chunk or n_impressions <= chunk else -(-n_impressions // chunk)
+def n_chunks(n: int, chunk: int) -> int:
+    """How many chunks of `chunk` rows (0 = all at once) `n` rows are processed in, at least
+    one (`score_in_chunks`, the lists' users)."""
+    return 1 if not chunk or n <= chunk else -(-n // chunk)

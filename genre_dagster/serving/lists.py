@@ -43,7 +43,6 @@ class Lists:
     users: int
     pool_items: int
     explanation_kinds: list[str]
-    categories: np.ndarray  # category of every recommended item
     mix_before: dict[str, float]  # category shares before steering
     mix_after: dict[str, float]
 
@@ -164,6 +163,7 @@ def recommend(
     Users are ranked and explained `chunk_users` at a time (0 = all at once): the explanations
     are Python strings until a chunk's rows are a Polars frame, and a million users' would not
     fit at once. Each user's list is computed on its own, so the chunking changes no row."""
+    from genre_dagster.monitoring.steering_effect import category_mix
     from genre_dagster.scoring.loading import build_impressions
     from genre_dagster.serving.reranking import top_k_steered
     from genre_dagster.serving.steering import resolve_segments
@@ -226,11 +226,10 @@ def recommend(
         pl.lit(run_id).alias("run_id"),
         pl.lit(datetime.now(UTC).replace(tzinfo=None)).alias("created_at"),
     )
-    names = np.asarray(items.category_names, dtype=object)
-    codes, codes_before = np.concatenate(after), np.concatenate(before_steering)
-    return Lists(
-        out, n_users, len(pool), kinds, names[codes], _mix(codes_before, names), _mix(codes, names)
-    )
+    names = np.asarray(items.category_names, dtype=object)  # gathered as references
+    mix_before = category_mix(names[np.concatenate(before_steering)])
+    mix_after = category_mix(names[np.concatenate(after)])
+    return Lists(out, n_users, len(pool), kinds, mix_before, mix_after)
 
 
 def _offset(score_pool, start: int):
@@ -240,15 +239,6 @@ def _offset(score_pool, start: int):
         return score_pool(slice(start + rows.start, start + rows.stop), candidates)
 
     return part
-
-
-def _mix(codes: np.ndarray, names: np.ndarray) -> dict[str, float]:
-    """Share of each category among recommended items (category codes), largest first, as
-    `monitoring.steering_effect.category_mix` gives it from the names."""
-    counts = np.bincount(codes, minlength=len(names)) if len(codes) else np.zeros(len(names))
-    total = int(counts.sum())
-    present = [(str(names[c]), int(n)) for c, n in enumerate(counts) if n]
-    return {name: n / total for name, n in sorted(present, key=lambda p: (-p[1], p[0]))}
 
 
 def _steering_column(per_user: list, user_rows: np.ndarray) -> pl.Series:
