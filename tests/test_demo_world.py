@@ -27,6 +27,7 @@ from genre_dagster.demo import (
 )
 from genre_dagster.demo.config import MAX_USERS
 from genre_dagster.demo.files import TRUTH_SCHEMA, TruthWriter
+from genre_dagster.demo.generate import CHILD_PROCESS_MIN_USERS
 from genre_dagster.demo.world import World
 
 TINY = DemoWorldConfig(n_news=1_500, n_users=800, n_days=4, impressions_per_day=400)
@@ -400,6 +401,22 @@ def test_ensure_world_is_idempotent_and_safe(world_dir: Path, tmp_path: Path) ->
     with pytest.raises(ValueError, match="not a demo world"):
         ensure_world(TINY, foreign)
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_ensure_world_in_a_child_process_writes_the_same_world(
+    world_dir: Path, tmp_path: Path
+) -> None:
+    # what mind_medium and mind_large take (CHILD_PROCESS_MIN_USERS), on the tiny world
+    out = tmp_path / "child"
+    summary = ensure_world(TINY, out, in_child=True)
+    assert summary == read_world_summary(out) == read_world_summary(world_dir)
+    assert _digests(out) == _digests(world_dir)
+    assert pl.read_parquet(out / TRUTH_FILE).equals(pl.read_parquet(world_dir / TRUTH_FILE))
+    # an error in the child reaches the caller as itself
+    with pytest.raises(ValueError, match="chunk_impressions"):
+        ensure_world(TINY, tmp_path / "bad", chunk_impressions=0, in_child=True)
+    assert DemoWorldConfig.preset("mind_medium").n_users >= CHILD_PROCESS_MIN_USERS
+    assert DemoWorldConfig.preset("mind_small").n_users < CHILD_PROCESS_MIN_USERS
 
 
 def test_config_presets_and_validation() -> None:

@@ -85,16 +85,76 @@ def test_dbt_gets_the_same_settings(tmp_path, clean_env):
     assert env["GENRE_DBT_DUCKDB_TEMP_DIRECTORY"] == str(tmp_path / "duckdb_tmp/genre.duckdb.tmp")
 
 
-def test_the_dbt_profile_reads_those_variables():
+def _dbt_options() -> dict:
+    """The DuckDB options of the dbt profile's output: `settings` and `config_options`."""
     import yaml
 
-    from genre_dagster.settings import DBT_PROJECT_DIR, DUCKDB_SETTING_VARS
+    from genre_dagster.settings import DBT_PROJECT_DIR
 
-    profile = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())
-    settings = profile["genre"]["outputs"]["local"]["settings"]
-    assert set(settings) == set(DUCKDB_SETTING_VARS)
-    for key, template in settings.items():
+    output = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())["genre"]["outputs"]
+    local = output["local"]
+    return {**local["settings"], **local["config_options"]}
+
+
+def test_the_dbt_profile_reads_those_variables():
+    from genre_dagster.settings import DUCKDB_SETTING_VARS
+
+    options = _dbt_options()
+    assert set(options) == set(DUCKDB_SETTING_VARS)
+    for key, template in options.items():
         assert f"env_var('GENRE_DBT_DUCKDB_{key.upper()}'" in template
+
+
+def test_dbt_opens_cursors_after_a_query_spilled(tmp_path, clean_env):
+    """dbt-duckdb sets the profile's `settings` on every cursor it opens; once a query has
+    spilled, DuckDB refuses to set the spill directory again, which failed dbt_features at
+    MIND-large size. The profile rendered with the step's variables, through dbt-duckdb's own
+    environment: a spilling query, then more cursors."""
+    import re
+
+    from dbt.adapters.duckdb.credentials import DuckDBCredentials
+    from dbt.adapters.duckdb.environments.local import LocalEnvironment
+
+    clean_env.setenv("GENRE_DUCKDB_MEMORY_LIMIT", "64MB")
+    clean_env.setenv("GENRE_DUCKDB_THREADS", "1")
+    database = tmp_path / "data" / "genre.duckdb"
+    env = dbt_duckdb_env(database)
+    assert (tmp_path / "data" / "duckdb_tmp").is_dir()  # dbt_duckdb_env made the parents
+
+    def render(template: str) -> str:  # dbt's env_var('NAME', 'default')
+        name, default = re.search(r"env_var\('(\w+)', '([^']*)'\)", template).groups()
+        return env.get(name, default)
+
+    import yaml
+
+    from genre_dagster.settings import DBT_PROJECT_DIR
+
+    local = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())["genre"]["outputs"][
+        "local"
+    ]
+    credentials = DuckDBCredentials(
+        path=str(database),
+        settings={k: render(v) for k, v in local["settings"].items()},
+        config_options={k: render(v) for k, v in local.get("config_options", {}).items()},
+    )
+    environment = LocalEnvironment(credentials)
+    first = environment.handle()
+    cursor = first.cursor()
+    cursor.execute(
+        "create table t as select (range * 7919) % 10000019 as k, "
+        "'payload-' || range::varchar || '-xxxxxxxxxxxxxxxx' as s from range(3000000)"
+    )
+    # 3M distinct groups: a hash table far over the limit (an ORDER BY under count(*) would be
+    # optimized away and spill nothing)
+    cursor.execute("select count(*) from (select s, count(*) from t group by s)")
+    assert cursor.fetchone() == (3_000_000,)
+    spill = database.parent / "duckdb_tmp" / "genre.duckdb.tmp"
+    assert spill.is_dir()  # the query spilled there
+    second = environment.handle()  # the next model's cursor
+    second.cursor().execute("select current_setting('temp_directory')")
+    assert second.cursor().fetchone() == (str(spill),)
+    second.close()
+    first.close()
 
 
 def test_a_query_over_the_limit_spills_into_the_temp_dir(tmp_path, clean_env):
@@ -108,8 +168,10 @@ def test_a_query_over_the_limit_spills_into_the_temp_dir(tmp_path, clean_env):
             "create table t as select (range * 7919) % 10000019 as k, "
             "'payload-' || range::varchar || '-xxxxxxxxxxxxxxxx' as s from range(3000000)"
         )
+        # 3M distinct groups: a hash table far over the limit (an ORDER BY under count(*)
+        # is optimized away and spills nothing)
         (n,) = conn.execute(
-            "select count(*) from (select k, s from t order by k offset 1)"
+            "select count(*) from (select s, count(*) from t group by s)"
         ).fetchone()
-    assert n == 2_999_999
-    assert (tmp_path / "data" / "duckdb_tmp").is_dir()
+        assert n == 3_000_000
+        assert (tmp_path / "data" / "duckdb_tmp" / "genre.duckdb.tmp").is_dir()  # it spilled

@@ -209,3 +209,33 @@ def test_generated_history_from_loaded_inputs_equals_a_fresh_load(with_synthetic
         assert synthetic in got.history[0] and synthetic not in base.splits["test"].history[0]
     else:
         assert derived.splits["test"] is base.splits["test"]  # nothing to rebuild
+
+
+def test_inputs_keep_the_id_lists_only_where_histories_are_rebuilt():
+    """The behaviors frames drop their id lists (the largest thing a training holds) unless a
+    generated-history scorer may rebuild its histories from them; rebuilding from slim inputs
+    reads the impressions again and gives the same arrays."""
+    from genre_dagster.scoring.inputs import (
+        LIST_COLUMNS,
+        load_scorer_inputs,
+        with_generated_history,
+        without_generated_history,
+    )
+
+    conn = _feature_db(with_synthetic=True)
+    slim = load_scorer_inputs(conn, ("test",), ["title"])
+    full = load_scorer_inputs(conn, ("test",), ["title"], generated_history=True)
+    rows = slim.behaviors["test"]
+    assert not set(LIST_COLUMNS) & set(rows.columns)
+    assert set(LIST_COLUMNS) <= set(full.behaviors["test"].columns)
+    data = slim.splits["test"]
+    assert rows["n_candidates"].to_list() == np.diff(data.cand_offsets).tolist() == [2, 2]
+    assert full.behaviors["test"]["n_candidates"].to_list() == [2, 2]
+
+    derived = with_generated_history(conn, slim)
+    assert np.array_equal(derived.splits["test"].history, full.splits["test"].history)
+    assert np.array_equal(derived.splits["test"].cand_items, full.splits["test"].cand_items)
+    plain = without_generated_history(full)
+    assert np.array_equal(plain.splits["test"].history, data.history)
+    with pytest.raises(ValueError, match="without their id lists"):
+        without_generated_history(derived)

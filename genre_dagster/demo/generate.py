@@ -27,6 +27,12 @@ from genre_dagster.demo.world import DayImpressions, World
 GENERATOR_VERSION = "1"
 WORLD_FILE = "world.json"
 TRUTH_FILE = "truth.parquet"
+# Worlds of at least this many users are generated in a child process by `ensure_world`: the
+# generator's tables (the users x subcategories tastes, a day of impressions) then go back to
+# the operating system when it exits, instead of staying in the heap of the process that goes
+# on to run the pipeline (`genre-dagster run` runs every step in the process that generated the
+# world: at mind_large it started its first step at 4.1 GB). mind_small has 50k users.
+CHILD_PROCESS_MIN_USERS = 100_000
 # Truth of extra days: one file per day next to the base truth (a landing folder is watched
 # by the pipeline, so nothing but MIND files goes there).
 TRUTH_LANDING_DIR = "truth_landing"
@@ -104,13 +110,27 @@ def ensure_world(
     config: DemoWorldConfig,
     out_dir: Path,
     chunk_impressions: int = DEFAULT_CHUNK_IMPRESSIONS,
+    in_child: bool | None = None,
 ) -> dict[str, Any]:
     """Return the world at `out_dir`, generating it only if it is missing or was generated
-    from a different config or generator version."""
+    from a different config or generator version.
+
+    `in_child`: generate in a child process (the same files; an error in it is raised here).
+    None: for worlds of at least CHILD_PROCESS_MIN_USERS users."""
     summary = read_world_summary(Path(out_dir))
     if _matches(summary, config):
         return summary
-    return generate_world(config, out_dir, chunk_impressions)
+    if in_child is None:
+        in_child = config.n_users >= CHILD_PROCESS_MIN_USERS
+    if not in_child:
+        return generate_world(config, out_dir, chunk_impressions)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: a fresh interpreter, not a fork of a process that may hold threads and locks
+    # (Dagster's, DuckDB's)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(generate_world, config, Path(out_dir), chunk_impressions).result()
 
 
 def _write_world(

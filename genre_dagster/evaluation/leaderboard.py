@@ -192,7 +192,7 @@ def oracle_scores(root: Path, behaviors: pl.DataFrame) -> np.ndarray | None:
     wanted = behaviors.select(
         "source_split",
         pl.col("mind_impression_id").cast(pl.Int64),
-        pl.int_ranges(1, pl.col("candidate_ids").list.len() + 1).alias("position"),
+        pl.int_ranges(1, pl.col("n_candidates") + 1).alias("position"),
     ).explode("position")
     joined = wanted.join(
         truth,

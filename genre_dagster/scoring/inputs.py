@@ -31,6 +31,25 @@ from genre_dagster.warehouse import (
     table_exists,
 )
 
+# The id lists of a split's impressions. ScorerInputs.behaviors keeps them only where the
+# impression arrays are rebuilt from them (a generated-history scorer's inputs, see
+# `without_generated_history`): beside the arrays built from them they are the largest thing a
+# training holds, about 2 GB for MIND-large's train split.
+LIST_COLUMNS = ("history", "candidate_ids", "candidate_labels")
+
+
+def impression_rows(behaviors: pl.DataFrame, lists: bool) -> pl.DataFrame:
+    """`behaviors` with each impression's `n_candidates`, and its id lists (LIST_COLUMNS) only
+    with `lists`."""
+    rows = behaviors.with_columns(
+        n_candidates=pl.col("candidate_ids").list.len().fill_null(0).cast(pl.Int64)
+    )
+    return rows if lists else rows.drop(LIST_COLUMNS)
+
+
+def _has_lists(behaviors: pl.DataFrame) -> bool:
+    return set(LIST_COLUMNS) <= set(behaviors.columns)
+
 
 @dataclass
 class ScorerInputs:
@@ -187,7 +206,10 @@ def load_scorer_inputs(
 ) -> ScorerInputs:
     """Items with the embedding `fields`, impressions of `splits`, and the GENRE extras. When
     a scorer config in `configs` has a tuned text encoder, the items also carry the layer
-    states of its fields (`ItemFeatures.layer_states`, from the layer-state cache)."""
+    states of its fields (`ItemFeatures.layer_states`, from the layer-state cache).
+
+    `behaviors` holds one row per impression of each split with its `n_candidates`; the id
+    lists (LIST_COLUMNS) only with `generated_history` (`impression_rows`)."""
     (day_zero,) = conn.execute(f"select min(day) from {STG_BEHAVIORS}").fetchone()
     if day_zero is None:
         raise RuntimeError("no impressions: ingest data first")
@@ -200,10 +222,12 @@ def load_scorer_inputs(
     extra = load_generated_history(conn) if generated_history else None
     data, frames = {}, {}
     for split in splits:
-        frames[split] = load_behaviors(conn, (split,))
+        frame = load_behaviors(conn, (split,))
         data[split] = build_impressions(
-            frames[split], items, max_history=max_history, extra_history=extra, day_zero=day_zero
+            frame, items, max_history=max_history, extra_history=extra, day_zero=day_zero
         )
+        frames[split] = impression_rows(frame, lists=generated_history)
+        del frame
     profiles = load_profiles(conn) if profile else None
     if profile and profiles is None:
         raise RuntimeError(f"the profile variant needs {USER_PROFILE_EMBEDDINGS} rows")
@@ -215,18 +239,19 @@ def with_generated_history(
 ) -> ScorerInputs:
     """`inputs` with GENRE's synthetic items appended to cold users' histories.
 
-    Rebuilds only the impression arrays from the frames already loaded (items, embeddings and
-    impressions are not read again); with no synthetic item the splits are shared as they are.
+    Rebuilds only the impression arrays (items, embeddings and profiles are not read again),
+    from the frames loaded when they kept their id lists, else from the impressions read again
+    one split at a time; with no synthetic item the splits are shared as they are.
     """
     extra = load_generated_history(conn)
     if not extra:
         return replace(inputs, extra_history={})
-    splits = {
-        name: build_impressions(
-            inputs.behaviors[name], inputs.items, max_history, extra, inputs.day_zero
-        )
-        for name in inputs.splits
-    }
+    splits = {}
+    for name in inputs.splits:
+        frame = inputs.behaviors[name]
+        if not _has_lists(frame):
+            frame = load_behaviors(conn, (name,))
+        splits[name] = build_impressions(frame, inputs.items, max_history, extra, inputs.day_zero)
     return replace(inputs, splits=splits, extra_history=extra)
 
 
@@ -240,6 +265,12 @@ def without_generated_history(inputs: ScorerInputs) -> ScorerInputs:
     """
     if not inputs.extra_history:
         return inputs
+    lacking = [n for n in inputs.splits if not _has_lists(inputs.behaviors[n])]
+    if lacking:
+        raise ValueError(
+            f"the behaviors of split(s) {lacking} were loaded without their id lists: load "
+            "them with generated_history=True to rebuild their histories"
+        )
     splits = {
         name: build_impressions(
             inputs.behaviors[name], inputs.items, data.history.shape[1], None, inputs.day_zero
