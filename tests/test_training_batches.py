@@ -125,3 +125,23 @@ def test_distinct_rows_matches_numpy_unique() -> None:
     assert distinct_rows(np.zeros((0, 3), dtype=np.int64))[1].shape == (0,)
     first, inverse = distinct_rows(np.zeros((4, 0), dtype=np.int64))
     assert list(first) == [0] and list(inverse) == [0, 0, 0, 0]
+    # in chunks of a few rows (the default is 100k): the same groups
+    whole = distinct_rows(matrix, chunk_rows=len(matrix))
+    for chunk in (1, 7, 299, 1000):
+        got = distinct_rows(matrix, chunk_rows=chunk)
+        assert np.array_equal(got[0], whole[0]) and np.array_equal(got[1], whole[1])
+
+
+def test_trim_history_keeps_the_recent_columns_without_copying() -> None:
+    from genre_dagster.scoring.training import trim_history
+
+    history = np.array([[PAD, PAD, PAD, 1, 2], [PAD, PAD, 3, 4, 5]], dtype=np.int64)
+    trimmed = trim_history(history, 4)
+    assert trimmed.tolist() == [[PAD, 1, 2], [3, 4, 5]]  # the all-padding column dropped
+    assert np.shares_memory(trimmed, history)  # a view: no copy of a split's histories
+    assert trim_history(history, 2).tolist() == [[1, 2], [4, 5]]
+    assert trim_history(history, 0).shape == (2, 0)
+    assert trim_history(np.full((2, 3), PAD), 3).shape == (2, 0)
+    # padding inside a row (not left-padded): the all-padding columns still go
+    gaps = np.array([[1, PAD, 2], [3, PAD, 4]], dtype=np.int64)
+    assert trim_history(gaps, 3).tolist() == [[1, 2], [3, 4]]

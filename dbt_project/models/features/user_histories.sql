@@ -44,11 +44,15 @@ deduplicated as (
 ),
 
 capped as (
-    select *
+    -- recency 1 = the most recent click; news_id breaks exact ties (two impressions of a user
+    -- logged in the same second), so the order never depends on how the rows were read
+    select
+        *,
+        row_number() over (
+            partition by user_id order by clicked_at desc, ordinal desc, news_id desc
+        ) as recency
     from deduplicated
-    qualify row_number() over (
-        partition by user_id order by clicked_at desc, ordinal desc
-    ) <= {{ var('history_cap') }}
+    qualify recency <= {{ var('history_cap') }}
 ),
 
 users as (
@@ -61,10 +65,20 @@ users as (
     group by user_id
 )
 
+-- The history, oldest first: (recency, id) pairs sorted within each list rather than an
+-- ordered aggregate. At MIND-large size (767k users, 17M capped clicks) DuckDB's
+-- list(... order by ...) ran out of its 18.6 GiB memory limit; this takes 2.9 GB.
 select
     u.user_id,
     coalesce(
-        list(c.news_id order by c.clicked_at, c.ordinal) filter (where c.news_id is not null),
+        list_transform(
+            list_sort(
+                list(struct_pack(recency := c.recency, news_id := c.news_id))
+                    filter (where c.news_id is not null),
+                'DESC'
+            ),
+            pair -> pair.news_id
+        ),
         []::varchar[]
     ) as history,
     count(c.news_id) as history_length,
