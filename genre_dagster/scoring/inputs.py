@@ -167,7 +167,7 @@ def profile_coverage(profiles, user_ids: np.ndarray) -> float:
     """Share of `user_ids` that have a GENRE profile."""
     if profiles is None or len(user_ids) == 0:
         return 0.0
-    _, has = profiles.rows_for(user_ids)
+    has = profiles.profile_rows(user_ids).has
     return float(np.mean(has))
 
 
