@@ -64,8 +64,9 @@ class UserProfiles:
         if len(self._row) != len(self.user_ids):
             raise ValueError("UserProfiles.user_ids contains duplicates")
         # validated once: a partly-NaN row is an error, an all-NaN row a user without profile
-        vectors, self._valid = _with_missing(self.vectors, np.ones(len(self.vectors), bool))
-        self._rows = ProfileRows.from_dense(vectors, self._valid)
+        self._rows = ProfileRows.from_dense(
+            *_with_missing(self.vectors, np.ones(len(self.vectors), bool))
+        )
 
     @property
     def dim(self) -> int:
