@@ -141,3 +141,33 @@ class ImpressionData:
             labels=self.labels[flat],
             day_index=None if self.day_index is None else self.day_index[rows],
         )
+
+
+@dataclass
+class ProfileRows:
+    """Profile vectors aligned with rows (impressions or users) by reference: row r's vector
+    is `table[index[r]]`, and the table's last row is zeros, the row of every row without a
+    profile. A copy of the vector per row was [n_impressions, dim] float32, 2.9 GB of mostly
+    zeros for a MIND-large train split, and building it (NaN mask, float64 `np.where`) was
+    most of the +15.4 GB a profile variant's step took there."""
+
+    table: np.ndarray  # float32 [n_profiles + 1, dim], the last row zeros
+    index: np.ndarray  # int64 [n_rows], len(table) - 1 for rows without a profile
+
+    @classmethod
+    def from_dense(cls, vectors: np.ndarray, has: np.ndarray) -> ProfileRows:
+        """From one vector per row (rows where `has` is False are without a profile)."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        table = np.concatenate([vectors, np.zeros((1, vectors.shape[1]), np.float32)])
+        return cls(table, np.where(has, np.arange(len(vectors)), len(vectors)))
+
+    @property
+    def has(self) -> np.ndarray:
+        return self.index != len(self.table) - 1
+
+    def take(self, rows: np.ndarray | slice) -> ProfileRows:
+        return ProfileRows(self.table, self.index[rows])
+
+    def dense(self) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors [n_rows, dim] float32, has [n_rows]): for a batch, not a whole split."""
+        return self.table[self.index], self.has

@@ -40,14 +40,24 @@ def test_a_connection_gets_the_configured_limit_threads_and_temp_dir(tmp_path, c
         assert _settings(conn)[2] == str(tmp_path / "spill" / "genre.duckdb.tmp")
 
 
-def test_unset_means_duckdb_defaults(tmp_path, clean_env):
+def test_unset_means_a_quarter_of_the_memory_and_duckdbs_threads(tmp_path, clean_env):
+    """DuckDB's own default limit is 80% of RAM, too much for a query that shares its process
+    with the step's Python data: unset, the project's connections (and dbt's) get 25%."""
     import duckdb
+    import psutil
 
-    assert set(duckdb_settings(tmp_path / "x.duckdb")) == {"temp_directory"}
+    settings = duckdb_settings(tmp_path / "x.duckdb")
+    assert set(settings) == {"memory_limit", "temp_directory"}
+    quarter = psutil.virtual_memory().total / 4
+    assert settings["memory_limit"].endswith("MB")
+    assert abs(int(settings["memory_limit"][:-2]) * 1e6 - quarter) < 1e6
     with duckdb.connect() as plain:
         default_memory, default_threads, _ = _settings(plain)
     with connect(tmp_path / "x.duckdb", "test") as conn:
-        assert _settings(conn)[:2] == (default_memory, default_threads)
+        memory, threads, _ = _settings(conn)
+    assert threads == default_threads and memory != default_memory
+    env = dbt_duckdb_env(tmp_path / "x.duckdb")
+    assert env["GENRE_DBT_DUCKDB_MEMORY_LIMIT"] == settings["memory_limit"]
 
 
 def test_a_callers_config_is_merged_not_replaced(tmp_path, clean_env):

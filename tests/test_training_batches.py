@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genre_dagster.arrays import PAD
+from genre_dagster.arrays import PAD, ProfileRows
 
 torch = pytest.importorskip("torch")
 
@@ -79,9 +79,10 @@ def test_users_with_the_same_history_are_encoded_once_with_the_same_result() -> 
 def test_same_history_with_other_profiles_stays_apart() -> None:
     model, items = _model_and_items(profile_dim=4)
     history = np.array([[PAD, 3, 4], [PAD, 3, 4], [PAD, 3, 4]], dtype=np.int64)
-    vectors = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [1, 0, 0, 0]], dtype=np.float32)
-    has = np.array([True, True, True])
-    users, _, _ = encode_batch_users(model, history, items, np.array([[1]]), (vectors, has))
+    # rows 0 and 2: the same user's profile (one table row); row 1 another user's
+    table = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]], dtype=np.float32)
+    profile = ProfileRows(table, np.array([0, 1, 0]))
+    users, _, _ = encode_batch_users(model, history, items, np.array([[1]]), profile)
     assert torch.equal(users[0], users[2])
     assert not torch.allclose(users[0], users[1])
 

@@ -15,10 +15,13 @@ import polars as pl
 
 from genre_dagster.arrays import ImpressionData, ItemFeatures
 from genre_dagster.scoring.loading import (
+    LIST_COLUMNS,
     build_impressions,
     build_item_features,
+    impression_rows,
     load_behaviors,
     load_item_table,
+    stream_impressions,
 )
 from genre_dagster.settings import HISTORY_CAP
 from genre_dagster.warehouse import (
@@ -30,21 +33,6 @@ from genre_dagster.warehouse import (
     query_frame,
     table_exists,
 )
-
-# The id lists of a split's impressions. ScorerInputs.behaviors keeps them only where the
-# impression arrays are rebuilt from them (a generated-history scorer's inputs, see
-# `without_generated_history`): beside the arrays built from them they are the largest thing a
-# training holds, about 2 GB for MIND-large's train split.
-LIST_COLUMNS = ("history", "candidate_ids", "candidate_labels")
-
-
-def impression_rows(behaviors: pl.DataFrame, lists: bool) -> pl.DataFrame:
-    """`behaviors` with each impression's `n_candidates`, and its id lists (LIST_COLUMNS) only
-    with `lists`."""
-    rows = behaviors.with_columns(
-        n_candidates=pl.col("candidate_ids").list.len().fill_null(0).cast(pl.Int64)
-    )
-    return rows if lists else rows.drop(LIST_COLUMNS)
 
 
 def _has_lists(behaviors: pl.DataFrame) -> bool:
@@ -179,7 +167,7 @@ def profile_coverage(profiles, user_ids: np.ndarray) -> float:
     """Share of `user_ids` that have a GENRE profile."""
     if profiles is None or len(user_ids) == 0:
         return 0.0
-    _, has = profiles.rows_for(user_ids)
+    has = profiles.profile_rows(user_ids).has
     return float(np.mean(has))
 
 
@@ -222,12 +210,15 @@ def load_scorer_inputs(
     extra = load_generated_history(conn) if generated_history else None
     data, frames = {}, {}
     for split in splits:
-        frame = load_behaviors(conn, (split,))
-        data[split] = build_impressions(
-            frame, items, max_history=max_history, extra_history=extra, day_zero=day_zero
-        )
-        frames[split] = impression_rows(frame, lists=generated_history)
-        del frame
+        if generated_history:  # the frames keep their id lists (see LIST_COLUMNS)
+            frames[split] = impression_rows(load_behaviors(conn, (split,)), lists=True)
+            data[split] = build_impressions(
+                frames[split], items, max_history, extra_history=extra, day_zero=day_zero
+            )
+        else:
+            data[split], frames[split] = stream_impressions(
+                conn, split, items, max_history, day_zero=day_zero
+            )
     profiles = load_profiles(conn) if profile else None
     if profile and profiles is None:
         raise RuntimeError(f"the profile variant needs {USER_PROFILE_EMBEDDINGS} rows")

@@ -7,6 +7,7 @@ Python, so MIND-small-sized splits (4M candidates) load in seconds.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 
 import numpy as np
@@ -101,23 +102,36 @@ def build_item_features(
     )
 
 
-def load_behaviors(conn, splits: tuple[str, ...]) -> pl.DataFrame:
-    """Impressions of the given splits in time order, with their history and candidates."""
+def _behaviors_query(splits: tuple[str, ...]) -> str:
     unknown = set(splits) - set(SPLITS)
     if unknown:
         raise ValueError(f"unknown split(s) {sorted(unknown)}; splits are {SPLITS}")
     placeholders = ", ".join("?" for _ in splits)
-    return query_frame(
-        conn,
-        f"""
+    return f"""
         select b.impression_id, b.mind_impression_id, b.source_split, b.user_id, b.time, b.day,
                b.history, b.candidate_ids, b.candidate_labels, b.history_length, s.split
         from {STG_BEHAVIORS} b join {IMPRESSION_SPLITS} s using (impression_id)
         where s.split in ({placeholders})
         order by b.time, b.impression_id
-        """,
-        list(splits),
+        """
+
+
+def load_behaviors(conn, splits: tuple[str, ...]) -> pl.DataFrame:
+    """Impressions of the given splits in time order, with their history and candidates."""
+    return query_frame(conn, _behaviors_query(splits), list(splits))
+
+
+# The id lists of an impression: what `impression_rows` leaves out.
+LIST_COLUMNS = ("history", "candidate_ids", "candidate_labels")
+
+
+def impression_rows(behaviors: pl.DataFrame, lists: bool) -> pl.DataFrame:
+    """`behaviors` with each impression's `n_candidates`, and its id lists (LIST_COLUMNS) only
+    with `lists`."""
+    rows = behaviors.with_columns(
+        n_candidates=pl.col("candidate_ids").list.len().fill_null(0).cast(pl.Int64)
     )
+    return rows if lists else rows.drop(LIST_COLUMNS)
 
 
 def _index_lists(lists: pl.Series, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -168,6 +182,60 @@ def build_impressions(
     `extra_history` appends items (e.g. GENRE's synthetic items for cold users) to the history
     of the given users; they are history only, never candidates or labels.
     """
+    index, extra = _lookups(items, extra_history)
+    n = behaviors.height
+    step = chunk_rows or max(n, 1)
+    if n <= step:
+        return _impression_arrays(behaviors, items, index, max_history, extra, day_zero)
+    n_candidates = int(behaviors["candidate_ids"].list.len().fill_null(0).sum())
+    parts = (behaviors.slice(start, step) for start in range(0, n, step))
+    return _filled(parts, n, n_candidates, items, index, max_history, extra, day_zero)
+
+
+def stream_impressions(
+    conn,
+    split: str,
+    items: ItemFeatures,
+    max_history: int = HISTORY_CAP,
+    extra_history: dict[str, list[str]] | None = None,
+    day_zero: date | None = None,
+    chunk_rows: int = BUILD_CHUNK_ROWS,
+) -> tuple[ImpressionData, pl.DataFrame]:
+    """`build_impressions(load_behaviors(conn, (split,)), ...)` without the whole frame: DuckDB
+    hands the rows over `chunk_rows` at a time (Arrow record batches), so only one chunk's id
+    lists are in Python at once (a MIND-large train split's are about 2 GB). Also returns the
+    split's `impression_rows` without their lists."""
+    (n, n_candidates) = conn.execute(
+        f"""
+        select count(*), coalesce(sum(len(b.candidate_ids)), 0)
+        from {STG_BEHAVIORS} b join {IMPRESSION_SPLITS} s using (impression_id)
+        where s.split = ?
+        """,
+        [split],
+    ).fetchone()
+    index, extra = _lookups(items, extra_history)
+    rows: list[pl.DataFrame] = []
+
+    def parts():
+        reader = conn.execute(_behaviors_query((split,)), [split]).fetch_record_batch(
+            chunk_rows or max(n, 1)
+        )
+        for batch in reader:
+            part = pl.from_arrow(batch)
+            rows.append(impression_rows(part, lists=False))
+            yield part
+
+    data = _filled(parts(), n, n_candidates, items, index, max_history, extra, day_zero)
+    if rows:
+        return data, pl.concat(rows)
+    empty = impression_rows(load_behaviors(conn, (split,)), lists=False)  # its schema
+    return data, empty
+
+
+def _lookups(
+    items: ItemFeatures, extra_history: dict[str, list[str]] | None
+) -> tuple[dict[str, int], pl.DataFrame | None]:
+    """Item id -> row, and the extra history as a frame (user_id, extra)."""
     index = {str(i): k for k, i in enumerate(items.item_ids)}
     extra = None
     if extra_history:
@@ -175,13 +243,22 @@ def build_impressions(
             {"user_id": list(extra_history), "extra": list(extra_history.values())},
             schema={"user_id": pl.Utf8, "extra": pl.List(pl.Utf8)},
         )
-    n = behaviors.height
-    step = chunk_rows or max(n, 1)
-    if n <= step:
-        return _impression_arrays(behaviors, items, index, max_history, extra, day_zero)
-    # Each chunk's arrays are copied into the whole set's, allocated once: the peak is the
-    # result plus one chunk, not the result twice.
-    n_candidates = int(behaviors["candidate_ids"].list.len().fill_null(0).sum())
+    return index, extra
+
+
+def _filled(
+    parts: Iterator[pl.DataFrame],
+    n: int,
+    n_candidates: int,
+    items: ItemFeatures,
+    index: dict[str, int],
+    max_history: int,
+    extra: pl.DataFrame | None,
+    day_zero: date | None,
+) -> ImpressionData:
+    """ImpressionData of `n` impressions (`n_candidates` candidates) from consecutive chunks of
+    their rows. Each chunk's arrays are copied into the whole set's, allocated once: the peak
+    is the result plus one chunk, not the result twice."""
     whole = {
         "impression_ids": np.empty(n, dtype=object),
         "user_ids": np.empty(n, dtype=object),
@@ -192,10 +269,9 @@ def build_impressions(
         "day_index": np.empty(n, dtype=np.float64) if day_zero is not None else None,
     }
     offsets = whole["cand_offsets"]
-    for start in range(0, n, step):
-        part = _impression_arrays(
-            behaviors.slice(start, step), items, index, max_history, extra, day_zero
-        )
+    start = 0
+    for rows in parts:
+        part = _impression_arrays(rows, items, index, max_history, extra, day_zero)
         stop, first = start + part.n_impressions, offsets[start]
         last = first + part.cand_offsets[-1]
         for name in ("impression_ids", "user_ids", "history", "day_index"):
@@ -204,6 +280,12 @@ def build_impressions(
         offsets[start + 1 : stop + 1] = part.cand_offsets[1:] + first
         whole["cand_items"][first:last] = part.cand_items
         whole["labels"][first:last] = part.labels
+        start = stop
+    if start != n or offsets[-1] != n_candidates:
+        raise RuntimeError(
+            f"impressions changed while read: counted {n} impressions and {n_candidates} "
+            f"candidates, read {start} and {offsets[start]}"
+        )
     return ImpressionData(**whole)
 
 

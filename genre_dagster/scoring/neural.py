@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from genre_dagster.arrays import PAD, ImpressionData, ItemFeatures
+from genre_dagster.arrays import PAD, ImpressionData, ItemFeatures, ProfileRows
 from genre_dagster.scoring.base import Scorer
 from genre_dagster.scoring.presets import (
     PRESET_KINDS,
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import torch
 
     from genre_dagster.scoring.components import NewsRecommender
-    from genre_dagster.scoring.training import ItemInputs, ProfileRows
+    from genre_dagster.scoring.training import ItemInputs
 
 FORMAT_VERSION = 1
 _ITEM_CHUNK = 8192  # items encoded per forward pass at inference
@@ -63,16 +63,28 @@ class UserProfiles:
         self._row = {str(u): i for i, u in enumerate(self.user_ids)}
         if len(self._row) != len(self.user_ids):
             raise ValueError("UserProfiles.user_ids contains duplicates")
+        # validated once: a partly-NaN row is an error, an all-NaN row a user without profile
+        self._rows = ProfileRows.from_dense(
+            *_with_missing(self.vectors, np.ones(len(self.vectors), bool))
+        )
 
     @property
     def dim(self) -> int:
         return self.vectors.shape[1]
 
+    def profile_rows(self, user_ids: np.ndarray) -> ProfileRows:
+        """The profiles of `user_ids` as rows referring to this table (no copy per row);
+        users without a profile refer to its zero row."""
+        missing = len(self.user_ids)  # a user without a row: the zero row, appended below
+        index = np.fromiter(
+            (self._row.get(str(u), missing) for u in user_ids), np.int64, len(user_ids)
+        )
+        table_rows = np.append(self._rows.index, len(self._rows.table) - 1)
+        return ProfileRows(self._rows.table, table_rows[index])
+
     def rows_for(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(vectors [n, dim], has_profile [n]) for `user_ids`; missing users get zeros."""
-        index = np.fromiter((self._row.get(str(u), -1) for u in user_ids), np.int64, len(user_ids))
-        vectors = self.vectors[np.maximum(index, 0)]
-        return _with_missing(vectors, index >= 0)
+        return self.profile_rows(user_ids).dense()
 
 
 ProfileInput = UserProfiles | np.ndarray | None
@@ -294,13 +306,11 @@ class NeuralScorer(Scorer):
 
         cap = self._resolved["valid_impressions"]
         if cap and valid.n_impressions > cap:
-            from genre_dagster.scoring.training import ProfileRows
-
             rng = np.random.default_rng(self._resolved["seed"])
             sample = np.sort(rng.choice(valid.n_impressions, cap, replace=False))
             valid = valid.take(sample)
             if rows is not None:
-                rows = ProfileRows(rows.vectors[sample], rows.has[sample])
+                rows = rows.take(sample)
         labeled = valid.labels >= 0
         imp = valid.candidate_impression[labeled]
         clicks = np.bincount(imp, weights=valid.labels[labeled] == 1, minlength=valid.n_impressions)
@@ -342,7 +352,6 @@ class NeuralScorer(Scorer):
         import torch
 
         from genre_dagster.scoring.training import (
-            ProfileRows,
             history_gaps,
             take_rows,
             trim_history,
@@ -351,11 +360,10 @@ class NeuralScorer(Scorer):
         from genre_dagster.scoring.user_profile import distinct_rows
 
         history = trim_history(np.asarray(history, dtype=np.int64), self._resolved["max_history"])
-        profile = None if rows is None else (rows.vectors, rows.has)
-        first, inverse = distinct_rows(user_input_key(history, profile))
+        first, inverse = distinct_rows(user_input_key(history, rows))
         history = history[first]
         if rows is not None:
-            rows = ProfileRows(rows.vectors[first], rows.has[first])
+            rows = rows.take(first)
         unique = np.unique(history[history != PAD])
         table = self._item_vectors(model, inputs, unique)
         table = torch.cat([table, table.new_zeros(1, table.shape[1])])  # last row = padding
@@ -367,8 +375,7 @@ class NeuralScorer(Scorer):
             pos = np.where(mask, np.searchsorted(unique, hist), len(unique))
             prof = has = gaps = None
             if rows is not None:
-                prof = torch.from_numpy(rows.vectors[s : s + step])
-                has = torch.from_numpy(rows.has[s : s + step])
+                prof, has = (torch.from_numpy(a) for a in rows.take(slice(s, s + step)).dense())
             if inputs.days is not None:
                 gaps = torch.from_numpy(history_gaps(hist, inputs.days))
             users = model.encode_users(
@@ -475,14 +482,12 @@ class NeuralScorer(Scorer):
     def _profile_rows(
         self, profiles: ProfileInput, user_ids: np.ndarray, what: str
     ) -> ProfileRows | None:
-        from genre_dagster.scoring.training import ProfileRows
-
         if not self._resolved["profile"]:
             return None
         if profiles is None:
             raise ValueError(f"{self.scorer_id}: profiles for {what} are missing")
         if isinstance(profiles, UserProfiles):
-            vectors, has = profiles.rows_for(user_ids)
+            rows = profiles.profile_rows(user_ids)
         else:
             matrix = np.asarray(profiles, dtype=np.float32)
             if matrix.ndim != 2 or len(matrix) != len(user_ids):
@@ -490,13 +495,13 @@ class NeuralScorer(Scorer):
                     f"{self.scorer_id}: profile matrix for {what} must be "
                     f"[{len(user_ids)}, dim], got {matrix.shape}"
                 )
-            vectors, has = _with_missing(matrix, np.ones(len(matrix), dtype=bool))
+            rows = ProfileRows.from_dense(*_with_missing(matrix, np.ones(len(matrix), bool)))
         expected = self._require_meta()["profile_dim"]
-        if vectors.shape[1] != expected:
+        if rows.table.shape[1] != expected:
             raise ValueError(
-                f"{self.scorer_id}: profile dim {vectors.shape[1]} != trained dim {expected}"
+                f"{self.scorer_id}: profile dim {rows.table.shape[1]} != trained dim {expected}"
             )
-        return ProfileRows(vectors, has)
+        return rows
 
     def _require_model(self) -> NewsRecommender:
         if self._model is None:

@@ -202,17 +202,20 @@ class SklearnRankerScorer(Scorer):
         )
         self.model = self._new_model()
         self.unavailable = []
-        features = self._features(train, items, leave_one_out=True)
+        # The click statistics come from every training impression, the features only from
+        # the sample the model is fit on: a candidate's features depend on its own impression
+        # and the statistics alone, so they are the sample's rows of the whole split's (which
+        # at MIND-large size were 60M rows and 9 GB for the 1.3M kept).
+        sample = train
+        if train.n_impressions > c["max_train_impressions"]:
+            rng = np.random.default_rng(c["seed"])
+            rows = rng.choice(train.n_impressions, c["max_train_impressions"], replace=False)
+            sample = train.take(np.sort(rows))
+        features = self._features(sample, items, leave_one_out=True)
         all_nan = np.isnan(features).all(axis=0)
         self.unavailable = [name for name, gone in zip(FEATURE_NAMES, all_nan, strict=True) if gone]
         features[:, all_nan] = 0.0
-        labels = train.labels
-        if train.n_impressions > c["max_train_impressions"]:
-            rng = np.random.default_rng(c["seed"])
-            keep = np.zeros(train.n_impressions, dtype=bool)
-            keep[rng.choice(train.n_impressions, c["max_train_impressions"], replace=False)] = True
-            selected = keep[train.candidate_impression]
-            features, labels = features[selected], labels[selected]
+        labels = sample.labels
         if len(np.unique(labels)) < 2:
             raise ValueError(
                 "sklearn ranker: training candidates must contain clicks and non-clicks"

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genre_dagster.arrays import PAD, ImpressionData
+from genre_dagster.arrays import PAD, ImpressionData, ProfileRows
 from genre_dagster.scoring.components import GAP_BUCKETS, NewsRecommender
 from genre_dagster.scoring.user_profile import distinct_rows
 
@@ -41,14 +41,6 @@ class ItemInputs:
             for v in self.views
         ]
         return views, self.categories.index_select(0, index), ids
-
-
-@dataclass
-class ProfileRows:
-    """Profile vectors aligned with rows (impressions or users): missing rows are zero."""
-
-    vectors: np.ndarray  # float32 [n_rows, dim]
-    has: np.ndarray  # bool [n_rows]
 
 
 def take_rows(table: torch.Tensor, index: np.ndarray) -> torch.Tensor:
@@ -94,7 +86,7 @@ def encode_batch_users(
     history: np.ndarray,
     items: ItemInputs,
     extra_items: np.ndarray,
-    profile: tuple[np.ndarray, np.ndarray] | None,
+    profile: ProfileRows | None,
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """Encode only the items this batch touches (history + `extra_items`) and the batch's users.
 
@@ -114,7 +106,7 @@ def encode_batch_users(
     hist_vecs = take_rows(table, hist_pos)
     prof = has = None
     if profile is not None:
-        prof, has = (torch.from_numpy(np.ascontiguousarray(a[rows])) for a in profile)
+        prof, has = (torch.from_numpy(a) for a in profile.take(rows).dense())
     gaps = None if items.days is None else torch.from_numpy(history_gaps(history, items.days))
     users = model.encode_users(hist_vecs, torch.from_numpy(hist_mask), prof, has, gaps)
     if len(rows) < len(inverse):
@@ -122,17 +114,13 @@ def encode_batch_users(
     return users, item_vecs, unique
 
 
-def user_input_key(
-    history: np.ndarray, profile: tuple[np.ndarray, np.ndarray] | None
-) -> np.ndarray:
-    """One integer row per user input: the history, plus the profile's flag and bits if any.
+def user_input_key(history: np.ndarray, profile: ProfileRows | None) -> np.ndarray:
+    """One integer row per user input: the history, plus the row of its profile if any.
 
     Rows with equal keys get equal user vectors, so they are encoded once."""
     if profile is None:
         return history
-    vectors, has = profile
-    bits = np.ascontiguousarray(vectors, dtype=np.float32).view(np.int32)
-    return np.concatenate([history, has[:, None].astype(np.int64), bits], axis=1)
+    return np.concatenate([history, profile.index[:, None].astype(history.dtype)], axis=1)
 
 
 class NegativeSampler:
@@ -322,7 +310,7 @@ def train_model(
         for samples in batches:
             cands = sampler.candidates(samples, rng)
             imps = sampler.sample_impression[samples]
-            rows = None if profile is None else (profile.vectors[imps], profile.has[imps])
+            rows = None if profile is None else profile.take(imps)
             users, item_vecs, unique = encode_batch_users(
                 model, trim_history(history[imps], config["max_history"]), items, cands, rows
             )
