@@ -231,18 +231,19 @@ def with_generated_history(
     """`inputs` with GENRE's synthetic items appended to cold users' histories.
 
     Rebuilds only the impression arrays (items, embeddings and profiles are not read again),
-    from the frames loaded when they kept their id lists, else from the impressions read again
-    one split at a time; with no synthetic item the splits are shared as they are.
+    from the frames loaded when they kept their id lists, else streamed from DuckDB again
+    (`stream_impressions`); with no synthetic item the splits are shared as they are.
     """
     extra = load_generated_history(conn)
     if not extra:
         return replace(inputs, extra_history={})
     splits = {}
     for name in inputs.splits:
-        frame = inputs.behaviors[name]
-        if not _has_lists(frame):
-            frame = load_behaviors(conn, (name,))
-        splits[name] = build_impressions(frame, inputs.items, max_history, extra, inputs.day_zero)
+        frame, items, day_zero = inputs.behaviors[name], inputs.items, inputs.day_zero
+        if _has_lists(frame):
+            splits[name] = build_impressions(frame, items, max_history, extra, day_zero)
+        else:
+            splits[name], _ = stream_impressions(conn, name, items, max_history, extra, day_zero)
     return replace(inputs, splits=splits, extra_history=extra)
 
 
