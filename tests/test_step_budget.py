@@ -2,62 +2,85 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
-import time
 
 import dagster as dg
 import pytest
 
-from genre_dagster.step_budget import CHILD_SCAN_EVERY, StepMeter, budgeted
+from genre_dagster.step_budget import budgeted
 
 MB = 1024 * 1024
 
 
+# Both memory tests measure in a fresh interpreter. In the pytest process other tests leave
+# garbage that the collector may free while the step allocates, and the process's RSS then
+# need not rise by what the step allocated (CI once saw +0.1 MB for a 200 MB block).
+_ALLOCATE_AND_RELEASE = """
+import json, time
+from genre_dagster.step_budget import StepMeter
+meter = StepMeter(sample_seconds=0.01).start()
+try:
+    block = bytearray(200 * 2**20)
+    block[::4096] = b"x" * len(block[::4096])  # touch every page: resident, not reserved
+    time.sleep(0.1)
+    # released only after the thread has sampled twice more: on a loaded machine 0.1 s may
+    # pass without a sample
+    wait_for = meter.samples + 2
+    while meter.samples < wait_for:
+        time.sleep(0.01)
+    del block
+    figures = meter.figures()
+finally:
+    meter.stop()
+print(json.dumps(figures))
+"""
+
+_CHILD_HOLDS_MEMORY = """
+import json, subprocess, sys, time
+from genre_dagster.step_budget import CHILD_SCAN_EVERY, StepMeter
+meter = StepMeter(sample_seconds=0.01).start()
+try:
+    # the child holds its memory until told to exit: after the thread has listed the
+    # children and sampled them (a loaded machine may take longer than any fixed sleep)
+    child = (
+        "import sys; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); "
+        "print('ready', flush=True); sys.stdin.readline()"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout.readline().strip() == "ready"
+        wait_for = meter.samples + CHILD_SCAN_EVERY + 2
+        while meter.samples < wait_for:
+            time.sleep(0.01)
+        proc.communicate("exit\\n")
+    assert proc.returncode == 0
+    figures = meter.figures()
+finally:
+    meter.stop()
+print(json.dumps(figures))
+"""
+
+
+def _figures_in_fresh_interpreter(script: str) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_the_peak_covers_memory_the_step_allocated_and_released():
-    meter = StepMeter(sample_seconds=0.01).start()
-    try:
-        block = bytearray(200 * MB)
-        block[::4096] = b"x" * len(block[::4096])  # touch every page: resident, not reserved
-        time.sleep(0.1)
-        # released only after the thread has sampled twice more: on a loaded machine 0.1 s may
-        # pass without a sample
-        _wait_for_samples(meter, meter.samples + 2)
-        del block
-        figures = meter.figures()
-    finally:
-        meter.stop()
+    figures = _figures_in_fresh_interpreter(_ALLOCATE_AND_RELEASE)
     assert figures["step_peak_rss_mb"] >= figures["step_rss_at_start_mb"] + 190
     assert figures["step_seconds"] >= 0.1
 
 
-def _wait_for_samples(meter: StepMeter, n: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while meter.samples < n:
-        assert time.monotonic() < deadline, f"the sampling thread took {meter.samples} of {n}"
-        time.sleep(0.01)
-
-
 def test_the_peak_includes_child_processes():
     """dbt runs as a child process: its memory is the step's too."""
-    meter = StepMeter(sample_seconds=0.01).start()
-    try:
-        # the child holds its memory until told to exit: after the thread has listed the
-        # children and sampled them (a loaded machine may take longer than any fixed sleep)
-        child = (
-            "import sys; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); "
-            "print('ready', flush=True); sys.stdin.readline()"
-        )
-        with subprocess.Popen(
-            [sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        ) as proc:
-            assert proc.stdout.readline().strip() == "ready"
-            _wait_for_samples(meter, meter.samples + CHILD_SCAN_EVERY + 2)
-            proc.communicate("exit\n")
-        assert proc.returncode == 0
-        figures = meter.figures()
-    finally:
-        meter.stop()
+    figures = _figures_in_fresh_interpreter(_CHILD_HOLDS_MEMORY)
     assert figures["step_peak_rss_mb"] >= figures["step_rss_at_start_mb"] + 290
 
 
