@@ -61,6 +61,9 @@ def test_items_and_impressions_become_aligned_arrays():
     )
 
     data = build_impressions(_behaviors(), items, max_history=2, day_zero=date(2024, 3, 4))
+    # item indices in int32: half of int64 for a MIND-large split's histories and candidates
+    assert data.history.dtype == data.cand_items.dtype == data.candidate_impression.dtype
+    assert data.history.dtype == np.int32
     assert data.history.tolist() == [[1, 2], [PAD, PAD]]
     assert data.cand_offsets.tolist() == [0, 2, 3]
     assert data.cand_items.tolist() == [0, 1, 2]

@@ -13,7 +13,7 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from genre_dagster.arrays import PAD, ImpressionData, ItemFeatures
+from genre_dagster.arrays import INDEX_DTYPE, PAD, ImpressionData, ItemFeatures
 from genre_dagster.settings import HISTORY_CAP
 from genre_dagster.warehouse import (
     IMPRESSION_SPLITS,
@@ -141,7 +141,7 @@ def _index_lists(lists: pl.Series, index: dict[str, int]) -> tuple[np.ndarray, n
     flat = lists.explode(empty_as_null=False)
     if flat.null_count():
         raise ValueError(f"{flat.null_count()} null ids inside id lists")
-    mapped = flat.replace_strict(index, default=None, return_dtype=pl.Int64)
+    mapped = flat.replace_strict(index, default=None, return_dtype=pl.Int32)
     if mapped.null_count():
         missing = flat.filter(mapped.is_null()).head(3).to_list()
         raise KeyError(f"{mapped.null_count()} ids have no item row, e.g. {missing}")
@@ -151,7 +151,7 @@ def _index_lists(lists: pl.Series, index: dict[str, int]) -> tuple[np.ndarray, n
 def pad_histories(offsets: np.ndarray, flat: np.ndarray, max_history: int) -> np.ndarray:
     """Left-padded [n, max_history] matrix of the most recent items (most recent last)."""
     n = len(offsets) - 1
-    out = np.full((n, max_history), PAD, dtype=np.int64)
+    out = np.full((n, max_history), PAD, dtype=INDEX_DTYPE)
     lengths = np.diff(offsets)
     keep = np.minimum(lengths, max_history)
     # position of each kept element in its row: right-aligned
@@ -217,7 +217,7 @@ def stream_impressions(
     rows: list[pl.DataFrame] = []
 
     def parts():
-        reader = conn.execute(_behaviors_query((split,)), [split]).fetch_record_batch(
+        reader = conn.execute(_behaviors_query((split,)), [split]).to_arrow_reader(
             chunk_rows or max(n, 1)
         )
         for batch in reader:
@@ -262,9 +262,9 @@ def _filled(
     whole = {
         "impression_ids": np.empty(n, dtype=object),
         "user_ids": np.empty(n, dtype=object),
-        "history": np.empty((n, max_history), dtype=np.int64),
+        "history": np.empty((n, max_history), dtype=INDEX_DTYPE),
         "cand_offsets": np.zeros(n + 1, dtype=np.int64),
-        "cand_items": np.empty(n_candidates, dtype=np.int64),
+        "cand_items": np.empty(n_candidates, dtype=INDEX_DTYPE),
         "labels": np.empty(n_candidates, dtype=np.int8),
         "day_index": np.empty(n, dtype=np.float64) if day_zero is not None else None,
     }
