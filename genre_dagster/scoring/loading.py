@@ -8,6 +8,7 @@ Python, so MIND-small-sized splits (4M candidates) load in seconds.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date
 
 import numpy as np
@@ -230,6 +231,33 @@ def stream_impressions(
         return data, pl.concat(rows)
     empty = impression_rows(load_behaviors(conn, (split,)), lists=False)  # its schema
     return data, empty
+
+
+def append_history(
+    data: ImpressionData, items: ItemFeatures, extra_history: dict[str, list[str]]
+) -> tuple[ImpressionData, np.ndarray, np.ndarray]:
+    """`data` with `extra_history[user]` appended to the history of each of that user's
+    impressions, the most recent `max_history` items kept: the arrays `build_impressions(...,
+    extra_history=...)` builds, without reading the impressions again. A padded history holds
+    the user's most recent items and the extra items come after them, so the result is exact.
+
+    Returns the new set (it shares every array but `history`, a copy, with `data`), the rows
+    that changed and their histories before. Unknown extra ids raise KeyError."""
+    wanted = {u for u, ids in extra_history.items() if ids}
+    changed = np.fromiter((u in wanted for u in data.user_ids), bool, data.n_impressions)
+    rows = np.flatnonzero(changed)
+    width = data.history.shape[1]
+    if not len(rows) or width == 0:
+        return data, rows[:0], data.history[:0].copy()
+    extra = {u: items.index_of(extra_history[u]) for u in {data.user_ids[r] for r in rows}}
+    history = data.history.copy()
+    before = history[rows].copy()
+    for row in rows:
+        current = history[row][history[row] != PAD]
+        merged = np.concatenate([current, extra[data.user_ids[row]]])[-width:]
+        history[row] = PAD
+        history[row, width - len(merged) :] = merged
+    return replace(data, history=history), rows, before
 
 
 def _lookups(
