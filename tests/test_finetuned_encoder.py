@@ -122,11 +122,15 @@ def test_cached_and_uncached_paths_give_same_vectors_and_gradients(
     (uncached * weights).sum().backward()
     layers_full = full.encoder.layer if model == "tiny_bert" else full.layers
     layers_top = top.encoder.layer if model == "tiny_bert" else top.layers
+    # Relative to each parameter's gradient, but not below 1e-4 of the layers' largest: the
+    # attention key bias's true gradient is zero (softmax ignores a shift shared by all keys),
+    # so both paths give float noise there (~1e-11 on an AMD EPYC) and any ratio of noise.
+    floor = 1e-4 * max(float(p.grad.abs().max()) for p in top.parameters() if p.grad is not None)
     for i, layer in enumerate(layers_top):
         for (name, p_top), (_, p_full) in zip(
             layer.named_parameters(), layers_full[split + i].named_parameters(), strict=True
         ):
-            scale = p_full.grad.abs().max().clamp(min=1e-6)
+            scale = max(float(p_full.grad.abs().max()), floor)
             assert float((p_top.grad - p_full.grad).abs().max() / scale) < tol * 3, name
 
 

@@ -94,7 +94,7 @@ def test_a_variant_with_generated_history_off_sees_the_base_scorers_histories():
     import polars as pl
 
     from genre_dagster.scoring.inputs import without_generated_history
-    from genre_dagster.scoring.loading import build_impressions
+    from genre_dagster.scoring.loading import append_history, build_impressions
 
     items = _inputs().items
     day = date(2024, 3, 1)
@@ -118,10 +118,15 @@ def test_a_variant_with_generated_history_off_sees_the_base_scorers_histories():
         None,
         None,
     )
+    extended, rows, before = append_history(base.splits["validation"], items, extra)
+    np.testing.assert_array_equal(
+        extended.history, build_impressions(frame, items, 3, extra, day).history
+    )
     augmented = replace(
         base,
-        splits={"validation": build_impressions(frame, items, 3, extra, day)},
+        splits={"validation": extended},
         extra_history=extra,
+        plain_history={"validation": (rows, before)},
     )
     assert (augmented.splits["validation"].history == 3).any()  # S1 is item 3
     plain = without_generated_history(augmented)

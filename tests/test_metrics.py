@@ -259,6 +259,10 @@ def test_prediction_file_round_trip_matches_official_computation(tmp_path) -> No
     perm = rng.permutation(len(imp))
     path = tmp_path / "p.txt"
     write_mind_prediction_file(mind_ids, imp[perm], positions[perm], scores[perm], path)
+    chunked = tmp_path / "chunked.txt"
+    args = (mind_ids, imp[perm], positions[perm], scores[perm])
+    write_mind_prediction_file(*args, chunked, chunk_rows=7)  # 18 chunks, the last one short
+    assert chunked.read_text() == path.read_text()
     ranks = read_mind_prediction_file(path)
     assert list(ranks) == sorted(mind_ids.tolist())
 

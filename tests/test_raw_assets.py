@@ -208,3 +208,29 @@ def test_pandas_written_files_skip_headers_and_store_repairs(pandas_root):
         7: "unknown_news_in_history",
         8: "unknown_news_in_impressions",
     }
+
+
+def test_large_sources_are_read_for_days_in_a_child_process(mind_root, monkeypatch):
+    """Above CHILD_READ_MIN_BYTES the day list and the split preflight's counts are read in a
+    spawned child (the run's process would keep the memory): the same answers, and the same
+    error for a source without a parsable time."""
+    from genre_dagster.resources import source as source_module
+
+    source = DatasetSource(kind="mind", path=str(mind_root / "mind"))
+    in_place = (source.days(), source.impression_days())
+    children = []
+    real_pool = __import__("concurrent.futures").futures.ProcessPoolExecutor
+
+    def counting_pool(*args, **kwargs):
+        children.append(kwargs["mp_context"].get_start_method())
+        return real_pool(*args, **kwargs)
+
+    monkeypatch.setattr(source_module, "CHILD_READ_MIN_BYTES", 0)
+    monkeypatch.setattr("concurrent.futures.ProcessPoolExecutor", counting_pool)
+    assert (source.days(), source.impression_days()) == in_place
+    assert children == ["spawn", "spawn"]
+    assert sum(c.impressions for c in in_place[1]) == sum(in_place[0].values())
+
+    (mind_root / "mind" / "train" / "behaviors.tsv").write_text("1\tU1\tnot a time\t\tN1-1\n")
+    with pytest.raises(ValueError, match="time"):
+        source.days()

@@ -408,3 +408,32 @@ def test_ranker_without_publish_days_drops_recency(world, tmp_path) -> None:
     np.testing.assert_array_equal(
         loaded.score(split["test"], no_days), ranker.score(split["test"], no_days)
     )
+
+
+def _int32(data: ImpressionData) -> ImpressionData:
+    return ImpressionData(
+        impression_ids=data.impression_ids,
+        user_ids=data.user_ids,
+        history=data.history.astype(np.int32),
+        cand_offsets=data.cand_offsets,
+        cand_items=data.cand_items.astype(np.int32),
+        labels=data.labels,
+        day_index=data.day_index,
+    )
+
+
+@pytest.mark.parametrize("kind", list(SCORER_CONFIGS))
+def test_int32_item_indices_fit_and_score_as_int64(world, fitted, kind) -> None:
+    """The loader builds histories and candidates in int32 (arrays.INDEX_DTYPE)."""
+    items, split, _ = world
+    scorer = create_scorer(kind, SCORER_CONFIGS[kind])
+    scorer.fit(_int32(split["train"]), items, _int32(split["valid"]))
+    got = scorer.score(_int32(split["test"]), items)
+    np.testing.assert_allclose(got, fitted[kind].score(split["test"], items), rtol=1e-6)
+    history = split["test"].history[:5]
+    pool = np.unique(split["test"].cand_items)[:7]
+    np.testing.assert_allclose(
+        scorer.score_pool(history.astype(np.int32), pool.astype(np.int32), items),
+        fitted[kind].score_pool(history, pool, items),
+        rtol=1e-6,
+    )

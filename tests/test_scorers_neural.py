@@ -463,3 +463,31 @@ def test_scores_in_chunks_equal_scores_at_once(world, request, name):
     np.testing.assert_array_equal(whole, scorer.score(test, items))
     chunked = score_in_chunks(scorer, test, items, 13)
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
+def _with_index_dtype(data: ImpressionData, dtype) -> ImpressionData:
+    return ImpressionData(
+        impression_ids=data.impression_ids,
+        user_ids=data.user_ids,
+        history=data.history.astype(dtype),
+        cand_offsets=data.cand_offsets,
+        cand_items=data.cand_items.astype(dtype),
+        labels=data.labels,
+        day_index=data.day_index,
+    )
+
+
+@pytest.mark.parametrize("name", ["nrms", "naml"])
+def test_int32_item_indices_train_and_score_as_int64(world, name):
+    """The loader builds histories and candidates in int32 (arrays.INDEX_DTYPE); a scorer
+    trained and scored on them gives what int64 arrays give, for the same seed."""
+    scores = []
+    for dtype in (np.int64, np.int32):
+        scorer = from_preset(f"{name}_small")
+        scorer.fit(
+            _with_index_dtype(world["train"], dtype),
+            world["items"],
+            _with_index_dtype(world["valid"], dtype),
+        )
+        scores.append(scorer.score(_with_index_dtype(world["test"], dtype), world["items"]))
+    np.testing.assert_array_equal(scores[1], scores[0])

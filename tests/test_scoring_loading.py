@@ -61,6 +61,9 @@ def test_items_and_impressions_become_aligned_arrays():
     )
 
     data = build_impressions(_behaviors(), items, max_history=2, day_zero=date(2024, 3, 4))
+    # item indices in int32: half of int64 for a MIND-large split's histories and candidates
+    assert data.history.dtype == data.cand_items.dtype == data.candidate_impression.dtype
+    assert data.history.dtype == np.int32
     assert data.history.tolist() == [[1, 2], [PAD, PAD]]
     assert data.cand_offsets.tolist() == [0, 2, 3]
     assert data.cand_items.tolist() == [0, 1, 2]
@@ -211,34 +214,67 @@ def test_generated_history_from_loaded_inputs_equals_a_fresh_load(with_synthetic
         assert derived.splits["test"] is base.splits["test"]  # nothing to rebuild
 
 
-def test_inputs_keep_the_id_lists_only_where_histories_are_rebuilt():
-    """The behaviors frames drop their id lists (the largest thing a training holds) unless a
-    generated-history scorer may rebuild its histories from them; rebuilding from slim inputs
-    reads the impressions again and gives the same arrays."""
+def test_inputs_hold_no_id_lists_and_generated_histories_come_and_go():
+    """No split keeps its id lists (a MIND-large train split's are gigabytes): GENRE's
+    synthetic items are appended to the loaded arrays, and taken off again for a variant whose
+    plug-in is off."""
     from genre_dagster.scoring.inputs import (
-        LIST_COLUMNS,
         load_scorer_inputs,
         with_generated_history,
         without_generated_history,
     )
+    from genre_dagster.scoring.loading import LIST_COLUMNS
 
     conn = _feature_db(with_synthetic=True)
     slim = load_scorer_inputs(conn, ("test",), ["title"])
     full = load_scorer_inputs(conn, ("test",), ["title"], generated_history=True)
-    rows = slim.behaviors["test"]
-    assert not set(LIST_COLUMNS) & set(rows.columns)
-    assert set(LIST_COLUMNS) <= set(full.behaviors["test"].columns)
+    for inputs in (slim, full):
+        assert not set(LIST_COLUMNS) & set(inputs.behaviors["test"].columns)
+        assert inputs.behaviors["test"]["n_candidates"].to_list() == [2, 2]
     data = slim.splits["test"]
-    assert rows["n_candidates"].to_list() == np.diff(data.cand_offsets).tolist() == [2, 2]
-    assert full.behaviors["test"]["n_candidates"].to_list() == [2, 2]
+    assert np.diff(data.cand_offsets).tolist() == [2, 2]
+    assert not np.array_equal(full.splits["test"].history, data.history)
+    assert full.splits["test"].cand_items is not None
 
     derived = with_generated_history(conn, slim)
     assert np.array_equal(derived.splits["test"].history, full.splits["test"].history)
-    assert np.array_equal(derived.splits["test"].cand_items, full.splits["test"].cand_items)
-    plain = without_generated_history(full)
-    assert np.array_equal(plain.splits["test"].history, data.history)
-    with pytest.raises(ValueError, match="without their id lists"):
-        without_generated_history(derived)
+    assert derived.splits["test"].cand_items is data.cand_items  # shared, not copied
+    for generated in (full, derived):
+        plain = without_generated_history(generated)
+        assert np.array_equal(plain.splits["test"].history, data.history)
+        assert plain.extra_history == {}
+    assert np.array_equal(slim.splits["test"].history, data.history)  # left as it was
+
+
+def test_appended_history_equals_building_with_the_extra_items():
+    """`append_history` patches loaded arrays; `build_impressions(extra_history=...)` builds
+    from the id lists. Histories longer than the cap, users with and without extra items,
+    several extra items, an empty extra list."""
+    from genre_dagster.scoring.loading import append_history
+
+    items = build_item_features(_items(), {}, reference_day=date(2024, 3, 4))
+    ids = items.item_ids.tolist()
+    behaviors = pl.DataFrame(
+        {
+            "impression_id": ["i1", "i2", "i3", "i4"],
+            "user_id": ["a", "b", "a", "c"],
+            "history": [ids[:3], ids[:1], ids[:3], []],
+            "candidate_ids": [[ids[0]], [ids[1]], [ids[2]], [ids[0]]],
+            "candidate_labels": [[1], [0], [1], [0]],
+        },
+        schema_overrides={"candidate_labels": pl.List(pl.Int8)},
+    )
+    extra = {"a": [ids[3], ids[1]], "c": [ids[2]], "b": [], "nobody": [ids[0]]}
+    for width in (2, 3, 6):
+        plain = build_impressions(behaviors, items, max_history=width)
+        want = build_impressions(behaviors, items, max_history=width, extra_history=extra)
+        got, rows, before = append_history(plain, items, extra)
+        assert np.array_equal(got.history, want.history), width
+        assert rows.tolist() == [0, 2, 3]
+        assert np.array_equal(before, plain.history[rows])
+        assert got.cand_items is plain.cand_items
+    with pytest.raises(KeyError, match="unknown item id"):
+        append_history(plain, items, {"a": ["no-such-item"]})
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 2, 0])

@@ -70,6 +70,7 @@ def write_mind_prediction_file(
     positions: np.ndarray,
     scores: np.ndarray,
     path: Path,
+    chunk_rows: int = 50_000,
 ) -> int:
     """Write the official prediction file; returns the number of lines written.
 
@@ -79,6 +80,7 @@ def write_mind_prediction_file(
         positions: per candidate, its position in the shown order (0- or 1-based, consecutive).
         scores: per candidate, higher = better.
         path: output file.
+        chunk_rows: impressions turned into text at a time (the file is the same).
 
     Every impression row must have candidates: the official scorer needs one line per impression.
     """
@@ -99,16 +101,26 @@ def write_mind_prediction_file(
             f"impression {ids[empty[0]]} has no candidates ({len(empty)} impressions without any)"
         )
     _, ranks = candidate_ranks(imp, positions, scores)
-    # Ranks come grouped by impression row (rows ascending), so row r is one contiguous slice.
-    bounds = np.concatenate(([0], np.cumsum(counts))).tolist()
-    rank_text = list(map(str, ranks.tolist()))
+    bounds = np.concatenate(([0], np.cumsum(counts)))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    order = np.argsort(ids, kind="stable")
     with path.open("w", encoding="utf-8", newline="\n") as fh:
-        id_list = ids.tolist()
-        for row in np.argsort(ids, kind="stable").tolist():
-            ranks_of_row = ",".join(rank_text[bounds[row] : bounds[row + 1]])
-            fh.write(f"{id_list[row]} [{ranks_of_row}]\n")
+        # The ranks become text `chunk_rows` impressions at a time: one Python string per
+        # candidate of a whole MIND-large test split (14M) took about 1.4 GB at once.
+        for start in range(0, len(order), chunk_rows):
+            rows = order[start : start + chunk_rows]
+            lengths = counts[rows]
+            cuts = np.concatenate(([0], np.cumsum(lengths)))
+            flat = np.repeat(bounds[rows] - cuts[:-1], lengths) + np.arange(cuts[-1])
+            text = list(map(str, ranks[flat].tolist()))
+            cuts = cuts.tolist()
+            fh.write(
+                "".join(
+                    f"{impression} [{','.join(text[cuts[k] : cuts[k + 1]])}]\n"
+                    for k, impression in enumerate(ids[rows].tolist())
+                )
+            )
     return len(ids)
 
 
@@ -149,7 +161,8 @@ def write_split_prediction_files(
         # the candidates' impression rows, renumbered within this source split
         remap = np.cumsum(mask) - 1
         index = remap[data.candidate_impression[cand_mask]]
-        positions = np.concatenate([np.arange(1, n + 1) for n in counts[mask]])
+        kept = counts[mask]
+        positions = np.arange(1, kept.sum() + 1) - np.repeat(np.cumsum(kept) - kept, kept)
         path = Path(folder) / f"{split}_{source_split}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_mind_prediction_file(ids[mask], index, positions, scores[cand_mask], path)

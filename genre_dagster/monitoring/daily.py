@@ -79,6 +79,10 @@ def interaction_drift(conn: Any, settings: ReportSettings, model_store: Any = No
     return DailyReport(current["day"][0], result, "drift_share")
 
 
+# Above every candidate position (MIND shows at most a few hundred candidates per impression).
+POSITION_KEY = 1_000_000_000
+
+
 def interaction_window(conn: Any, first: date, last: date) -> pl.DataFrame:
     """`monitoring.interaction_frame` of the impressions of days `first`..`last`, its candidate
     rows aggregated per impression by DuckDB: only one row per impression reaches Python, so
@@ -127,22 +131,21 @@ def interaction_window(conn: Any, first: date, last: date) -> pl.DataFrame:
                 min(position) filter (where label = 1) as first_click
             from c group by impression_id, category
         ),
-        ranked as (
-            select *,
-                row_number() over (partition by impression_id order by n desc, first)
-                    as top_rank,
-                row_number() over (
-                    partition by impression_id order by clicks desc, first_click
-                ) as click_rank
-            from counts
+        -- per impression, the category shown most (the first shown among equals) and the one
+        -- clicked most (the first clicked among equals; a null category counts as one): one
+        -- key each, as positions within an impression are distinct and below POSITION_KEY.
+        -- Two grouped aggregates, where row_number() windows sorted every (impression,
+        -- category) row of the window.
+        top as (
+            select impression_id,
+                arg_max_null(category, n * {POSITION_KEY} - first) as candidate_top_category,
+                arg_max_null(category, clicks * {POSITION_KEY} - first_click)
+                    filter (where clicks > 0) as clicked_category
+            from counts group by impression_id
         )
         select per.impression_id, per.n_rows, per.mean_candidate_text_length,
-            clicked.category as clicked_category, top.category as candidate_top_category
-        from per
-        left join (select impression_id, category from ranked where click_rank = 1
-                   and clicks > 0) clicked using (impression_id)
-        left join (select impression_id, category from ranked where top_rank = 1) top
-            using (impression_id)
+            top.clicked_category, top.candidate_top_category
+        from per join top using (impression_id)
         """,
         window,
     )

@@ -135,35 +135,27 @@ class DatasetSource(dg.ConfigurableResource):
 
     def days(self) -> dict[date, int]:
         """Days that have interactions, with their line counts. Files whose lines have no day
-        (corrupt, wrong format) add none and are logged; ValueError when no file has a day."""
-        self.prepare()
-        if self.kind == "generic":
-            from genre_dagster.ingest import generic_days
-
-            return generic_days(
-                self._generic_paths(self.interactions_file), self._column_map("interactions")
-            )
-        from genre_dagster.ingest import behavior_days
-
-        return behavior_days(self._mind_files()[1])
+        (corrupt, wrong format) add none and are logged; ValueError when no file has a day.
+        Large sources are read in a child process (`CHILD_READ_MIN_BYTES`)."""
+        return _read_in_child_if_large(_interaction_days, *self._interaction_files())
 
     def impression_days(self) -> list[DayCount]:
         """Impressions per day, source folder and labelled-or-not, read as ingestion will read
-        them: the split preflight's input (generates the demo world first, like every read)."""
+        them: the split preflight's input (generates the demo world first, like every read).
+        Large sources are read in a child process (`CHILD_READ_MIN_BYTES`)."""
         from genre_dagster.scoring.splits import DayCount
 
+        rows = _read_in_child_if_large(_impression_day_rows, *self._interaction_files())
+        return [DayCount(**row) for row in rows]
+
+    def _interaction_files(self) -> tuple[str, list[SourceFile] | list[Path], dict | None]:
+        """(kind, the interaction files, the interactions' column map) after `prepare`: what
+        the day readers below take, plain values a child process can receive."""
         self.prepare()
         if self.kind == "generic":
-            from genre_dagster.ingest import generic_impression_days
-
-            frame = generic_impression_days(
-                self._generic_paths(self.interactions_file), self._column_map("interactions")
-            )
-        else:
-            from genre_dagster.ingest import impression_days
-
-            frame = impression_days(self._mind_files()[1])
-        return [DayCount(**row) for row in frame.iter_rows(named=True)]
+            paths = self._generic_paths(self.interactions_file)
+            return self.kind, paths, self._column_map("interactions")
+        return self.kind, self._mind_files()[1], None
 
     def read_items(self) -> IngestResult:
         """Parse and validate all items (news)."""
@@ -199,3 +191,48 @@ class DatasetSource(dg.ConfigurableResource):
         from genre_dagster.ingest import parse_behaviors
 
         return parse_behaviors(self._mind_files()[1], known_news_ids, pseudonymize, day=day)
+
+
+# Interaction files at least this large (together) are read for the day list and the split
+# preflight in a child process. Reading every line of MIND-large's behaviors files takes
+# gigabytes, and `genre-dagster run` executes every step in the process that read them: the
+# run's first step started at 5.9 GB. Smaller sources are read in place (no interpreter start).
+CHILD_READ_MIN_BYTES = 256 * 2**20
+
+
+def _read_in_child_if_large(read: Callable, kind: str, files: list, column_map: dict | None):
+    """`read(kind, files, column_map)`, in a spawned child process when the files hold at
+    least CHILD_READ_MIN_BYTES; an error in the child is raised here."""
+    paths = [f if isinstance(f, Path) else f.path for f in files]
+    if sum(p.stat().st_size for p in paths) < CHILD_READ_MIN_BYTES:
+        return read(kind, files, column_map)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: a fresh interpreter, not a fork of a process that may hold threads and locks
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(read, kind, files, column_map).result()
+
+
+def _interaction_days(kind: str, files: list, column_map: dict | None) -> dict[date, int]:
+    """`DatasetSource.days` of the files."""
+    if kind == "generic":
+        from genre_dagster.ingest import generic_days
+
+        return generic_days(files, column_map)
+    from genre_dagster.ingest import behavior_days
+
+    return behavior_days(files)
+
+
+def _impression_day_rows(kind: str, files: list, column_map: dict | None) -> list[dict]:
+    """The rows of `DatasetSource.impression_days` of the files, as dicts."""
+    if kind == "generic":
+        from genre_dagster.ingest import generic_impression_days
+
+        frame = generic_impression_days(files, column_map)
+    else:
+        from genre_dagster.ingest import impression_days
+
+        frame = impression_days(files)
+    return frame.to_dicts()

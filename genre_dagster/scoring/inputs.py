@@ -7,7 +7,7 @@ histories (including GENRE's synthetic items for the generated-history variant) 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 import numpy as np
@@ -15,11 +15,8 @@ import polars as pl
 
 from genre_dagster.arrays import ImpressionData, ItemFeatures
 from genre_dagster.scoring.loading import (
-    LIST_COLUMNS,
-    build_impressions,
+    append_history,
     build_item_features,
-    impression_rows,
-    load_behaviors,
     load_item_table,
     stream_impressions,
 )
@@ -35,10 +32,6 @@ from genre_dagster.warehouse import (
 )
 
 
-def _has_lists(behaviors: pl.DataFrame) -> bool:
-    return set(LIST_COLUMNS) <= set(behaviors.columns)
-
-
 @dataclass
 class ScorerInputs:
     items: ItemFeatures
@@ -48,6 +41,9 @@ class ScorerInputs:
     day_zero: date
     extra_history: dict[str, list[str]] | None
     profiles: object | None  # genre_dagster.scoring.neural.UserProfiles
+    # split -> (rows whose history GENRE's synthetic items extended, their histories before):
+    # what `without_generated_history` puts back
+    plain_history: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 LAYER_STATES_ASSET = "embeddings/layer_states"  # the asset that fills the layer-state cache
@@ -196,8 +192,10 @@ def load_scorer_inputs(
     a scorer config in `configs` has a tuned text encoder, the items also carry the layer
     states of its fields (`ItemFeatures.layer_states`, from the layer-state cache).
 
-    `behaviors` holds one row per impression of each split with its `n_candidates`; the id
-    lists (LIST_COLUMNS) only with `generated_history` (`impression_rows`)."""
+    `behaviors` holds one row per impression of each split with its `n_candidates`, without
+    the id lists (LIST_COLUMNS): every split is streamed from DuckDB (`stream_impressions`).
+    With `generated_history`, GENRE's synthetic items extend the histories of their users
+    (`append_history`)."""
     (day_zero,) = conn.execute(f"select min(day) from {STG_BEHAVIORS}").fetchone()
     if day_zero is None:
         raise RuntimeError("no impressions: ingest data first")
@@ -208,43 +206,34 @@ def load_scorer_inputs(
         states = load_layer_states(conn, item_table, *request)
         items = replace(items, layer_states=states)
     extra = load_generated_history(conn) if generated_history else None
-    data, frames = {}, {}
+    data, frames, plain = {}, {}, {}
     for split in splits:
-        if generated_history:  # the frames keep their id lists (see LIST_COLUMNS)
-            frames[split] = impression_rows(load_behaviors(conn, (split,)), lists=True)
-            data[split] = build_impressions(
-                frames[split], items, max_history, extra_history=extra, day_zero=day_zero
-            )
-        else:
-            data[split], frames[split] = stream_impressions(
-                conn, split, items, max_history, day_zero=day_zero
-            )
+        data[split], frames[split] = stream_impressions(
+            conn, split, items, max_history, day_zero=day_zero
+        )
+        if extra:
+            data[split], rows, before = append_history(data[split], items, extra)
+            plain[split] = (rows, before)
     profiles = load_profiles(conn) if profile else None
     if profile and profiles is None:
         raise RuntimeError(f"the profile variant needs {USER_PROFILE_EMBEDDINGS} rows")
-    return ScorerInputs(items, item_table, data, frames, day_zero, extra, profiles)
+    return ScorerInputs(items, item_table, data, frames, day_zero, extra, profiles, plain)
 
 
-def with_generated_history(
-    conn, inputs: ScorerInputs, max_history: int = HISTORY_CAP
-) -> ScorerInputs:
+def with_generated_history(conn, inputs: ScorerInputs) -> ScorerInputs:
     """`inputs` with GENRE's synthetic items appended to cold users' histories.
 
-    Rebuilds only the impression arrays (items, embeddings and profiles are not read again),
-    from the frames loaded when they kept their id lists, else streamed from DuckDB again
-    (`stream_impressions`); with no synthetic item the splits are shared as they are.
-    """
+    Only the histories of those users' impressions change (`append_history`); items,
+    embeddings, candidates and profiles are shared. With no synthetic item the splits are
+    shared as they are."""
     extra = load_generated_history(conn)
     if not extra:
         return replace(inputs, extra_history={})
-    splits = {}
-    for name in inputs.splits:
-        frame, items, day_zero = inputs.behaviors[name], inputs.items, inputs.day_zero
-        if _has_lists(frame):
-            splits[name] = build_impressions(frame, items, max_history, extra, day_zero)
-        else:
-            splits[name], _ = stream_impressions(conn, name, items, max_history, extra, day_zero)
-    return replace(inputs, splits=splits, extra_history=extra)
+    splits, plain = {}, {}
+    for name, data in inputs.splits.items():
+        splits[name], rows, before = append_history(data, inputs.items, extra)
+        plain[name] = (rows, before)
+    return replace(inputs, splits=splits, extra_history=extra, plain_history=plain)
 
 
 def without_generated_history(inputs: ScorerInputs) -> ScorerInputs:
@@ -252,21 +241,16 @@ def without_generated_history(inputs: ScorerInputs) -> ScorerInputs:
 
     For a variant whose generated-history plug-in is off (no training history holds a synthetic
     item, though a validation user's may): it trains and validates the base configuration on the
-    base scorer's data, so both share one training. Splits are rebuilt from the frames already
-    loaded, at the same history length.
+    base scorer's data, so both share one training. The changed rows get their histories back.
     """
     if not inputs.extra_history:
         return inputs
-    lacking = [n for n in inputs.splits if not _has_lists(inputs.behaviors[n])]
-    if lacking:
-        raise ValueError(
-            f"the behaviors of split(s) {lacking} were loaded without their id lists: load "
-            "them with generated_history=True to rebuild their histories"
-        )
-    splits = {
-        name: build_impressions(
-            inputs.behaviors[name], inputs.items, data.history.shape[1], None, inputs.day_zero
-        )
-        for name, data in inputs.splits.items()
-    }
-    return replace(inputs, splits=splits, extra_history={})
+    splits = {}
+    for name, data in inputs.splits.items():
+        rows, before = inputs.plain_history[name]
+        if len(rows):
+            history = data.history.copy()
+            history[rows] = before
+            data = replace(data, history=history)
+        splits[name] = data
+    return replace(inputs, splits=splits, extra_history={}, plain_history={})

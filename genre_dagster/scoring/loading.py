@@ -8,12 +8,13 @@ Python, so MIND-small-sized splits (4M candidates) load in seconds.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date
 
 import numpy as np
 import polars as pl
 
-from genre_dagster.arrays import PAD, ImpressionData, ItemFeatures
+from genre_dagster.arrays import INDEX_DTYPE, PAD, ImpressionData, ItemFeatures
 from genre_dagster.settings import HISTORY_CAP
 from genre_dagster.warehouse import (
     IMPRESSION_SPLITS,
@@ -141,7 +142,7 @@ def _index_lists(lists: pl.Series, index: dict[str, int]) -> tuple[np.ndarray, n
     flat = lists.explode(empty_as_null=False)
     if flat.null_count():
         raise ValueError(f"{flat.null_count()} null ids inside id lists")
-    mapped = flat.replace_strict(index, default=None, return_dtype=pl.Int64)
+    mapped = flat.replace_strict(index, default=None, return_dtype=pl.Int32)
     if mapped.null_count():
         missing = flat.filter(mapped.is_null()).head(3).to_list()
         raise KeyError(f"{mapped.null_count()} ids have no item row, e.g. {missing}")
@@ -151,7 +152,7 @@ def _index_lists(lists: pl.Series, index: dict[str, int]) -> tuple[np.ndarray, n
 def pad_histories(offsets: np.ndarray, flat: np.ndarray, max_history: int) -> np.ndarray:
     """Left-padded [n, max_history] matrix of the most recent items (most recent last)."""
     n = len(offsets) - 1
-    out = np.full((n, max_history), PAD, dtype=np.int64)
+    out = np.full((n, max_history), PAD, dtype=INDEX_DTYPE)
     lengths = np.diff(offsets)
     keep = np.minimum(lengths, max_history)
     # position of each kept element in its row: right-aligned
@@ -217,7 +218,7 @@ def stream_impressions(
     rows: list[pl.DataFrame] = []
 
     def parts():
-        reader = conn.execute(_behaviors_query((split,)), [split]).fetch_record_batch(
+        reader = conn.execute(_behaviors_query((split,)), [split]).to_arrow_reader(
             chunk_rows or max(n, 1)
         )
         for batch in reader:
@@ -230,6 +231,33 @@ def stream_impressions(
         return data, pl.concat(rows)
     empty = impression_rows(load_behaviors(conn, (split,)), lists=False)  # its schema
     return data, empty
+
+
+def append_history(
+    data: ImpressionData, items: ItemFeatures, extra_history: dict[str, list[str]]
+) -> tuple[ImpressionData, np.ndarray, np.ndarray]:
+    """`data` with `extra_history[user]` appended to the history of each of that user's
+    impressions, the most recent `max_history` items kept: the arrays `build_impressions(...,
+    extra_history=...)` builds, without reading the impressions again. A padded history holds
+    the user's most recent items and the extra items come after them, so the result is exact.
+
+    Returns the new set (it shares every array but `history`, a copy, with `data`), the rows
+    that changed and their histories before. Unknown extra ids raise KeyError."""
+    wanted = {u for u, ids in extra_history.items() if ids}
+    changed = np.fromiter((u in wanted for u in data.user_ids), bool, data.n_impressions)
+    rows = np.flatnonzero(changed)
+    width = data.history.shape[1]
+    if not len(rows) or width == 0:
+        return data, rows[:0], data.history[:0].copy()
+    extra = {u: items.index_of(extra_history[u]) for u in {data.user_ids[r] for r in rows}}
+    history = data.history.copy()
+    before = history[rows].copy()
+    for row in rows:
+        current = history[row][history[row] != PAD]
+        merged = np.concatenate([current, extra[data.user_ids[row]]])[-width:]
+        history[row] = PAD
+        history[row, width - len(merged) :] = merged
+    return replace(data, history=history), rows, before
 
 
 def _lookups(
@@ -262,9 +290,9 @@ def _filled(
     whole = {
         "impression_ids": np.empty(n, dtype=object),
         "user_ids": np.empty(n, dtype=object),
-        "history": np.empty((n, max_history), dtype=np.int64),
+        "history": np.empty((n, max_history), dtype=INDEX_DTYPE),
         "cand_offsets": np.zeros(n + 1, dtype=np.int64),
-        "cand_items": np.empty(n_candidates, dtype=np.int64),
+        "cand_items": np.empty(n_candidates, dtype=INDEX_DTYPE),
         "labels": np.empty(n_candidates, dtype=np.int8),
         "day_index": np.empty(n, dtype=np.float64) if day_zero is not None else None,
     }
