@@ -20,8 +20,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -29,7 +27,7 @@ import machine  # noqa: E402
 
 
 def one(database: str, fields: list[str]) -> dict:
-    """Load the inputs once, sampling the process's RSS."""
+    """Load the inputs once, measured by the steps' own meter (`step_budget.StepMeter`)."""
     import hashlib
 
     import duckdb
@@ -37,27 +35,19 @@ def one(database: str, fields: list[str]) -> dict:
     import psutil
 
     from genre_dagster.scoring.inputs import load_scorer_inputs
-
-    process = psutil.Process()
-    peak = [process.memory_info().rss]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.02):
-            peak[0] = max(peak[0], process.memory_info().rss)
+    from genre_dagster.step_budget import StepMeter
 
     conn = duckdb.connect(database, read_only=True)
-    before = process.memory_info().rss
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    began = time.perf_counter()
-    inputs = load_scorer_inputs(
-        conn, ("train", "validation"), fields, generated_history=True, max_history=50
-    )
-    seconds = time.perf_counter() - began
-    done.set()
-    thread.join()
-    after = process.memory_info().rss
+    # the meter every asset's step_peak_rss_mb comes from, sampling every 20 ms
+    meter = StepMeter(sample_seconds=0.02).start()
+    try:
+        inputs = load_scorer_inputs(
+            conn, ("train", "validation"), fields, generated_history=True, max_history=50
+        )
+        figures = meter.figures()
+    finally:
+        meter.stop()
+    after = psutil.Process().memory_info().rss / 2**20
     digest = hashlib.blake2b(digest_size=16)
     for name in ("train", "validation"):
         data = inputs.splits[name]
@@ -70,9 +60,9 @@ def one(database: str, fields: list[str]) -> dict:
         "train_candidates": len(train.cand_items),
         "users_with_generated_items": len(inputs.extra_history or {}),
         "index_dtype": str(train.history.dtype),
-        "seconds": round(seconds, 1),
-        "growth_peak_mb": round((max(peak[0], after) - before) / 2**20),
-        "growth_kept_mb": round((after - before) / 2**20),
+        "seconds": round(figures["step_seconds"], 1),
+        "growth_peak_mb": round(figures["step_peak_rss_mb"] - figures["step_rss_at_start_mb"]),
+        "growth_kept_mb": round(after - figures["step_rss_at_start_mb"]),
         "arrays_hash": digest.hexdigest(),
     }
 
