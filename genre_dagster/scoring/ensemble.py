@@ -99,6 +99,8 @@ class EnsembleScorer(Scorer):
             raise ValueError("ensemble: no members (pass members= or config['members'])")
         self.members: list[Scorer] | None = members
         self.weights: np.ndarray | None = None
+        # Where `load` read each member's copy from (None when the members were passed in).
+        self.member_folders: list[Path] | None = None
 
     def _member_list(self) -> list[Scorer]:
         if self.members is None:
@@ -167,11 +169,21 @@ class EnsembleScorer(Scorer):
 
     def score(self, data: ImpressionData, items: ItemFeatures) -> np.ndarray:
         members, weights = self._require_fitted()
-        group = data.candidate_impression
-        total = np.zeros(len(data.cand_items), dtype=np.float64)
-        for member, w in zip(members, weights, strict=True):
+        scores = [
+            member.score(data, items) if w > 0 else None
+            for member, w in zip(members, weights, strict=True)
+        ]
+        return self.combine(data.candidate_impression, scores)
+
+    def combine(self, group: np.ndarray, member_scores: list[np.ndarray | None]) -> np.ndarray:
+        """The ensemble's scores from its members' scores of the same candidates (`group`: each
+        candidate's impression), in member order; a member of weight 0 may be None. The
+        leaderboard passes scores it already computed for the published members."""
+        _, weights = self._require_fitted()
+        total = np.zeros(len(group), dtype=np.float64)
+        for scores, w in zip(member_scores, weights, strict=True):
             if w > 0:
-                total += w * standardize_within(group, member.score(data, items))
+                total += w * standardize_within(group, scores)
         return total.astype(np.float32)
 
     def score_pool(self, history: np.ndarray, pool: np.ndarray, items: ItemFeatures) -> np.ndarray:
@@ -203,4 +215,7 @@ class EnsembleScorer(Scorer):
         if scorer.config["members"] != meta["config"]["members"]:
             raise ValueError(f"{folder}: loaded members do not match the saved member configs")
         scorer.weights = np.asarray(meta["state"]["weights"], dtype=np.float64)
+        scorer.member_folders = [
+            Path(folder) / "members" / n for n in meta["state"]["member_folders"]
+        ]
         return scorer
