@@ -437,3 +437,14 @@ def test_int32_item_indices_fit_and_score_as_int64(world, fitted, kind) -> None:
         fitted[kind].score_pool(history, pool, items),
         rtol=1e-6,
     )
+
+
+@pytest.mark.parametrize("kind", list(MIN_TEST_AUC))
+def test_a_pool_scorer_in_chunks_scores_as_score_pool(world, fitted, kind) -> None:
+    items, split, _ = world
+    history, pool = split["test"].history[:60], np.arange(0, items.n_items, 3)
+    whole = fitted[kind].score_pool(history, pool, items)
+    score = fitted[kind].pool_scorer(pool, items)
+    parts = np.concatenate([score(history[s : s + 11]) for s in range(0, len(history), 11)])
+    assert parts.dtype == np.float32 and parts.shape == (60, len(pool))
+    np.testing.assert_allclose(parts, whole, rtol=1e-6, atol=1e-6)

@@ -146,3 +146,33 @@ def test_promotion_first_scorer_and_broken_challengers():
     broken = decide_promotion("new", float("nan"), "old", 0.7)
     assert broken.broken and not broken.promote and broken.serving_id == "old"
     assert decide_promotion("new", 0.5, "old", 0.7).broken
+
+
+def test_the_lists_prepare_the_scorer_once_per_candidate_pool():
+    from genre_dagster.serving.lists import _pool_scorer
+
+    items = _items()
+    history = np.array([[0, PAD], [2, 3], [PAD, PAD], [4, 1]])
+    prepared = []
+
+    class Scorer:
+        config: dict = {}
+
+        def pool_scorer(self, pool, items):
+            prepared.append(pool.copy())
+            everyone = _dot(items, history)  # scores rows of `history`: index them back
+
+            def score(rows_history):
+                rows = [int(np.flatnonzero((history == h).all(axis=1))[0]) for h in rows_history]
+                return everyone(np.array(rows), pool)
+
+            return score
+
+    score_pool = _pool_scorer(Scorer(), history, items, np.arange(4), None)
+    pool = np.array([1, 2, 4])
+    result = top_k(score_pool, history, pool, 2, items, chunk_users=1)  # four chunks of users
+    assert len(prepared) == 1 and np.array_equal(prepared[0], pool)
+    expected = top_k(_dot(items, history), history, pool, 2, items)
+    assert np.array_equal(result.items, expected.items)
+    score_pool(slice(0, 2), np.array([0, 3]))  # other candidates: prepared again
+    assert len(prepared) == 2

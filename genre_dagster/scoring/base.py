@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -60,6 +61,17 @@ class Scorer(ABC):
 
         Returns float32 [n_users, len(pool)]. Callers chunk users to bound memory.
         """
+
+    def pool_scorer(self, pool: np.ndarray, items: ItemFeatures) -> Callable[..., np.ndarray]:
+        """`score_pool` against a fixed `pool`, as a function of the histories (and the keyword
+        arguments `score_pool` takes): what depends on the pool and the items alone is computed
+        once, not once per chunk of users. The lists call it for a million users in chunks of
+        a few thousand. Scorers with such work override it (and `score_pool` calls it)."""
+
+        def score(history: np.ndarray, **kwargs: Any) -> np.ndarray:
+            return self.score_pool(history, pool, items, **kwargs)
+
+        return score
 
     @abstractmethod
     def save(self, folder: Path) -> None:

@@ -82,10 +82,23 @@ def pool_cosine(
     decay: float = 0.9,
 ) -> np.ndarray:
     """Cosine of every user (padded history row) with every pool item, float32 [users, pool]."""
+    return pool_cosine_scorer(pool, items, field, mode, decay)(history)
+
+
+def pool_cosine_scorer(
+    pool: np.ndarray, items: ItemFeatures, field: str, mode: str = "mean", decay: float = 0.9
+):
+    """`pool_cosine` against a fixed pool, as a function of the histories: the unit item
+    vectors are computed once."""
     unit = unit_rows(embedding_field(items, field))
-    rows, inverse = distinct_histories(history)
-    profiles = user_vectors(rows, unit, mode, decay, rows_are_unit=True)
-    return (profiles @ unit[np.asarray(pool)].T)[inverse]
+    pool_t = np.ascontiguousarray(unit[np.asarray(pool)].T)
+
+    def score(history: np.ndarray) -> np.ndarray:
+        rows, inverse = distinct_histories(history)
+        profiles = user_vectors(rows, unit, mode, decay, rows_are_unit=True)
+        return (profiles @ pool_t)[inverse]
+
+    return score
 
 
 class ContentSimilarityScorer(Scorer):
@@ -108,8 +121,11 @@ class ContentSimilarityScorer(Scorer):
         return candidate_cosine(data, items, c["field"], c["user"], c["decay"])
 
     def score_pool(self, history: np.ndarray, pool: np.ndarray, items: ItemFeatures) -> np.ndarray:
+        return self.pool_scorer(pool, items)(history)
+
+    def pool_scorer(self, pool: np.ndarray, items: ItemFeatures):
         c = self.config
-        return pool_cosine(history, pool, items, c["field"], c["user"], c["decay"])
+        return pool_cosine_scorer(pool, items, c["field"], c["user"], c["decay"])
 
     def save(self, folder: Path) -> None:
         write_scorer_json(folder, self)

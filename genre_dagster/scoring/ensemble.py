@@ -187,12 +187,20 @@ class EnsembleScorer(Scorer):
         return total.astype(np.float32)
 
     def score_pool(self, history: np.ndarray, pool: np.ndarray, items: ItemFeatures) -> np.ndarray:
+        return self.pool_scorer(pool, items)(history)
+
+    def pool_scorer(self, pool: np.ndarray, items: ItemFeatures):
         members, weights = self._require_fitted()
-        total = np.zeros((len(history), len(pool)), dtype=np.float64)
-        for member, w in zip(members, weights, strict=True):
-            if w > 0:
-                total += w * _standardize_rows(member.score_pool(history, pool, items))
-        return total.astype(np.float32)
+        parts = [(w, m.pool_scorer(pool, items)) for m, w in zip(members, weights, strict=True)]
+        parts = [(w, score) for w, score in parts if w > 0]
+
+        def score(history: np.ndarray) -> np.ndarray:
+            total = np.zeros((len(history), len(pool)), dtype=np.float64)
+            for w, member_score in parts:
+                total += w * _standardize_rows(member_score(history))
+            return total.astype(np.float32)
+
+        return score
 
     def save(self, folder: Path) -> None:
         members, weights = self._require_fitted()

@@ -259,14 +259,18 @@ def _steering_column(per_user: list, user_rows: np.ndarray) -> pl.Series:
 
 
 def _pool_scorer(scorer, history, items, user_ids, profiles):
-    """score_pool(rows, candidates) of the scorer, with profiles when it reads them."""
+    """score_pool(rows, candidates) of the scorer, with profiles when it reads them. What the
+    scorer computes from the candidates alone (`Scorer.pool_scorer`: item vectors, normalized
+    embeddings) is computed once for every chunk of users that ranks the same candidates."""
     reads_profiles = bool(scorer.config.get("profile"))
+    prepared: list = []  # [(candidates, their pool scorer)], the last candidates only
 
     def score_pool(rows: slice, candidates: np.ndarray) -> np.ndarray:
+        if not prepared or not np.array_equal(prepared[0][0], candidates):
+            prepared[:] = [(candidates.copy(), scorer.pool_scorer(candidates, items))]
+        score = prepared[0][1]
         if reads_profiles:
-            return scorer.score_pool(
-                history[rows], candidates, items, user_ids=user_ids[rows], profiles=profiles
-            )
-        return scorer.score_pool(history[rows], candidates, items)
+            return score(history[rows], user_ids=user_ids[rows], profiles=profiles)
+        return score(history[rows])
 
     return score_pool
