@@ -42,7 +42,7 @@ class Lists:
     frame: pl.DataFrame
     users: int
     pool_items: int
-    explanation_kinds: list[str]
+    explanation_kinds: pl.Series  # one per row of `frame`
     mix_before: dict[str, float]  # category shares before steering
     mix_after: dict[str, float]
 
@@ -217,7 +217,7 @@ def recommend(
                 }
             )
         )
-        kinds += part_kinds
+        kinds.append(part_kinds)
         after.append(items.categories[result.items])
         before_steering.append(items.categories[before.items])
     out = pl.concat(frames).with_columns(
@@ -229,6 +229,7 @@ def recommend(
     names = np.asarray(items.category_names, dtype=object)  # gathered as references
     mix_before = category_mix(names[np.concatenate(before_steering)])
     mix_after = category_mix(names[np.concatenate(after)])
+    kinds = pl.concat(kinds) if kinds else pl.Series("explanation_kind", [], dtype=pl.String)
     return Lists(out, n_users, len(pool), kinds, mix_before, mix_after)
 
 
