@@ -233,3 +233,20 @@ def test_explanations_equal_the_rules_applied_row_by_row():
         expected = _explain_one_by_one(result, history, items, titles, clicks, profile_topics)
         assert (kinds.to_list(), texts.to_list()) == expected
         assert len(set(expected[0])) >= 3  # the rules under test are all exercised
+
+
+def test_pool_scores_are_copied_only_when_the_caller_could_not_own_them():
+    from genre_dagster.serving.topk import own_scores
+
+    fresh = np.zeros((2, 3), dtype=np.float32)
+    assert own_scores(fresh) is fresh
+    shared = np.zeros(6, dtype=np.float32)
+    for borrowed in (
+        shared.reshape(2, 3),
+        np.broadcast_to(shared[:3], (2, 3)),
+        fresh.astype(float),
+    ):
+        owned = own_scores(borrowed)
+        assert owned.dtype == np.float32 and owned.flags.owndata and owned.flags.writeable
+        owned[:] = 1
+    assert not shared.any() and not fresh.any()

@@ -59,7 +59,8 @@ class Scorer(ABC):
     def score_pool(self, history: np.ndarray, pool: np.ndarray, items: ItemFeatures) -> np.ndarray:
         """Score users (padded histories [n_users, max_history]) against item indices `pool`.
 
-        Returns float32 [n_users, len(pool)]. Callers chunk users to bound memory.
+        Returns a new float32 array [n_users, len(pool)], which the caller may change (the
+        lists mask seen items in place). Callers chunk users to bound memory.
         """
 
     def pool_scorer(self, pool: np.ndarray, items: ItemFeatures) -> Callable[..., np.ndarray]:
