@@ -287,7 +287,8 @@ class NeuralScorer(Scorer):
                 users = self._user_vectors(model, history, inputs, rows, memo)
                 step = self._resolved["score_batch"]
                 for s in range(0, len(users), step):
-                    out[s : s + step] = model.predictor.pool(users[s : s + step], pool_vecs).numpy()
+                    rows = torch.from_numpy(out[s : s + step])  # written in place
+                    model.predictor.pool(users[s : s + step], pool_vecs, out=rows)
             return out
 
         return score
