@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from genre_dagster.arrays import PAD, ItemFeatures
-from genre_dagster.scoring.user_profile import unit_rows
 
 if TYPE_CHECKING:
     import polars as pl
@@ -122,7 +121,9 @@ def explain(
     are the GENRE profile topics per user row (or None)."""
     import polars as pl
 
-    unit = unit_rows(items.embeddings[field])
+    from genre_dagster.scoring.content import unit_field
+
+    unit = unit_field(items, field)
     best_sims, best_items = _closest_history_items(result, history, unit)
     category = np.asarray(items.categories, dtype=np.int64)[result.items]
     clicks = np.asarray(item_clicks)[result.items]
