@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine  # noqa: E402
+from trees import run_in_trees  # noqa: E402
 
 
 def one(database: str, fields: list[str]) -> dict:
@@ -70,7 +69,7 @@ def one(database: str, fields: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("database")
-    parser.add_argument("--trees", nargs="+", type=Path, required=True)
+    parser.add_argument("--trees", nargs="+", type=Path, default=[])
     parser.add_argument("--fields", nargs="*", default=["title", "abstract"])
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "scorer_inputs_memory.json"
@@ -80,25 +79,9 @@ def main() -> None:
     if args.one:
         print(json.dumps(one(args.database, args.fields)))
         return
-    runs = []
-    for tree in args.trees:
-        tree = tree.resolve()
-        env = {**os.environ, "PYTHONPATH": str(tree)}
-        command = [sys.executable, __file__, args.database, "--one", "--trees", str(tree)]
-        child = subprocess.run(
-            [*command, "--fields", *args.fields], capture_output=True, text=True, env=env
-        )
-        if child.returncode:
-            raise SystemExit(f"{tree}: the load failed:\n{child.stderr[-3000:]}")
-        revision = subprocess.run(
-            ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        figures = json.loads(child.stdout.strip().splitlines()[-1])
-        runs.append({"tree": str(tree), "code": revision, **figures})
-        print(json.dumps(runs[-1]))
+    if not args.trees:
+        parser.error("--trees: give at least one checkout of the project")
+    runs = run_in_trees(__file__, [args.database, "--fields", *args.fields], args.trees)
     same = len({r["arrays_hash"] for r in runs}) == 1
     result = {
         "benchmark": "scorer_inputs_memory",

@@ -47,6 +47,9 @@ class ItemFeatures:
     publish_day: np.ndarray | None = None
     layer_states: dict[str, Any] | None = None
     _index: dict[str, int] = field(default_factory=dict, repr=False)
+    # Arrays derived from the embeddings once and shared by every caller (scoring.content's
+    # unit-norm fields), with the source arrays they came from.
+    _derived: dict[Any, tuple[tuple, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.item_ids)

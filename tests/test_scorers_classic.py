@@ -437,3 +437,31 @@ def test_int32_item_indices_fit_and_score_as_int64(world, fitted, kind) -> None:
         fitted[kind].score_pool(history, pool, items),
         rtol=1e-6,
     )
+
+
+@pytest.mark.parametrize("kind", list(MIN_TEST_AUC))
+def test_a_pool_scorer_in_chunks_scores_as_score_pool(world, fitted, kind) -> None:
+    items, split, _ = world
+    history, pool = split["test"].history[:60], np.arange(0, items.n_items, 3)
+    whole = fitted[kind].score_pool(history, pool, items)
+    score = fitted[kind].pool_scorer(pool, items)
+    parts = np.concatenate([score(history[s : s + 11]) for s in range(0, len(history), 11)])
+    assert parts.dtype == np.float32 and parts.shape == (60, len(pool))
+    np.testing.assert_allclose(parts, whole, rtol=1e-6, atol=1e-6)
+
+
+def test_unit_fields_are_computed_once_per_item_table_and_follow_a_replaced_array(world):
+    from genre_dagster.scoring.content import embedding_field, unit_field
+
+    items, _, _ = world
+    items = replace(items, embeddings=dict(items.embeddings), _derived={})
+    items.embeddings["abstract"] = items.embeddings["title"][::-1].copy()
+    fused = unit_field(items, "title+abstract")
+    assert unit_field(items, "title+abstract") is fused
+    expected = embedding_field(items, "title+abstract")
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(fused, expected, rtol=1e-5, atol=1e-6)
+    items.embeddings["abstract"] = items.embeddings["title"].copy()  # a new array: recomputed
+    again = unit_field(items, "title+abstract")
+    assert again is not fused
+    np.testing.assert_allclose(again, unit_field(items, "title"), rtol=1e-5, atol=1e-6)

@@ -491,3 +491,28 @@ def test_int32_item_indices_train_and_score_as_int64(world, name):
         )
         scores.append(scorer.score(_with_index_dtype(world["test"], dtype), world["items"]))
     np.testing.assert_array_equal(scores[1], scores[0])
+
+
+@pytest.mark.parametrize("name", NEURAL_DEFAULTS)
+def test_a_pool_scorer_encodes_each_item_once_and_scores_as_score_pool(world, request, name):
+    scorer, items = request.getfixturevalue(name), world["items"]
+    history, pool = world["user_history"], np.arange(0, N_ITEMS, 2)
+    whole = scorer.score_pool(history, pool, items)
+    encoded: list[int] = []
+    model = scorer._require_model()
+    encode = model.encode_items
+
+    def counted(*args, **kwargs):
+        vectors = encode(*args, **kwargs)
+        encoded.append(len(vectors))
+        return vectors
+
+    model.encode_items = counted
+    try:
+        score = scorer.pool_scorer(pool, items)
+        parts = [score(history[s : s + 7]) for s in range(0, len(history), 7)]
+    finally:
+        del model.encode_items
+    np.testing.assert_allclose(np.concatenate(parts), whole, rtol=1e-5, atol=1e-6)
+    needed = np.union1d(pool, history[history != PAD])
+    assert sum(encoded) == len(needed)  # the pool and every history item, once in all calls

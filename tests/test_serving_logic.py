@@ -146,3 +146,107 @@ def test_promotion_first_scorer_and_broken_challengers():
     broken = decide_promotion("new", float("nan"), "old", 0.7)
     assert broken.broken and not broken.promote and broken.serving_id == "old"
     assert decide_promotion("new", 0.5, "old", 0.7).broken
+
+
+def test_the_lists_prepare_the_scorer_once_per_candidate_pool():
+    from genre_dagster.serving.lists import _pool_scorer
+
+    items = _items()
+    history = np.array([[0, PAD], [2, 3], [PAD, PAD], [4, 1]])
+    prepared = []
+
+    class Scorer:
+        config: dict = {}
+
+        def pool_scorer(self, pool, items):
+            prepared.append(pool.copy())
+            everyone = _dot(items, history)  # scores rows of `history`: index them back
+
+            def score(rows_history):
+                rows = [int(np.flatnonzero((history == h).all(axis=1))[0]) for h in rows_history]
+                return everyone(np.array(rows), pool)
+
+            return score
+
+    score_pool = _pool_scorer(Scorer(), history, items, np.arange(4), None)
+    pool = np.array([1, 2, 4])
+    result = top_k(score_pool, history, pool, 2, items, chunk_users=1)  # four chunks of users
+    assert len(prepared) == 1 and np.array_equal(prepared[0], pool)
+    expected = top_k(_dot(items, history), history, pool, 2, items)
+    assert np.array_equal(result.items, expected.items)
+    score_pool(slice(0, 2), np.array([0, 3]))  # other candidates: prepared again
+    assert len(prepared) == 2
+
+
+def _explain_one_by_one(result, history, items, titles, item_clicks, profile_topics):
+    """The explanation rules written row by row: what the column-wise `explain` must give."""
+    from genre_dagster.scoring.user_profile import unit_rows
+    from genre_dagster.serving.topk import SIMILAR_THRESHOLD
+
+    unit = unit_rows(items.embeddings["title"])
+    kinds, texts = [], []
+    for user, item in zip(result.user_rows, result.items, strict=True):
+        seen = history[user][history[user] != PAD]
+        sims = unit[seen] @ unit[item] if len(seen) else np.array([])
+        category = items.category_names[items.categories[item]]
+        topics = profile_topics[user] if profile_topics is not None else None
+        if len(sims) and sims.max() >= SIMILAR_THRESHOLD:
+            best = seen[int(sims.argmax())]
+            kinds.append("similar_history")
+            texts.append(f'Similar to "{titles[best]}" you read (similarity {sims.max():.2f})')
+        elif topics and category in topics:
+            kinds.append("profile_topic")
+            texts.append(f"Matches your interest in {category}")
+        elif item_clicks[item] > 0:
+            kinds.append("popularity")
+            texts.append(f"Popular now: {int(item_clicks[item])} recent clicks in {category}")
+        else:
+            kinds.append("freshness")
+            texts.append(f"New in {category}")
+    return kinds, texts
+
+
+def test_explanations_equal_the_rules_applied_row_by_row():
+    from genre_dagster.serving.topk import TopK
+
+    rng = np.random.default_rng(7)
+    n_items, n_users = 40, 25
+    vectors = rng.normal(size=(n_items, 3)).astype(np.float32)
+    items = ItemFeatures(
+        item_ids=np.array([f"N{i}" for i in range(n_items)], dtype=object),
+        embeddings={"title": vectors},
+        categories=rng.integers(0, 4, n_items),
+        category_names=["sports", "finance", "news", "music"],
+    )
+    titles = np.array([f'title "{i}" ü' for i in range(n_items)], dtype=object)
+    history = rng.integers(0, n_items, size=(n_users, 5))
+    history[rng.random(history.shape) < 0.5] = PAD
+    history[2] = PAD
+    clicks = np.where(rng.random(n_items) < 0.5, rng.integers(1, 9, n_items), 0).astype(float)
+    topics = [list(rng.choice(["sports", "news", "unknown topic"], 2)) for _ in range(n_users)]
+    topics[4] = []
+    user_rows = np.repeat(np.arange(n_users), 3)
+    result = TopK(user_rows, np.tile([1, 2, 3], n_users), rng.integers(0, n_items, 3 * n_users),
+                  np.zeros(3 * n_users, np.float32))  # fmt: skip
+    for profile_topics in (topics, None):
+        kinds, texts = explain(result, history, items, titles, "title", clicks, profile_topics)
+        expected = _explain_one_by_one(result, history, items, titles, clicks, profile_topics)
+        assert (kinds.to_list(), texts.to_list()) == expected
+        assert len(set(expected[0])) >= 3  # the rules under test are all exercised
+
+
+def test_pool_scores_are_copied_only_when_the_caller_could_not_own_them():
+    from genre_dagster.serving.topk import own_scores
+
+    fresh = np.zeros((2, 3), dtype=np.float32)
+    assert own_scores(fresh) is fresh
+    shared = np.zeros(6, dtype=np.float32)
+    for borrowed in (
+        shared.reshape(2, 3),
+        np.broadcast_to(shared[:3], (2, 3)),
+        fresh.astype(float),
+    ):
+        owned = own_scores(borrowed)
+        assert owned.dtype == np.float32 and owned.flags.owndata and owned.flags.writeable
+        owned[:] = 1
+    assert not shared.any() and not fresh.any()

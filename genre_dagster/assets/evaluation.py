@@ -147,7 +147,7 @@ def _leaderboard(context, config, duckdb, model_store, source, reports, scorers:
     started = time.perf_counter()
     out = leaderboard_table(
         table, base, augmented, model_store.load, _settings(config, predictions_dir, bases),
-        transfer=transfer, truth_root=Path(source.path),
+        transfer=transfer, truth_root=Path(source.path), publishes=model_store.publishes,
     )  # fmt: skip
     inactive = {r["name"]: json.loads(r["inactive_plugins"] or "{}") for r in table.to_dicts()}
     metadata = _describe(out, time.perf_counter() - started, predictions_dir, inactive)
@@ -306,15 +306,16 @@ def _describe(
     everyone = out.filter(pl.col("segment") == "all").sort("auc", descending=True)
     oracle = everyone.filter(pl.col("scorer") == "oracle")["auc"]
     oracle_auc = float(oracle[0]) if len(oracle) else None
-    header = "| scorer | variant | AUC | MRR | nDCG@5 | nDCG@10 | cold AUC | warm AUC |"
-    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    header = "| scorer | variant | AUC | MRR | nDCG@5 | nDCG@10 | cold AUC | warm AUC | scoring s |"
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
     by = {(r["scorer"], r["segment"]): r for r in out.iter_rows(named=True)}
     for r in everyone.iter_rows(named=True):
         cold = by.get((r["scorer"], "cold"), {}).get("auc", float("nan"))
         warm = by.get((r["scorer"], "warm"), {}).get("auc", float("nan"))
         lines.append(
             f"| {r['scorer']} | {r['variant']} | {r['auc']:.4f} | {r['mrr']:.4f} | "
-            f"{r['ndcg@5']:.4f} | {r['ndcg@10']:.4f} | {cold:.4f} | {warm:.4f} |"
+            f"{r['ndcg@5']:.4f} | {r['ndcg@10']:.4f} | {cold:.4f} | {warm:.4f} | "
+            f"{'-' if r['score_seconds'] is None else r['score_seconds']} |"
         )
     metadata: dict = {
         "leaderboard": dg.MetadataValue.md("\n".join(lines)),

@@ -9,6 +9,7 @@ No Dagster here.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,10 @@ from genre_dagster.evaluation.metrics import metric_names
 
 METRICS = metric_names()
 SEGMENTS = ("all", "warm", "cold")
-# Columns comparing a GENRE variant with its base scorer (null on every other row).
+# Columns null on some rows: the seconds a scorer's scores took (null on the reference rows) and
+# the comparison of a GENRE variant with its base scorer (null on every other row).
 DELTA_SCHEMA = {
+    "score_seconds": pl.Float64,
     "base": pl.Utf8,
     "auc_delta": pl.Float64,
     "auc_delta_low": pl.Float64,
@@ -52,11 +55,14 @@ def leaderboard_table(
     settings: LeaderboardSettings,
     transfer: list[tuple[str, Any]] = (),
     truth_root: Path | None = None,
+    publishes: Callable[[Path, str], bool] | None = None,
 ) -> pl.DataFrame:
     """The leaderboard of the scorers in `table` (their one-row tables, concatenated) on
     `settings.split` of `base` (scoring inputs; `augmented`: the same with GENRE's generated
     history, or None). `load(scorer_id)` gives a fitted scorer; `transfer` holds (folder,
-    scorer) pairs trained elsewhere; `truth_root` is the generated world's folder, if any."""
+    scorer) pairs trained elsewhere; `truth_root` is the generated world's folder, if any;
+    `publishes(folder, scorer_id)` tells whether an ensemble's copy of a member is the published
+    model (`ModelStore.publishes`), so the ensemble reuses that model's scores."""
     from genre_dagster.scoring.base import score_in_chunks
 
     data = base.splits[settings.split]
@@ -64,13 +70,16 @@ def leaderboard_table(
     cold = behaviors["history_length"].to_numpy() <= settings.cold_max_clicks
     segments = dict(zip(SEGMENTS, (np.ones(len(cold), dtype=bool), ~cold, cold), strict=True))
     auc: dict[str, np.ndarray] = {}  # scorer -> AUC of every evaluated impression
-    rows = _trained_rows(table, base, augmented, load, settings, segments, auc)
+    rows = _trained_rows(table, base, augmented, load, settings, segments, auc, publishes)
     for folder, foreign in transfer:
         if getattr(foreign, "config", {}).get("profile"):
             raise ValueError(f"{folder}: profile-based scorers cannot be transferred")
-        name = f"transfer:{foreign.scorer_id}"
+        name, started = f"transfer:{foreign.scorer_id}", time.perf_counter()
         scores = score_in_chunks(foreign, data, base.items, settings.chunk_impressions)
-        rows += _rows(name, f"trained elsewhere ({folder})", data, scores, segments, None, auc)
+        seconds = time.perf_counter() - started
+        rows += _rows(
+            name, f"trained elsewhere ({folder})", data, scores, segments, None, auc, seconds
+        )
     random_scores = np.random.default_rng(0).random(len(data.cand_items))
     rows += _rows("random", "reference", data, random_scores, segments, None, auc)
     oracle = oracle_scores(truth_root, behaviors) if truth_root is not None else None
@@ -79,38 +88,45 @@ def leaderboard_table(
     return _with_intervals(rows, auc, segments, settings)
 
 
-def _trained_rows(table, base, augmented, load, settings, segments, auc) -> list[dict]:
-    """Rows of the trained scorers; their prediction files when `settings` asks for them."""
-    from collections import Counter
+def _trained_rows(table, base, augmented, load, settings, segments, auc, publishes) -> list[dict]:
+    """Rows of the trained scorers; their prediction files when `settings` asks for them.
 
+    Each model is scored once: a variant whose GENRE plug-in was off publishes its base
+    scorer's model, and an ensemble's members are the published models of rows in the table,
+    so the ensemble combines the scores those rows computed (when `publishes` confirms its copy
+    of a member is the published model; otherwise it scores that member itself)."""
     from genre_dagster.evaluation.prediction_file import write_split_prediction_files
-    from genre_dagster.scoring.base import score_in_chunks
 
     split, folder = settings.split, settings.predictions_dir
     data = base.splits[split]
+    records = list(table.iter_rows(named=True))
 
     def key_of(record: dict) -> tuple:
         use_generated = bool(record["generated_history"] and augmented.extra_history)
         return record["scorer_id"], use_generated, record["profile"]
 
-    # Variants whose GENRE plug-in was off publish their base scorer's model: score it once,
-    # and keep its scores only until the last row that reads them.
-    uses = Counter(key_of(record) for record in table.iter_rows(named=True))
-    scored: dict[tuple, np.ndarray] = {}
+    ensembles = _ensembles(records, load, publishes)
+    cache = _ScoreCache(
+        [key_of(r) for r in records] + [k for e in ensembles.values() for k in e[1]]
+    )
     written: set[str] = set()  # prediction files are per model: the first row that scores it
     rows: list[dict] = []
-    for record in table.iter_rows(named=True):
+    for record in records:
         key = key_of(record)
-        if key not in scored:
+        if record["scorer_id"] in ensembles:
+            scorer, member_keys = ensembles[record["scorer_id"]]
+            compute = _ensemble_scores(scorer, member_keys, cache, data, base.items, settings)
+        else:
             split_data = augmented.splits[split] if key[1] else data
             kwargs = {"profiles": base.profiles} if record["profile"] else {}
-            scorer = load(record["scorer_id"])
-            chunk = settings.chunk_impressions
-            scored[key] = score_in_chunks(scorer, split_data, base.items, chunk, **kwargs)
-        uses[key] -= 1
-        scores = scored[key] if uses[key] else scored.pop(key)
+            compute = _scores_of(
+                load, record["scorer_id"], split_data, base.items, settings, kwargs
+            )
+        started = time.perf_counter()
+        scores = cache.take(key, compute)
+        seconds = time.perf_counter() - started
         name, variant = record["name"], record["variant"]
-        rows += _rows(name, variant, data, scores, segments, record["val_auc"], auc)
+        rows += _rows(name, variant, data, scores, segments, record["val_auc"], auc, seconds)
         if folder is not None and record["scorer_id"] not in written:
             written.add(record["scorer_id"])
             behaviors = base.behaviors[split]
@@ -120,8 +136,79 @@ def _trained_rows(table, base, augmented, load, settings, segments, auc) -> list
     return rows
 
 
-def _rows(name, variant, data, scores, segments, val_auc, auc: dict) -> list[dict]:
-    """One row per segment of `name`'s per-impression metrics; its AUCs go into `auc`."""
+class _ScoreCache:
+    """Each model's scores of the split, computed by the first row that needs them and kept
+    until the last one has read them (`keys`: every read to come, repeats included)."""
+
+    def __init__(self, keys: list[tuple]) -> None:
+        from collections import Counter
+
+        self.uses = Counter(keys)
+        self.kept: dict[tuple, np.ndarray] = {}
+
+    def take(self, key: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        scores = self.kept[key] if key in self.kept else compute()
+        self.uses[key] -= 1
+        if self.uses[key] > 0:
+            self.kept[key] = scores
+        else:
+            self.kept.pop(key, None)
+        return scores
+
+
+def _scores_of(load, scorer_id: str, data, items, settings, kwargs: dict):
+    """A function scoring `data` with the published model `scorer_id`."""
+
+    def compute() -> np.ndarray:
+        from genre_dagster.scoring.base import score_in_chunks
+
+        return score_in_chunks(load(scorer_id), data, items, settings.chunk_impressions, **kwargs)
+
+    return compute
+
+
+def _ensembles(records: list[dict], load, publishes) -> dict[str, tuple[Any, list]]:
+    """Each ensemble row's scorer and, per member, the score-cache key of the published model
+    it can take the scores of (None: its copy differs, or nothing tells; it scores itself)."""
+    out = {}
+    for record in records:
+        if record.get("kind") != "ensemble" or record["scorer_id"] in out:
+            continue
+        scorer = load(record["scorer_id"])
+        folders = scorer.member_folders or [None] * len(scorer.members)
+        keys = []
+        for member, member_folder, weight in zip(
+            scorer.members, folders, scorer.weights, strict=True
+        ):
+            same = weight > 0 and member_folder is not None and publishes is not None
+            same = same and publishes(member_folder, member.scorer_id)
+            keys.append((member.scorer_id, False, False) if same else None)
+        out[record["scorer_id"]] = (scorer, keys)
+    return out
+
+
+def _ensemble_scores(scorer, member_keys: list, cache: _ScoreCache, data, items, settings):
+    """A function scoring `data` with an ensemble: the members' scores from `cache` where the
+    published model is the member, the member's own scores otherwise."""
+
+    def compute() -> np.ndarray:
+        parts = []
+        for member, key, weight in zip(scorer.members, member_keys, scorer.weights, strict=True):
+            own = _scores_of(lambda _id, m=member: m, member.scorer_id, data, items, settings, {})
+            if weight <= 0:
+                parts.append(None)
+            elif key is None:
+                parts.append(own())
+            else:
+                parts.append(cache.take(key, own))
+        return scorer.combine(data.candidate_impression, parts)
+
+    return compute
+
+
+def _rows(name, variant, data, scores, segments, val_auc, auc: dict, seconds=None) -> list[dict]:
+    """One row per segment of `name`'s per-impression metrics; its AUCs go into `auc`.
+    `seconds`: how long the scores took (`score_seconds`; 0 when another row's were reused)."""
     from genre_dagster.evaluation.metrics import impression_metrics_for, summarize
 
     per = impression_metrics_for(data, scores)
@@ -137,6 +224,7 @@ def _rows(name, variant, data, scores, segments, val_auc, auc: dict) -> list[dic
                 **{m: float(metrics[m]) for m in METRICS},
                 "impressions": int(metrics["n_impressions"]),
                 "val_auc": val_auc,
+                "score_seconds": None if seconds is None else round(seconds, 2),
             }
         )
     return rows

@@ -87,6 +87,22 @@ class ModelStore(dg.ConfigurableResource):
         payload = json.loads(path.read_text(encoding="utf-8"))
         return payload["metrics"] if payload.get("fingerprint") == fingerprint else None
 
+    def publishes(self, folder: Path, scorer_id: str) -> bool:
+        """Whether the published `scorer_id` artifact is the model saved in `folder` (a copy of
+        it, such as an ensemble's member): every file in `folder` is there, byte for byte. A
+        member retrained since the ensemble copied it is not."""
+        import filecmp
+
+        published, folder = self.path_of(scorer_id), Path(folder)
+        files = [p for p in folder.rglob("*") if p.is_file()]
+        if not files or not published.is_dir():
+            return False
+        for file in files:
+            twin = published / file.relative_to(folder)
+            if not twin.is_file() or not filecmp.cmp(file, twin, shallow=False):
+                return False
+        return True
+
     def load(self, scorer_id: str) -> Scorer:
         from genre_dagster.scoring.registry import load_scorer
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -58,8 +59,20 @@ class Scorer(ABC):
     def score_pool(self, history: np.ndarray, pool: np.ndarray, items: ItemFeatures) -> np.ndarray:
         """Score users (padded histories [n_users, max_history]) against item indices `pool`.
 
-        Returns float32 [n_users, len(pool)]. Callers chunk users to bound memory.
+        Returns a new float32 array [n_users, len(pool)], which the caller may change (the
+        lists mask seen items in place). Callers chunk users to bound memory.
         """
+
+    def pool_scorer(self, pool: np.ndarray, items: ItemFeatures) -> Callable[..., np.ndarray]:
+        """`score_pool` against a fixed `pool`, as a function of the histories (and the keyword
+        arguments `score_pool` takes): what depends on the pool and the items alone is computed
+        once, not once per chunk of users. The lists call it for a million users in chunks of
+        a few thousand. Scorers with such work override it (and `score_pool` calls it)."""
+
+        def score(history: np.ndarray, **kwargs: Any) -> np.ndarray:
+            return self.score_pool(history, pool, items, **kwargs)
+
+        return score
 
     @abstractmethod
     def save(self, folder: Path) -> None:

@@ -397,9 +397,12 @@ class DotPredictor(nn.Module):
         """users [B, H], items [B, C, H] -> [B, C]."""
         return torch.einsum("bh,bch->bc", users, items)
 
-    def pool(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """users [U, H], items [P, H] -> [U, P] in one matrix multiply."""
-        return users @ items.T
+    def pool(
+        self, users: torch.Tensor, items: torch.Tensor, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """users [U, H], items [P, H] -> [U, P] in one matrix multiply, written into `out`
+        when given (a [U, P] float32 tensor: no second pass copying the result there)."""
+        return torch.matmul(users, items.T, out=out)
 
 
 class MLPPredictor(nn.Module):
@@ -423,14 +426,19 @@ class MLPPredictor(nn.Module):
         u = users[:, None, :].expand_as(items)
         return self.net(torch.cat([u, items, u * items], dim=-1)).squeeze(-1)
 
-    def pool(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def pool(
+        self, users: torch.Tensor, items: torch.Tensor, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """users [U, H], items [P, H] -> [U, P], a bounded number of users at a time, written
+        into `out` when given."""
         per_user = max(1, items.shape[0] * items.shape[1] * 3)
         step = max(1, self.POOL_CHUNK_ELEMENTS // per_user)
-        chunks = [
-            self.forward(users[s : s + step], items[None].expand(len(users[s : s + step]), -1, -1))
-            for s in range(0, len(users), step)
-        ]
-        return torch.cat(chunks, dim=0)
+        if out is None:
+            out = users.new_empty(len(users), len(items))
+        for s in range(0, len(users), step):
+            part = users[s : s + step]
+            out[s : s + step] = self.forward(part, items[None].expand(len(part), -1, -1))
+        return out
 
 
 # ---------------------------------------------------------------- GENRE profile plug-in

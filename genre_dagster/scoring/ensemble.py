@@ -99,6 +99,8 @@ class EnsembleScorer(Scorer):
             raise ValueError("ensemble: no members (pass members= or config['members'])")
         self.members: list[Scorer] | None = members
         self.weights: np.ndarray | None = None
+        # Where `load` read each member's copy from (None when the members were passed in).
+        self.member_folders: list[Path] | None = None
 
     def _member_list(self) -> list[Scorer]:
         if self.members is None:
@@ -167,20 +169,38 @@ class EnsembleScorer(Scorer):
 
     def score(self, data: ImpressionData, items: ItemFeatures) -> np.ndarray:
         members, weights = self._require_fitted()
-        group = data.candidate_impression
-        total = np.zeros(len(data.cand_items), dtype=np.float64)
-        for member, w in zip(members, weights, strict=True):
+        scores = [
+            member.score(data, items) if w > 0 else None
+            for member, w in zip(members, weights, strict=True)
+        ]
+        return self.combine(data.candidate_impression, scores)
+
+    def combine(self, group: np.ndarray, member_scores: list[np.ndarray | None]) -> np.ndarray:
+        """The ensemble's scores from its members' scores of the same candidates (`group`: each
+        candidate's impression), in member order; a member of weight 0 may be None. The
+        leaderboard passes scores it already computed for the published members."""
+        _, weights = self._require_fitted()
+        total = np.zeros(len(group), dtype=np.float64)
+        for scores, w in zip(member_scores, weights, strict=True):
             if w > 0:
-                total += w * standardize_within(group, member.score(data, items))
+                total += w * standardize_within(group, scores)
         return total.astype(np.float32)
 
     def score_pool(self, history: np.ndarray, pool: np.ndarray, items: ItemFeatures) -> np.ndarray:
+        return self.pool_scorer(pool, items)(history)
+
+    def pool_scorer(self, pool: np.ndarray, items: ItemFeatures):
         members, weights = self._require_fitted()
-        total = np.zeros((len(history), len(pool)), dtype=np.float64)
-        for member, w in zip(members, weights, strict=True):
-            if w > 0:
-                total += w * _standardize_rows(member.score_pool(history, pool, items))
-        return total.astype(np.float32)
+        parts = [(w, m.pool_scorer(pool, items)) for m, w in zip(members, weights, strict=True)]
+        parts = [(w, score) for w, score in parts if w > 0]
+
+        def score(history: np.ndarray) -> np.ndarray:
+            total = np.zeros((len(history), len(pool)), dtype=np.float64)
+            for w, member_score in parts:
+                total += w * _standardize_rows(member_score(history))
+            return total.astype(np.float32)
+
+        return score
 
     def save(self, folder: Path) -> None:
         members, weights = self._require_fitted()
@@ -203,4 +223,7 @@ class EnsembleScorer(Scorer):
         if scorer.config["members"] != meta["config"]["members"]:
             raise ValueError(f"{folder}: loaded members do not match the saved member configs")
         scorer.weights = np.asarray(meta["state"]["weights"], dtype=np.float64)
+        scorer.member_folders = [
+            Path(folder) / "members" / n for n in meta["state"]["member_folders"]
+        ]
         return scorer

@@ -141,11 +141,15 @@ class MatrixFactorizationScorer(Scorer):
     def user_factors(self, history: np.ndarray, items: ItemFeatures) -> np.ndarray:
         """Fold padded histories into user factors, float32 [n_rows, factors]."""
         factors, alignment = self._require_fitted()
-        aligned = alignment.align(factors, items).astype(np.float64)
+        return self._fold_in(history, alignment.align(factors, items).astype(np.float64))
+
+    def _fold_in(self, history: np.ndarray, aligned: np.ndarray) -> np.ndarray:
+        """`user_factors` from the item factors aligned with the items (float64)."""
+        n_items = len(aligned)
         rows, inverse = distinct_histories(history)
         valid = rows != PAD
         row_index = np.broadcast_to(np.arange(len(rows))[:, None], rows.shape)[valid]
-        matrix = _csr(row_index, rows[valid], (len(rows), items.n_items))
+        matrix = _csr(row_index, rows[valid], (len(rows), n_items))
         if self.config["fold_in"] == "mean":
             counts = np.maximum(np.diff(matrix.indptr), 1)[:, None]
             users = (matrix @ aligned) / counts
@@ -170,9 +174,18 @@ class MatrixFactorizationScorer(Scorer):
         return out
 
     def score_pool(self, history: np.ndarray, pool: np.ndarray, items: ItemFeatures) -> np.ndarray:
+        return self.pool_scorer(pool, items)(history)
+
+    def pool_scorer(self, pool: np.ndarray, items: ItemFeatures):
         factors, alignment = self._require_fitted()
-        item_f = alignment.align(factors, items)[np.asarray(pool)]
-        return self.user_factors(history, items) @ item_f.T
+        aligned = alignment.align(factors, items)
+        pool_t = np.ascontiguousarray(aligned[np.asarray(pool)].T)
+        aligned = aligned.astype(np.float64)
+
+        def score(history: np.ndarray) -> np.ndarray:
+            return self._fold_in(history, aligned) @ pool_t
+
+        return score
 
     def save(self, folder: Path) -> None:
         factors, _ = self._require_fitted()

@@ -248,27 +248,50 @@ class NeuralScorer(Scorer):
         With the profile plug-in, pass `profiles` as a matrix aligned with `history` rows, or a
         UserProfiles plus the `user_ids` of those rows.
         """
+        return self.pool_scorer(pool, items)(history, profiles=profiles, user_ids=user_ids)
+
+    def pool_scorer(self, pool: np.ndarray, items: ItemFeatures):
+        """`score_pool` against a fixed pool: the pool's vectors are encoded once, and every
+        item vector a history needs is encoded once and kept for the next calls (the lists
+        score a million users a few thousand at a time, over the same pool and mostly the
+        same history items)."""
         import torch
 
         model = self._require_model()
-        self._check_profiles_given(profiles)
-        history = np.asarray(history, dtype=np.int64)
         pool = np.asarray(pool, dtype=np.int64)
-        if user_ids is None and isinstance(profiles, UserProfiles):
-            raise ValueError("score_pool with UserProfiles needs the user_ids of the history rows")
-        if user_ids is not None and len(user_ids) != len(history):
-            raise ValueError(f"user_ids has {len(user_ids)} rows, history has {len(history)}")
-        row_ids = user_ids if user_ids is not None else np.arange(len(history))
-        rows = self._profile_rows(profiles, row_ids, "users")
-        out = np.empty((len(history), len(pool)), dtype=np.float32)
         with torch.inference_mode(), _eval(model):
             inputs = self._item_inputs(items)
-            pool_vecs = self._item_vectors(model, inputs, pool)
-            users = self._user_vectors(model, history, inputs, rows)
-            step = self._resolved["score_batch"]
-            for s in range(0, len(users), step):
-                out[s : s + step] = model.predictor.pool(users[s : s + step], pool_vecs).numpy()
-        return out
+            memo = _ItemVectors(
+                lambda index: self._item_vectors(model, inputs, index), items.n_items
+            )
+            pool_vecs = memo.get(pool)
+
+        def score(
+            history: np.ndarray,
+            *,
+            profiles: ProfileInput = None,
+            user_ids: np.ndarray | None = None,
+        ) -> np.ndarray:
+            self._check_profiles_given(profiles)
+            history = np.asarray(history, dtype=np.int64)
+            if user_ids is None and isinstance(profiles, UserProfiles):
+                raise ValueError(
+                    "score_pool with UserProfiles needs the user_ids of the history rows"
+                )
+            if user_ids is not None and len(user_ids) != len(history):
+                raise ValueError(f"user_ids has {len(user_ids)} rows, history has {len(history)}")
+            row_ids = user_ids if user_ids is not None else np.arange(len(history))
+            rows = self._profile_rows(profiles, row_ids, "users")
+            out = np.empty((len(history), len(pool)), dtype=np.float32)
+            with torch.inference_mode(), _eval(model):
+                users = self._user_vectors(model, history, inputs, rows, memo)
+                step = self._resolved["score_batch"]
+                for s in range(0, len(users), step):
+                    rows = torch.from_numpy(out[s : s + step])  # written in place
+                    model.predictor.pool(users[s : s + step], pool_vecs, out=rows)
+            return out
+
+        return score
 
     def _score_with(
         self,
@@ -346,9 +369,11 @@ class NeuralScorer(Scorer):
         history: np.ndarray,
         inputs: ItemInputs,
         rows: ProfileRows | None,
+        memo: _ItemVectors | None = None,
     ) -> torch.Tensor:
-        """User vectors [n_rows, H]: history items encoded once, each distinct user input (a
-        user's impressions share one history) encoded once, users in chunks."""
+        """User vectors [n_rows, H]: history items encoded once (taken from `memo` when given),
+        each distinct user input (a user's impressions share one history) encoded once, users
+        in chunks."""
         import torch
 
         from genre_dagster.scoring.training import (
@@ -365,7 +390,10 @@ class NeuralScorer(Scorer):
         if rows is not None:
             rows = rows.take(first)
         unique = np.unique(history[history != PAD])
-        table = self._item_vectors(model, inputs, unique)
+        if memo is not None:
+            table = memo.get(unique)
+        else:
+            table = self._item_vectors(model, inputs, unique)
         table = torch.cat([table, table.new_zeros(1, table.shape[1])])  # last row = padding
         step = self._resolved["score_batch"]
         chunks = []
@@ -660,6 +688,33 @@ def _profile_dim(profiles: ProfileInput) -> int:
     if matrix.ndim != 2:
         raise ValueError(f"profile matrix must be 2-D, got shape {matrix.shape}")
     return int(matrix.shape[1])
+
+
+class _ItemVectors:
+    """Item vectors encoded on first use and kept, by item row: a pool scorer's calls share
+    the pool and most history items. Holds at most [n_items, H] floats (165k MIND-large news
+    at H=256: 170 MB)."""
+
+    def __init__(self, encode: Callable[[np.ndarray], torch.Tensor], n_items: int) -> None:
+        self._encode, self._n_items = encode, n_items
+        self._done = np.zeros(n_items, dtype=bool)
+        self._table: torch.Tensor | None = None
+
+    def get(self, index: np.ndarray) -> torch.Tensor:
+        """Vectors of item rows `index` (any order, repeats allowed) -> [len(index), H]."""
+        import torch
+
+        index = np.asarray(index, dtype=np.int64)
+        missing = np.unique(index[~self._done[index]])
+        if len(missing):
+            vectors = self._encode(missing)
+            if self._table is None:
+                self._table = vectors.new_zeros(self._n_items, vectors.shape[1])
+            self._table[torch.from_numpy(missing)] = vectors
+            self._done[missing] = True
+        if self._table is None:  # nothing asked for yet: no width known
+            return self._encode(index)
+        return self._table[torch.from_numpy(index)]
 
 
 @contextmanager

@@ -63,8 +63,15 @@ class PopularityScorer(Scorer):
         return self.item_scores(items)[data.cand_items]
 
     def score_pool(self, history: np.ndarray, pool: np.ndarray, items: ItemFeatures) -> np.ndarray:
+        return self.pool_scorer(pool, items)(history)
+
+    def pool_scorer(self, pool: np.ndarray, items: ItemFeatures):
         row = self.item_scores(items)[np.asarray(pool)]
-        return np.broadcast_to(row, (len(history), len(row))).copy()
+
+        def score(history: np.ndarray) -> np.ndarray:
+            return np.broadcast_to(row, (len(history), len(row))).copy()
+
+        return score
 
     def save(self, folder: Path) -> None:
         if self.stats is None:

@@ -42,7 +42,7 @@ class Lists:
     frame: pl.DataFrame
     users: int
     pool_items: int
-    explanation_kinds: list[str]
+    explanation_kinds: pl.Series  # one per row of `frame`
     mix_before: dict[str, float]  # category shares before steering
     mix_after: dict[str, float]
 
@@ -217,7 +217,7 @@ def recommend(
                 }
             )
         )
-        kinds += part_kinds
+        kinds.append(part_kinds)
         after.append(items.categories[result.items])
         before_steering.append(items.categories[before.items])
     out = pl.concat(frames).with_columns(
@@ -229,6 +229,7 @@ def recommend(
     names = np.asarray(items.category_names, dtype=object)  # gathered as references
     mix_before = category_mix(names[np.concatenate(before_steering)])
     mix_after = category_mix(names[np.concatenate(after)])
+    kinds = pl.concat(kinds) if kinds else pl.Series("explanation_kind", [], dtype=pl.String)
     return Lists(out, n_users, len(pool), kinds, mix_before, mix_after)
 
 
@@ -259,14 +260,18 @@ def _steering_column(per_user: list, user_rows: np.ndarray) -> pl.Series:
 
 
 def _pool_scorer(scorer, history, items, user_ids, profiles):
-    """score_pool(rows, candidates) of the scorer, with profiles when it reads them."""
+    """score_pool(rows, candidates) of the scorer, with profiles when it reads them. What the
+    scorer computes from the candidates alone (`Scorer.pool_scorer`: item vectors, normalized
+    embeddings) is computed once for every chunk of users that ranks the same candidates."""
     reads_profiles = bool(scorer.config.get("profile"))
+    prepared: list = []  # [(candidates, their pool scorer)], the last candidates only
 
     def score_pool(rows: slice, candidates: np.ndarray) -> np.ndarray:
+        if not prepared or not np.array_equal(prepared[0][0], candidates):
+            prepared[:] = [(candidates.copy(), scorer.pool_scorer(candidates, items))]
+        score = prepared[0][1]
         if reads_profiles:
-            return scorer.score_pool(
-                history[rows], candidates, items, user_ids=user_ids[rows], profiles=profiles
-            )
-        return scorer.score_pool(history[rows], candidates, items)
+            return score(history[rows], user_ids=user_ids[rows], profiles=profiles)
+        return score(history[rows])
 
     return score_pool

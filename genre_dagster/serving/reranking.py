@@ -15,7 +15,7 @@ import numpy as np
 
 from genre_dagster.arrays import PAD, ItemFeatures
 from genre_dagster.serving.steering import SteeringParams
-from genre_dagster.serving.topk import TopK, top_k
+from genre_dagster.serving.topk import TopK, own_scores, top_k
 
 
 def apply_steering(
@@ -26,7 +26,7 @@ def apply_steering(
     pool_first_day: np.ndarray | None = None,
     newest_day: Any = None,
 ) -> np.ndarray:
-    """Steered copy of `scores` [n_users, n_pool].
+    """Steered copy of `scores` [n_users, n_pool] (`scores` itself when no user is steered).
 
     `pool_categories` [n_pool] index `category_names`; `params_per_user` is one object for
     everyone or one per user row. Boosts add weight x the user's std of finite scores;
@@ -47,6 +47,8 @@ def apply_steering(
     if n_pool and (cats.min() < 0 or cats.max() >= len(category_names)):
         raise ValueError("apply_steering: pool_categories index outside category_names")
     per_user = _per_user(params_per_user, n_users)
+    if all(params.is_neutral for params in per_user):
+        return scores  # nobody is steered: a copy would be a pass over every score for nothing
     out = scores.astype(np.result_type(scores.dtype, np.float32), copy=True)
     index = {name: i for i, name in enumerate(category_names)}
     age: np.ndarray | None = None
@@ -230,7 +232,7 @@ def top_k_steered(
     mmr_order = np.full((len(history), k), -1, dtype=np.int64)  # item indices in MMR order
 
     def steered(rows: slice, candidates: np.ndarray) -> np.ndarray:
-        scores = np.asarray(score_pool(rows, candidates), dtype=np.float32).copy()
+        scores = own_scores(score_pool(rows, candidates))
         if scores.shape != (len(history[rows]), len(candidates)):
             return scores  # top_k reports the shape error
         # seen items out first (as top_k does later), so neither the std nor MMR uses them

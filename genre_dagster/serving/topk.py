@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from genre_dagster.arrays import PAD, ItemFeatures
-from genre_dagster.scoring.user_profile import unit_rows
+
+if TYPE_CHECKING:
+    import polars as pl
 
 SIMILAR_THRESHOLD = 0.5  # cosine above which "you read something like this" is the explanation
+EXPLANATION_KINDS = ("similar_history", "profile_topic", "popularity", "freshness")
 
 
 @dataclass
@@ -52,7 +56,7 @@ def top_k(
     for start in range(0, len(history), chunk_users):
         block = history[start : start + chunk_users]
         rows_slice = slice(start, start + len(block))
-        scores = np.asarray(score_pool(rows_slice, pool), dtype=np.float32).copy()
+        scores = own_scores(score_pool(rows_slice, pool))
         if scores.shape != (len(block), len(pool)):
             raise ValueError(
                 f"score_pool returned {scores.shape}, expected {(len(block), len(pool))}"
@@ -79,14 +83,25 @@ def top_k(
     )
 
 
+def own_scores(scores) -> np.ndarray:
+    """`score_pool`'s result as a float32 array the caller may change. A scorer returns a new
+    array (the Scorer contract), so it is taken as it is unless it is a view or read-only: a
+    chunk of 2,048 users against a 57k-item pool is 465 MB, and every copy is a pass over it."""
+    scores = np.asarray(scores)
+    if scores.dtype == np.float32 and scores.flags.owndata and scores.flags.writeable:
+        return scores
+    return np.array(scores, dtype=np.float32)
+
+
 def _row_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Column indices and values of each row's `k` highest scores, best first; NaN ranks as
     -inf (last) and is replaced so in `scores` (the caller's own copy). torch.topk selects and
     sorts in one multithreaded pass, where numpy needs argpartition, then argsort."""
     import torch
 
-    scores[np.isnan(scores)] = -np.inf
-    top_scores, top = torch.topk(torch.from_numpy(scores), k, dim=1, largest=True, sorted=True)
+    tensor = torch.from_numpy(scores)
+    torch.nan_to_num_(tensor, nan=-np.inf, posinf=np.inf, neginf=-np.inf)  # in place, threaded
+    top_scores, top = torch.topk(tensor, k, dim=1, largest=True, sorted=True)
     return top.numpy(), top_scores.numpy()
 
 
@@ -98,37 +113,69 @@ def explain(
     field: str,
     item_clicks: np.ndarray,
     profile_topics: list[list[str]] | None = None,
-) -> tuple[list[str], list[str]]:
+) -> tuple[pl.Series, pl.Series]:
     """A reason kind ("similar_history" | "profile_topic" | "popularity" | "freshness") and a
-    short text for
-    every recommendation of `result`.
+    short text for every recommendation of `result`, as two string Series.
 
     `item_clicks` are recent clicks per item (for the popularity explanation); `profile_topics`
     are the GENRE profile topics per user row (or None)."""
-    vectors = items.embeddings[field]
-    unit = unit_rows(vectors)
+    import polars as pl
+
+    from genre_dagster.scoring.content import unit_field
+
+    unit = unit_field(items, field)
     best_sims, best_items = _closest_history_items(result, history, unit)
-    kinds: list[str] = []
-    texts: list[str] = []
-    cats = items.category_names
-    for user, item, best_sim, best_item in zip(
-        result.user_rows, result.items, best_sims.tolist(), best_items.tolist(), strict=True
-    ):
-        category = cats[items.categories[item]]
-        topics = profile_topics[user] if profile_topics is not None else None
-        if best_sim >= SIMILAR_THRESHOLD:
-            kinds.append("similar_history")
-            texts.append(f'Similar to "{titles[best_item]}" you read (similarity {best_sim:.2f})')
-        elif topics and category in topics:
-            kinds.append("profile_topic")
-            texts.append(f"Matches your interest in {category}")
-        elif item_clicks[item] > 0:
-            kinds.append("popularity")
-            texts.append(f"Popular now: {int(item_clicks[item])} recent clicks in {category}")
-        else:
-            kinds.append("freshness")
-            texts.append(f"New in {category}")
-    return kinds, texts
+    category = np.asarray(items.categories, dtype=np.int64)[result.items]
+    clicks = np.asarray(item_clicks)[result.items]
+    similar = best_sims >= SIMILAR_THRESHOLD
+    on_topic = _topic_matches(result.user_rows, category, profile_topics, items.category_names)
+    popular = clicks > 0
+    code = np.select([similar, on_topic, popular], [0, 1, 2], default=3)
+    # Texts are assembled column-wise: a million users' lists are ten million rows, too many
+    # for a Python loop. Only the similarity needs Python's formatting, once per distinct value.
+    sims, sim_of = np.unique(np.where(similar, best_sims, 0.0), return_inverse=True)
+    frame = pl.DataFrame(
+        {
+            "code": code,
+            "category": pl.Series(list(items.category_names), dtype=pl.String).gather(category),
+            "title": pl.Series(np.asarray(titles, dtype=object), dtype=pl.String)
+            .gather(np.maximum(best_items, 0))
+            .fill_null(""),
+            "similarity": pl.Series([f"{v:.2f}" for v in sims.tolist()]).gather(sim_of),
+            "clicks": clicks.astype(np.int64),
+        }
+    )
+    text = (
+        pl.when(pl.col("code") == 0)
+        .then(pl.format('Similar to "{}" you read (similarity {})', "title", "similarity"))
+        .when(pl.col("code") == 1)
+        .then(pl.format("Matches your interest in {}", "category"))
+        .when(pl.col("code") == 2)
+        .then(pl.format("Popular now: {} recent clicks in {}", "clicks", "category"))
+        .otherwise(pl.format("New in {}", "category"))
+    )
+    kinds = pl.Series("explanation_kind", EXPLANATION_KINDS, dtype=pl.String).gather(code)
+    return kinds, frame.select(text.alias("explanation"))["explanation"]
+
+
+def _topic_matches(
+    user_rows: np.ndarray,
+    category: np.ndarray,
+    profile_topics: list[list[str]] | None,
+    category_names: list[str],
+) -> np.ndarray:
+    """Whether each recommendation's category is among its user's profile topics."""
+    if profile_topics is None:
+        return np.zeros(len(user_rows), dtype=bool)
+    index = {name: i for i, name in enumerate(category_names)}
+    pairs = [
+        user * len(index) + index[topic]
+        for user, topics in enumerate(profile_topics)
+        for topic in topics or ()
+        if topic in index
+    ]
+    keys = np.asarray(user_rows, dtype=np.int64) * len(index) + category
+    return np.isin(keys, np.asarray(pairs, dtype=np.int64))
 
 
 def _closest_history_items(
