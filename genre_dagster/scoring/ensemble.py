@@ -110,8 +110,15 @@ class EnsembleScorer(Scorer):
         return self.members
 
     def fit(
-        self, train: ImpressionData, items: ItemFeatures, valid: ImpressionData | None = None
+        self,
+        train: ImpressionData,
+        items: ItemFeatures,
+        valid: ImpressionData | None = None,
+        member_scores: list[np.ndarray | None] | None = None,
     ) -> dict[str, Any]:
+        """Fit the weights on `valid`; `member_scores` may hold each member's scores of
+        `valid`'s candidates, already computed (None where the member must score them; ignored
+        when the members are refit)."""
         if valid is None:
             raise ValueError("ensemble: weights are fit on validation impressions; pass valid")
         require_labels(valid, "ensemble weights")
@@ -120,8 +127,23 @@ class EnsembleScorer(Scorer):
         if self.config["fit_members"]:
             log["member_logs"] = [m.fit(train, items, valid) for m in members]
 
+        given = member_scores if member_scores and not self.config["fit_members"] else None
+        given = given or [None] * len(members)
+        if len(given) != len(members):
+            raise ValueError(f"member_scores: {len(given)} arrays for {len(members)} members")
         group = valid.candidate_impression
-        z = np.column_stack([standardize_within(group, m.score(valid, items)) for m in members])
+        columns = []
+        for member, scores in zip(members, given, strict=True):
+            if scores is None:
+                scores = member.score(valid, items)
+            elif scores.shape != valid.cand_items.shape:
+                raise ValueError(
+                    f"member_scores of {member.scorer_id}: {scores.shape[0]} scores for "
+                    f"{len(valid.cand_items)} validation candidates"
+                )
+            columns.append(standardize_within(group, scores))
+        log["member_scores_given"] = sum(s is not None for s in given)
+        z = np.column_stack(columns)
         candidates: dict[str, np.ndarray] = {}
         for j, member in enumerate(members):
             candidates[f"only:{member.scorer_id}"] = np.eye(len(members))[j]
