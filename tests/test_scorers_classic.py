@@ -465,3 +465,70 @@ def test_unit_fields_are_computed_once_per_item_table_and_follow_a_replaced_arra
     again = unit_field(items, "title+abstract")
     assert again is not fused
     np.testing.assert_allclose(again, unit_field(items, "title"), rtol=1e-5, atol=1e-6)
+
+
+def test_ensemble_weights_fit_on_given_member_scores_equal_those_it_computes(world, fitted):
+    items, split, _ = world
+    members = [fitted[k] for k in ("popularity", "content_similarity", "matrix_factorization")]
+    plain = EnsembleScorer(members=members)
+    log = plain.fit(split["train"], items, split["valid"])
+    given = [members[0].score(split["valid"], items), None, members[2].score(split["valid"], items)]
+    calls = []
+
+    class Counting(type(members[1])):
+        def score(self, data, items):
+            calls.append(data.n_impressions)
+            return super().score(data, items)
+
+    counted = Counting(members[1].config)
+    reusing = EnsembleScorer(members=[members[0], counted, members[2]])
+    reused = reusing.fit(split["train"], items, split["valid"], member_scores=given)
+    assert reused["member_scores_given"] == 2 and log["member_scores_given"] == 0
+    assert calls == [split["valid"].n_impressions]  # only the member without given scores
+    np.testing.assert_array_equal(reusing.weights, plain.weights)
+    assert reused["valid_auc"] == log["valid_auc"] and reused["chosen"] == log["chosen"]
+    with pytest.raises(ValueError, match="validation candidates"):
+        reusing.fit(
+            split["train"], items, split["valid"], member_scores=[given[0][:-1], None, None]
+        )
+
+
+def test_an_ensemble_reads_the_validation_scores_its_members_steps_saved(world, fitted, tmp_path):
+    from genre_dagster.resources.model_store import ModelStore
+    from genre_dagster.scoring.inputs import ScorerInputs
+    from genre_dagster.scoring.nightly import _validate_once, member_validation_scores
+
+    items, split, _ = world
+    items = replace(items, embeddings={**items.embeddings, "abstract": items.embeddings["title"]})
+    members = [fitted[k] for k in ("popularity", "content_similarity", "matrix_factorization")]
+    store = ModelStore(root=str(tmp_path))
+
+    def inputs_of(fields, valid):
+        view = replace(items, embeddings={f: items.embeddings[f] for f in fields}, _derived={})
+        return ScorerInputs(view, None, {"validation": valid}, {}, None, None, None)
+
+    for member in members:  # each member's own step: its fields only
+        store.save(member)
+        own = inputs_of(["title"] if member.kind == "content_similarity" else [], split["valid"])
+        _validate_once(member, own, store)
+    ensemble_inputs = inputs_of(["abstract", "title"], split["valid"])  # the union, and more
+    found = member_validation_scores(members, ensemble_inputs, store)
+    for member, scores in zip(members, found, strict=True):
+        np.testing.assert_array_equal(scores, member.score(split["valid"], items))
+    other_day = inputs_of(["abstract", "title"], split["test"])
+    assert member_validation_scores(members, other_day, store) == [None, None, None]
+
+
+def test_saved_validation_scores_are_the_latest_nights_only(fitted, tmp_path):
+    from genre_dagster.resources.model_store import ModelStore
+
+    store, scorer = ModelStore(root=str(tmp_path)), fitted["popularity"]
+    store.save(scorer)
+    store.remember_validation(scorer.scorer_id, "night1", {"auc": 0.6}, scores=np.arange(3.0))
+    np.testing.assert_array_equal(
+        store.recall_validation_scores(scorer.scorer_id, "night1"), [0, 1, 2]
+    )
+    store.remember_validation(scorer.scorer_id, "night2", {"auc": 0.7})  # metrics only
+    assert store.recall_validation_scores(scorer.scorer_id, "night1") is None  # removed
+    assert store.recall_validation(scorer.scorer_id, "night2") == {"auc": 0.7}
+    assert not list(store.path_of(scorer.scorer_id).glob("validation_scores*"))

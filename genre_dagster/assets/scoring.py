@@ -182,6 +182,8 @@ def build_ensemble(
                 "scorer_id": scorer.scorer_id,
                 "validation_auc": float(outcome.val["auc"]),
                 "weights": dg.MetadataValue.json(weights),
+                # members whose validation scores their own step saved tonight (not rescored)
+                "member_scores_reused": int(outcome.log.get("member_scores_given", 0)),
                 "artifact": dg.MetadataValue.path(str(outcome.path)),
             }
         )

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 TRAINING_JSON = "training.json"
 VALIDATION_JSON = "validation.json"
+VALIDATION_SCORES = "validation_scores"  # <name>.<fingerprint>.npy beside validation.json
 
 
 class ModelStore(dg.ConfigurableResource):
@@ -68,16 +69,42 @@ class ModelStore(dg.ConfigurableResource):
             return None
         return json.loads(path.read_text(encoding="utf-8"))
 
-    def remember_validation(self, scorer_id: str, fingerprint: str, metrics: dict) -> None:
-        """Keep the metrics of the artifact on the validation data `fingerprint` names: another
-        scorer asset publishing the same model on the same night reads them back."""
+    def remember_validation(
+        self, scorer_id: str, fingerprint: str, metrics: dict, scores: Any = None
+    ) -> None:
+        """Keep the metrics of the artifact on the validation data `fingerprint` names, and its
+        scores of the candidates when given: another scorer asset publishing the same model on
+        the same night reads the metrics back, the ensemble the scores."""
+        import numpy as np
+
         folder = self.path_of(scorer_id)
         if not folder.is_dir():
             raise FileNotFoundError(f"no saved scorer {scorer_id!r} under {self.root}")
-        payload = json.dumps({"fingerprint": fingerprint, "metrics": metrics}, sort_keys=True)
+        record: dict[str, Any] = {"fingerprint": fingerprint, "metrics": metrics}
+        if scores is not None:
+            name = f"{VALIDATION_SCORES}.{fingerprint}.npy"
+            staging = folder / f".{name}.{os.getpid()}"
+            with staging.open("wb") as fh:
+                np.save(fh, np.asarray(scores, dtype=np.float32))
+            staging.replace(folder / name)
+            record["scores_file"] = name
+        for stale in folder.glob(f"{VALIDATION_SCORES}.*.npy"):
+            if stale.name != record.get("scores_file"):
+                stale.unlink(missing_ok=True)
+        payload = json.dumps(record, sort_keys=True)
         staging = folder / f".{VALIDATION_JSON}.{os.getpid()}"
         staging.write_text(payload + "\n", encoding="utf-8")
         staging.replace(folder / VALIDATION_JSON)  # atomic: readers see old or new, whole
+
+    def recall_validation_scores(self, scorer_id: str, fingerprint: str) -> Any:
+        """The scores saved by `remember_validation` for this exact validation data (float32,
+        one per candidate), or None."""
+        import numpy as np
+
+        path = self.path_of(scorer_id) / f"{VALIDATION_SCORES}.{fingerprint}.npy"
+        if not path.is_file():
+            return None
+        return np.load(path, allow_pickle=False)
 
     def recall_validation(self, scorer_id: str, fingerprint: str) -> dict | None:
         """Metrics saved by `remember_validation` for this exact validation data, or None."""

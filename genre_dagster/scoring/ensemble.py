@@ -19,8 +19,12 @@ import numpy as np
 from genre_dagster.arrays import ImpressionData, ItemFeatures
 from genre_dagster.evaluation.metrics import evaluate
 from genre_dagster.scoring.artifact import read_scorer_json, resolve_config, write_scorer_json
-from genre_dagster.scoring.base import Scorer
+from genre_dagster.scoring.base import Scorer, score_in_chunks
 from genre_dagster.scoring.item_stats import require_labels
+
+# Validation impressions a member scores at a time in `fit`: at once, NRMS's user vectors for
+# MIND-large's 477k validation impressions added 3-4 GB to the step.
+SCORE_CHUNK = 100_000
 
 DEFAULTS: dict[str, Any] = {
     "members": [],  # [{"kind": ..., "config": {...}}, ...]
@@ -110,8 +114,15 @@ class EnsembleScorer(Scorer):
         return self.members
 
     def fit(
-        self, train: ImpressionData, items: ItemFeatures, valid: ImpressionData | None = None
+        self,
+        train: ImpressionData,
+        items: ItemFeatures,
+        valid: ImpressionData | None = None,
+        member_scores: list[np.ndarray | None] | None = None,
     ) -> dict[str, Any]:
+        """Fit the weights on `valid`; `member_scores` may hold each member's scores of
+        `valid`'s candidates, already computed (None where the member must score them; ignored
+        when the members are refit)."""
         if valid is None:
             raise ValueError("ensemble: weights are fit on validation impressions; pass valid")
         require_labels(valid, "ensemble weights")
@@ -120,8 +131,23 @@ class EnsembleScorer(Scorer):
         if self.config["fit_members"]:
             log["member_logs"] = [m.fit(train, items, valid) for m in members]
 
+        given = member_scores if member_scores and not self.config["fit_members"] else None
+        given = given or [None] * len(members)
+        if len(given) != len(members):
+            raise ValueError(f"member_scores: {len(given)} arrays for {len(members)} members")
         group = valid.candidate_impression
-        z = np.column_stack([standardize_within(group, m.score(valid, items)) for m in members])
+        columns = []
+        for member, scores in zip(members, given, strict=True):
+            if scores is None:
+                scores = score_in_chunks(member, valid, items, SCORE_CHUNK)
+            elif scores.shape != valid.cand_items.shape:
+                raise ValueError(
+                    f"member_scores of {member.scorer_id}: {scores.shape[0]} scores for "
+                    f"{len(valid.cand_items)} validation candidates"
+                )
+            columns.append(standardize_within(group, scores))
+        log["member_scores_given"] = sum(s is not None for s in given)
+        z = np.column_stack(columns)
         candidates: dict[str, np.ndarray] = {}
         for j, member in enumerate(members):
             candidates[f"only:{member.scorer_id}"] = np.eye(len(members))[j]

@@ -276,7 +276,8 @@ def train_ensemble(scorer, inputs, model_store, trained_through: date) -> Outcom
     valid = inputs.splits["validation"]
     if valid.n_impressions == 0:
         raise RuntimeError("the validation split is empty: the ensemble weights need it")
-    log = scorer.fit(inputs.splits.get("train"), inputs.items, valid)
+    given = member_validation_scores(scorer.members, inputs, model_store)
+    log = scorer.fit(inputs.splits.get("train"), inputs.items, valid, member_scores=given)
     val = log["val_metrics"]  # the members were scored on validation once, by the fit
     seconds = time.perf_counter() - started
     path = model_store.save(scorer)
@@ -314,13 +315,18 @@ VALIDATE_CHUNK = 100_000
 
 def _validate(scorer, inputs) -> dict:
     """Metrics of a fitted scorer on the validation split."""
+    return _validation_scores(scorer, inputs)[0]
+
+
+def _validation_scores(scorer, inputs):
+    """(metrics, scores) of a fitted scorer on the validation split."""
     from genre_dagster.evaluation.metrics import evaluate_impressions
     from genre_dagster.scoring.base import score_in_chunks
 
     valid = inputs.splits["validation"]
     score_kw = {"profiles": inputs.profiles} if scorer.config.get("profile") else {}
     scores = score_in_chunks(scorer, valid, inputs.items, VALIDATE_CHUNK, **score_kw)
-    return evaluate_impressions(valid, scores)
+    return evaluate_impressions(valid, scores), scores
 
 
 def _validate_once(scorer, inputs, model_store) -> dict:
@@ -333,9 +339,42 @@ def _validate_once(scorer, inputs, model_store) -> dict:
     known = model_store.recall_validation(scorer.scorer_id, fingerprint)
     if known is not None:
         return known
-    val = plain_metrics(_validate(scorer, inputs))
-    model_store.remember_validation(scorer.scorer_id, fingerprint, val)
+    metrics, scores = _validation_scores(scorer, inputs)
+    val = plain_metrics(metrics)
+    # the scores too: the ensemble fits its weights on the same validation scores
+    model_store.remember_validation(scorer.scorer_id, fingerprint, val, scores=scores)
     return val
+
+
+def member_validation_scores(members, inputs, model_store) -> list:
+    """Each ensemble member's saved scores of `inputs`' validation split (its own step
+    validated the same model on the same data tonight), or None where there are none. A
+    member's fingerprint is taken over the inputs as its own step loads them: only its
+    embedding fields and layer states."""
+    from dataclasses import replace
+
+    from genre_dagster.scoring.inputs import embedding_fields, layer_state_request
+    from genre_dagster.scoring.plugins import training_fingerprint
+
+    found = []
+    for member in members:
+        if member.config.get("profile") or member.config.get("generated_history"):
+            found.append(None)  # read from other inputs than the ensemble loads
+            continue
+        fields = embedding_fields(member.config)
+        request = layer_state_request([member.config])
+        states = inputs.items.layer_states or {}
+        items = replace(
+            inputs.items,
+            embeddings={
+                f: inputs.items.embeddings[f] for f in fields if f in inputs.items.embeddings
+            },
+            layer_states={f: states[f] for f in request[1] if f in states} if request else None,
+        )
+        view = replace(inputs, items=items)
+        fingerprint = training_fingerprint(view, ("validation",), profiles=False)
+        found.append(model_store.recall_validation_scores(member.scorer_id, fingerprint))
+    return found
 
 
 def plain_metrics(val: dict) -> dict:
