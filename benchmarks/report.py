@@ -163,6 +163,7 @@ def _goal_rows() -> list[tuple[str, ...]]:
                 label(nt.get("machine")),
             )
         )
+    rows += _nightly_serving_rows()
     llm = _load("llm_throughput")
     for dtype, part in (llm or {}).get("dtypes", {}).items():
         runs = part.get("runs", [])
@@ -184,6 +185,38 @@ def _goal_rows() -> list[tuple[str, ...]]:
             )
     rows += _decision_rows()
     rows += _structured_rows()
+    return rows
+
+
+def _nightly_serving_rows() -> list[tuple[str, ...]]:
+    """The lists and the leaderboard on a sample of a MIND-large work folder, per code tree."""
+    data = _load("nightly_serving")
+    if not data or len(data.get("runs", [])) < 2:
+        return []
+    before, after = data["runs"][0], data["runs"][-1]
+    rows = []
+    for step, same in (
+        ("lists", data["same_lists"] and data["same_explanations"]),
+        ("leaderboard", data["same_metrics"]),
+    ):
+        old, new = before[step]["seconds"], after[step]["seconds"]
+        size = (
+            f"{data['users']:,} users"
+            if step == "lists"
+            else f"{data['impressions']:,} test impressions"
+        )
+        rows.append(
+            (
+                f"Nightly {step} on a sample of MIND-large ({size}), code {before['code']} vs "
+                f"{after['code']}",
+                "ratio",
+                f"{_fmt(old)} s vs {_fmt(new)} s ({_fmt(old / new)}x); "
+                + ("the same results" if same else "DIFFERENT results"),
+                "-",
+                "benchmarks/nightly_serving.py",
+                label(data.get("machine")),
+            )
+        )
     return rows
 
 
