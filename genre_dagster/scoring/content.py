@@ -87,23 +87,11 @@ def candidate_cosine(
     return out
 
 
-def pool_cosine(
-    history: np.ndarray,
-    pool: np.ndarray,
-    items: ItemFeatures,
-    field: str,
-    mode: str = "mean",
-    decay: float = 0.9,
-) -> np.ndarray:
-    """Cosine of every user (padded history row) with every pool item, float32 [users, pool]."""
-    return pool_cosine_scorer(pool, items, field, mode, decay)(history)
-
-
 def pool_cosine_scorer(
     pool: np.ndarray, items: ItemFeatures, field: str, mode: str = "mean", decay: float = 0.9
 ):
-    """`pool_cosine` against a fixed pool, as a function of the histories: the unit item
-    vectors are computed once."""
+    """Cosine of every user (padded history rows) with every item of a fixed `pool`, float32
+    [users, pool], as a function of the histories: the unit item vectors are computed once."""
     unit = unit_field(items, field)
     pool_t = np.ascontiguousarray(unit[np.asarray(pool)].T)
 
