@@ -204,6 +204,44 @@ def test_a_weekly_cadence_reuses_the_model_but_still_validates(world, bad_night)
     assert naml_retrained and naml_through > old_through  # the default cadence: every run
 
 
+def test_the_reused_model_reads_its_validation_from_last_nights_leaderboard(world, bad_night):
+    """Tonight's validation day is the day last night's leaderboard scored with this very model:
+    the step reads those scores instead of scoring the day again, and they are the scores it
+    would have computed."""
+    import duckdb
+
+    from genre_dagster.evaluation.metrics import evaluate_impressions
+    from genre_dagster.resources.model_store import ModelStore
+    from genre_dagster.scoring.base import score_in_chunks
+    from genre_dagster.scoring.inputs import embedding_fields, load_scorer_inputs
+
+    (run,) = bad_night["report"].runs
+    event = world["instance"].get_latest_materialization_event(dg.AssetKey(["scoring", "nrms"]))
+    assert event.run_id == run["run_id"]
+    metadata = event.asset_materialization.metadata
+    assert metadata["retrained"].value is False
+    assert "leaderboard's test split" in metadata["validation_source"].value
+    (scorer_id, val_auc) = query(world, "select scorer_id, val_auc from scoring.nrms")[0]
+    (validation_day,) = query(
+        world, "select max(day) from main.impression_splits where split = 'validation'"
+    )[0]
+    (last_nights_auc,) = query(
+        world,
+        "select auc from evaluation.leaderboard_history where scorer = 'nrms' and "
+        f"segment = 'all' and day = '{validation_day}' order by evaluated_at desc limit 1",
+    )[0]
+    assert val_auc == pytest.approx(last_nights_auc, abs=1e-12)
+    # scored again from the warehouse, the model gives the same validation AUC
+    scorer = ModelStore(root=str(world["settings"].models_dir)).load(scorer_id)
+    with duckdb.connect(str(world["settings"].duckdb_path), read_only=True) as conn:
+        inputs = load_scorer_inputs(
+            conn, ("validation",), embedding_fields(scorer.config), configs=[scorer.config]
+        )
+    valid = inputs.splits["validation"]
+    scores = score_in_chunks(scorer, valid, inputs.items, 0)
+    assert evaluate_impressions(valid, scores)["auc"] == pytest.approx(val_auc, abs=1e-6)
+
+
 def test_the_api_key_appears_in_no_log_metadata_report_or_table(world, bad_night):
     """The key sits in the environment only. It was sent (and echoed back by the failing
     server), yet no event, metadata entry, file or table of the world contains it."""

@@ -57,6 +57,14 @@ class EvaluationConfig(dg.Config):
             "what it builds per impression stays bounded on a MIND-large-sized day"
         ),
     )
+    keep_scores: bool = Field(
+        default=True,
+        description=(
+            "save each model's scores of the split beside its artifact (float32 per candidate): "
+            "tomorrow's validation day is today's test day, so a model reused within its "
+            "cadence reads them instead of scoring the day again"
+        ),
+    )
     transfer_scorers: list[str] = Field(
         default=[],
         description=(
@@ -145,13 +153,17 @@ def _leaderboard(context, config, duckdb, model_store, source, reports, scorers:
     base, augmented, history = _read_inputs(duckdb, config.split, table, transfer)
     predictions_dir = _fresh_predictions_dir(model_store, config.split)
     started = time.perf_counter()
+    kept: list[str] = []
+    keep = _keeper(model_store, base, config.split, kept) if config.keep_scores else None
     out = leaderboard_table(
         table, base, augmented, model_store.load, _settings(config, predictions_dir, bases),
         transfer=transfer, truth_root=Path(source.path), publishes=model_store.publishes,
+        keep=keep,
     )  # fmt: skip
     inactive = {r["name"]: json.loads(r["inactive_plugins"] or "{}") for r in table.to_dicts()}
     metadata = _describe(out, time.perf_counter() - started, predictions_dir, inactive)
     metadata.update(_chunking(base.splits[config.split].n_impressions, config.chunk_impressions))
+    metadata["scores_kept_for_validation"] = len(kept)
     day, run_id = base.behaviors[config.split]["day"].max(), context.run.run_id  # newest day
     history = _with_tonight(history, out, day, run_id)
     metadata.update(_publish_page(out, history, reports, day, run_id))
@@ -165,6 +177,19 @@ def _leaderboard(context, config, duckdb, model_store, source, reports, scorers:
             "evaluation_page": metadata["evaluation_page"],
         },
     )
+
+
+def _keeper(model_store: ModelStore, base, split: str, kept: list[str]):
+    """`nightly.keep_test_scores`, recording in `kept` the models whose scores it saved."""
+    from genre_dagster.scoring.nightly import keep_test_scores
+
+    save = keep_test_scores(model_store, base, split)
+
+    def keep(record: dict, data, scores, metrics: dict) -> None:
+        save(record, data, scores, metrics)
+        kept.append(record["scorer_id"])
+
+    return keep
 
 
 def _chunking(n_impressions: int, chunk: int) -> dict:

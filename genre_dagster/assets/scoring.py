@@ -48,7 +48,8 @@ class ScorerConfig(dg.Config):
         default=None,
         description=(
             "0 = train on every run; N = reuse the published model until the newest training "
-            "day is N days past it (validation is still recomputed); empty = the model store's "
+            "day is N days past it (validated on tonight's data, or read from the scores "
+            "the last leaderboard kept of the same impressions); empty = the model store's "
             "default (GENRE_RETRAIN_EVERY_DAYS)"
         ),
     )
@@ -68,6 +69,8 @@ def _metadata(spec: ScorerSpec, outcome: nightly.Outcome) -> dict:
     """What a person wants to see of a scorer's night."""
     scorer, val, reason, inputs = outcome.scorer, outcome.val, outcome.reason, outcome.inputs
     extra = {"retrained": reason is not None, "retrain_reason": reason or "within cadence"}
+    if reason is None:  # a reused model: scored on tonight's validation day, or read back
+        extra["validation_source"] = outcome.log["validation_source"]
     if outcome.inactive:
         extra["inactive_plugins"] = dg.MetadataValue.json(outcome.inactive)
     if reason:

@@ -56,13 +56,16 @@ def leaderboard_table(
     transfer: list[tuple[str, Any]] = (),
     truth_root: Path | None = None,
     publishes: Callable[[Path, str], bool] | None = None,
+    keep: Callable[[dict, Any, np.ndarray, dict], None] | None = None,
 ) -> pl.DataFrame:
     """The leaderboard of the scorers in `table` (their one-row tables, concatenated) on
     `settings.split` of `base` (scoring inputs; `augmented`: the same with GENRE's generated
     history, or None). `load(scorer_id)` gives a fitted scorer; `transfer` holds (folder,
     scorer) pairs trained elsewhere; `truth_root` is the generated world's folder, if any;
     `publishes(folder, scorer_id)` tells whether an ensemble's copy of a member is the published
-    model (`ModelStore.publishes`), so the ensemble reuses that model's scores."""
+    model (`ModelStore.publishes`), so the ensemble reuses that model's scores. `keep(record,
+    data, scores, metrics)` is called once per published model (not for ensembles) with its
+    scores of the split as that model read it (`nightly.keep_test_scores`)."""
     from genre_dagster.scoring.base import score_in_chunks
 
     data = base.splits[settings.split]
@@ -70,7 +73,7 @@ def leaderboard_table(
     cold = behaviors["history_length"].to_numpy() <= settings.cold_max_clicks
     segments = dict(zip(SEGMENTS, (np.ones(len(cold), dtype=bool), ~cold, cold), strict=True))
     auc: dict[str, np.ndarray] = {}  # scorer -> AUC of every evaluated impression
-    rows = _trained_rows(table, base, augmented, load, settings, segments, auc, publishes)
+    rows = _trained_rows(table, base, augmented, load, settings, segments, auc, publishes, keep)
     for folder, foreign in transfer:
         if getattr(foreign, "config", {}).get("profile"):
             raise ValueError(f"{folder}: profile-based scorers cannot be transferred")
@@ -88,13 +91,16 @@ def leaderboard_table(
     return _with_intervals(rows, auc, segments, settings)
 
 
-def _trained_rows(table, base, augmented, load, settings, segments, auc, publishes) -> list[dict]:
+def _trained_rows(
+    table, base, augmented, load, settings, segments, auc, publishes, keep=None
+) -> list[dict]:
     """Rows of the trained scorers; their prediction files when `settings` asks for them.
 
     Each model is scored once: a variant whose GENRE plug-in was off publishes its base
     scorer's model, and an ensemble's members are the published models of rows in the table,
     so the ensemble combines the scores those rows computed (when `publishes` confirms its copy
     of a member is the published model; otherwise it scores that member itself)."""
+    from genre_dagster.evaluation.metrics import impression_metrics_for, summarize
     from genre_dagster.evaluation.prediction_file import write_split_prediction_files
 
     split, folder = settings.split, settings.predictions_dir
@@ -110,6 +116,7 @@ def _trained_rows(table, base, augmented, load, settings, segments, auc, publish
         [key_of(r) for r in records] + [k for e in ensembles.values() for k in e[1]]
     )
     written: set[str] = set()  # prediction files are per model: the first row that scores it
+    kept: set[str] = set()  # so are the kept scores
     rows: list[dict] = []
     for record in records:
         key = key_of(record)
@@ -126,7 +133,13 @@ def _trained_rows(table, base, augmented, load, settings, segments, auc, publish
         scores = cache.take(key, compute)
         seconds = time.perf_counter() - started
         name, variant = record["name"], record["variant"]
-        rows += _rows(name, variant, data, scores, segments, record["val_auc"], auc, seconds)
+        per = impression_metrics_for(data, scores)
+        rows += _rows(name, variant, data, scores, segments, record["val_auc"], auc, seconds, per)
+        model = record["scorer_id"]
+        if keep is not None and model not in ensembles and model not in kept:
+            kept.add(model)
+            split_data = augmented.splits[split] if key[1] else data
+            keep(record, split_data, scores, summarize(per))
         if folder is not None and record["scorer_id"] not in written:
             written.add(record["scorer_id"])
             behaviors = base.behaviors[split]
@@ -206,12 +219,15 @@ def _ensemble_scores(scorer, member_keys: list, cache: _ScoreCache, data, items,
     return compute
 
 
-def _rows(name, variant, data, scores, segments, val_auc, auc: dict, seconds=None) -> list[dict]:
-    """One row per segment of `name`'s per-impression metrics; its AUCs go into `auc`.
-    `seconds`: how long the scores took (`score_seconds`; 0 when another row's were reused)."""
+def _rows(
+    name, variant, data, scores, segments, val_auc, auc: dict, seconds=None, per=None
+) -> list[dict]:
+    """One row per segment of `name`'s per-impression metrics (`per`, computed when not given);
+    its AUCs go into `auc`. `seconds`: how long the scores took (`score_seconds`; 0 when
+    another row's were reused)."""
     from genre_dagster.evaluation.metrics import impression_metrics_for, summarize
 
-    per = impression_metrics_for(data, scores)
+    per = impression_metrics_for(data, scores) if per is None else per
     auc[name] = per.values["auc"]
     rows = []
     for segment, mask in segments.items():

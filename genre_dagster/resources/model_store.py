@@ -70,17 +70,25 @@ class ModelStore(dg.ConfigurableResource):
         return json.loads(path.read_text(encoding="utf-8"))
 
     def remember_validation(
-        self, scorer_id: str, fingerprint: str, metrics: dict, scores: Any = None
+        self,
+        scorer_id: str,
+        fingerprint: str,
+        metrics: dict,
+        scores: Any = None,
+        source: str = "",
     ) -> None:
-        """Keep the metrics of the artifact on the validation data `fingerprint` names, and its
-        scores of the candidates when given: another scorer asset publishing the same model on
-        the same night reads the metrics back, the ensemble the scores."""
+        """Keep the metrics of the artifact on the impressions `fingerprint` names
+        (scoring.score_memo), and its scores of the candidates when given, replacing what was
+        kept before. Kept by a scorer step that validated the model (another scorer asset
+        publishing the same model on the same night reads the metrics back, the ensemble the
+        scores) and by the leaderboard for its test day (tomorrow's validation day). `source`
+        says which, for the step's log."""
         import numpy as np
 
         folder = self.path_of(scorer_id)
         if not folder.is_dir():
             raise FileNotFoundError(f"no saved scorer {scorer_id!r} under {self.root}")
-        record: dict[str, Any] = {"fingerprint": fingerprint, "metrics": metrics}
+        record: dict[str, Any] = {"fingerprint": fingerprint, "metrics": metrics, "source": source}
         if scores is not None:
             name = f"{VALIDATION_SCORES}.{fingerprint}.npy"
             staging = folder / f".{name}.{os.getpid()}"
@@ -107,12 +115,21 @@ class ModelStore(dg.ConfigurableResource):
         return np.load(path, allow_pickle=False)
 
     def recall_validation(self, scorer_id: str, fingerprint: str) -> dict | None:
-        """Metrics saved by `remember_validation` for this exact validation data, or None."""
+        """Metrics saved by `remember_validation` for these exact impressions, or None."""
+        record = self._validation_record(scorer_id, fingerprint)
+        return None if record is None else record["metrics"]
+
+    def recall_validation_source(self, scorer_id: str, fingerprint: str) -> str | None:
+        """Who saved the metrics `recall_validation` returns (`remember_validation`'s source)."""
+        record = self._validation_record(scorer_id, fingerprint)
+        return None if record is None else record.get("source") or "unknown"
+
+    def _validation_record(self, scorer_id: str, fingerprint: str) -> dict | None:
         path = self.path_of(scorer_id) / VALIDATION_JSON
         if not path.is_file():
             return None
         payload = json.loads(path.read_text(encoding="utf-8"))
-        return payload["metrics"] if payload.get("fingerprint") == fingerprint else None
+        return payload if payload.get("fingerprint") == fingerprint else None
 
     def publishes(self, folder: Path, scorer_id: str) -> bool:
         """Whether the published `scorer_id` artifact is the model saved in `folder` (a copy of

@@ -207,19 +207,22 @@ def _reuse(tonight: Tonight, spec: ScorerSpec, model_store, log) -> Outcome:
     # a model trained with generated history off is validated as its base scorer is
     plain = "generated_history" in tonight.was_inactive
     checked = without_generated_history(tonight.inputs) if plain else tonight.inputs
-    val = _validate_once(scorer, checked, model_store)
+    val, source = _validate_once(scorer, checked, model_store)
     path = model_store.path_of(scorer.scorer_id)
     seconds = float(previous_row["train_seconds"])
     log.info(
         f"{scorer.scorer_id}: reused (trained through {previous.trained_through}, "
-        f"retrain every {tonight.every_days} day(s)); validation AUC {val['auc']:.4f}"
+        f"retrain every {tonight.every_days} day(s)); validation AUC {val['auc']:.4f} "
+        f"({source})"
     )
     row = scorer_row(
         spec, scorer, path, val, seconds, previous.trained_through,
         previous_row["trained_at"], retrained=False,
         requested_config_hash=tonight.requested.config_hash, inactive=tonight.was_inactive,
     )  # fmt: skip
-    return Outcome(scorer, {}, val, seconds, tonight.was_inactive, None, path, row, tonight.inputs)
+    told = {"validation_source": source}
+    inactive = tonight.was_inactive
+    return Outcome(scorer, told, val, seconds, inactive, None, path, row, tonight.inputs)
 
 
 def _train_or_load(tonight: Tonight, spec: ScorerSpec, model_store, force: bool, log):
@@ -329,50 +332,61 @@ def _validation_scores(scorer, inputs):
     return evaluate_impressions(valid, scores), scores
 
 
-def _validate_once(scorer, inputs, model_store) -> dict:
-    """`_validate`, unless tonight's validation of this very model on the same data is saved
-    (variants whose plug-in was off publish their base scorer's model)."""
-    from genre_dagster.scoring.plugins import training_fingerprint
-
-    profiles = bool(scorer.config.get("profile"))
-    fingerprint = training_fingerprint(inputs, ("validation",), profiles=profiles)
+def _validate_once(scorer, inputs, model_store) -> tuple[dict, str]:
+    """(metrics, where they come from): `_validate`, unless this very model's scores of the
+    same validation data are saved. They are when last night's leaderboard scored tonight's
+    validation day as its test day (`keep_test_scores`), or when another scorer asset published
+    the same model tonight (a variant whose plug-in was off publishes its base's model). The
+    scores computed here are saved too: the ensemble fits its weights on them."""
+    fingerprint = _split_fingerprint(scorer.config, inputs, inputs.splits["validation"])
     known = model_store.recall_validation(scorer.scorer_id, fingerprint)
     if known is not None:
-        return known
+        by = model_store.recall_validation_source(scorer.scorer_id, fingerprint)
+        return known, f"saved scores of the same impressions ({by})"
     metrics, scores = _validation_scores(scorer, inputs)
     val = plain_metrics(metrics)
-    # the scores too: the ensemble fits its weights on the same validation scores
-    model_store.remember_validation(scorer.scorer_id, fingerprint, val, scores=scores)
-    return val
+    model_store.remember_validation(
+        scorer.scorer_id, fingerprint, val, scores=scores, source="validation by a scorer step"
+    )
+    return val, "scored tonight"
+
+
+def _split_fingerprint(config: dict, inputs, data) -> str:
+    """`scores_fingerprint` of `data` (a split of `inputs`) for a scorer configured by
+    `config`."""
+    from genre_dagster.scoring.score_memo import scores_fingerprint
+
+    profiles = inputs.profiles if config.get("profile") else None
+    return scores_fingerprint(config, data, inputs.items, inputs.day_zero, profiles)
+
+
+def keep_test_scores(model_store, inputs, split: str):
+    """A function `keep(record, data, scores, metrics)` for the leaderboard: it saves the
+    scores of the published model in `record` (a scorer's one-row table) on `split` of
+    `inputs` (`data`: the split as that model read it), so that tomorrow's step of a model
+    reused within its cadence reads them when this day is its validation day."""
+
+    def keep(record: dict, data, scores, metrics: dict) -> None:
+        fingerprint = _split_fingerprint(json.loads(record["config_json"]), inputs, data)
+        model_store.remember_validation(
+            record["scorer_id"], fingerprint, plain_metrics(metrics), scores=scores,
+            source=f"the leaderboard's {split} split",
+        )  # fmt: skip
+
+    return keep
 
 
 def member_validation_scores(members, inputs, model_store) -> list:
     """Each ensemble member's saved scores of `inputs`' validation split (its own step
-    validated the same model on the same data tonight), or None where there are none. A
-    member's fingerprint is taken over the inputs as its own step loads them: only its
-    embedding fields and layer states."""
-    from dataclasses import replace
-
-    from genre_dagster.scoring.inputs import embedding_fields, layer_state_request
-    from genre_dagster.scoring.plugins import training_fingerprint
-
-    found = []
+    validated the same model on the same data tonight, or read them from last night's
+    leaderboard), or None where there are none. Members reading profiles or generated
+    histories get None: the ensemble loads neither, so its data differs from theirs."""
+    found, valid = [], inputs.splits["validation"]
     for member in members:
         if member.config.get("profile") or member.config.get("generated_history"):
-            found.append(None)  # read from other inputs than the ensemble loads
+            found.append(None)
             continue
-        fields = embedding_fields(member.config)
-        request = layer_state_request([member.config])
-        states = inputs.items.layer_states or {}
-        items = replace(
-            inputs.items,
-            embeddings={
-                f: inputs.items.embeddings[f] for f in fields if f in inputs.items.embeddings
-            },
-            layer_states={f: states[f] for f in request[1] if f in states} if request else None,
-        )
-        view = replace(inputs, items=items)
-        fingerprint = training_fingerprint(view, ("validation",), profiles=False)
+        fingerprint = _split_fingerprint(member.config, inputs, valid)
         found.append(model_store.recall_validation_scores(member.scorer_id, fingerprint))
     return found
 
