@@ -145,6 +145,32 @@ def test_clean_text_strips_controls_markers_and_caps() -> None:
     assert clean_text("<it<item>em>", 100) == "<it em>"  # no new marker forms
     assert clean_text("abcdefghij", 5) == "abcd…" and len(clean_text("a" * 900, 500)) == 500
     assert clean_text(None, 10) == ""
+    # computed once per (text, cap): the same text under another cap is cut anew
+    assert clean_text("abcdefghij", 100) == "abcdefghij" and clean_text("abcdefghij", 5) == "abcd…"
+    assert clean_text(12345, 3) == "12…"  # any value, as its string
+
+
+def test_a_profiler_pass_over_many_users_renders_what_one_user_alone_renders() -> None:
+    """The shared work of a pass (cleaned titles, answer budget, template text) is computed
+    once: every user's request is the one a pass over that user alone sends."""
+    from genre_dagster.enrichment import sanitize
+    from genre_dagster.enrichment.runner import Stage
+
+    titles = [f"Title {i} <item> about\tthings" for i in range(30)]
+    inputs = [RoleInput(f"U{u}", {"history": titles[u % 7 : u % 7 + 12]}) for u in range(40)]
+    template = load_template("profiler")
+
+    def stage() -> Stage:
+        return Stage(None, None, 8, VOCAB, PromptLimits(), 0.0, True, 1, None, set())
+
+    shared = stage()
+    together = [shared.request_for(template, item, None) for item in inputs]
+    alone = []
+    for item in inputs:
+        sanitize._clean.cache_clear()
+        alone.append(stage().request_for(load_template("profiler"), item, None))
+    assert together == alone
+    assert len({r.key for r in together}) == 7  # seven distinct histories, seven prompts
 
 
 def test_history_is_capped_keeping_the_newest() -> None:
@@ -568,3 +594,24 @@ def test_an_item_whose_input_changed_keeps_its_last_answer_until_a_new_one(tmp_p
     assert cache.latest_ok("summarizer", "v2", good.model_name, ["N1"])["N1"].parsed == {
         "title": "Newer title"
     }
+
+
+def test_input_hash_is_the_hash_of_the_whole_request_as_canonical_json() -> None:
+    """Cached answers are keyed by it: a faster serialization must give the same hashes."""
+    import hashlib
+
+    from genre_dagster.enrichment.prompts import canonical_json
+
+    messages = ({"role": "system", "content": "Tú: «rules»"}, {"role": "user", "content": "x\ny"})
+    schema = json_schema("profiler", VOCAB)
+    for prefix, given, avoid in itertools.product(("", "{"), (None, schema), ((), ("a b c",))):
+        parts = ["profiler", "v2", [[m["role"], m["content"]] for m in messages], prefix]
+        parts += [given] if given is not None else []
+        parts += [["avoid_copying", list(avoid)]] if avoid else []
+        whole = json.dumps(parts, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        expected = hashlib.sha256(whole.encode("utf-8")).hexdigest()
+        assert input_hash("profiler", "v2", messages, prefix, given, avoid) == expected
+        if given is not None:
+            serialized = canonical_json(given)
+            got = input_hash("profiler", "v2", messages, prefix, given, avoid, serialized)
+            assert got == expected

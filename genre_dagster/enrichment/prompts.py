@@ -17,6 +17,7 @@ a missing or unused value, so a template and its role cannot drift apart silentl
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -45,16 +46,18 @@ class PromptTemplate:
         """The start of the answer backends may prefill ("" if the header sets none)."""
         return self.header.get("response_prefix", "")
 
-    @property
+    @functools.cached_property  # read for every input: computed once per template
     def instructions(self) -> tuple[str, ...]:
         """The template's own text between placeholders (what an answer should never copy)."""
         chunks = _PLACEHOLDER.split(self.system + "\n" + self.user)[::2]
         return tuple(c.strip() for c in chunks if len(c.split()) >= 4)
 
-    @property
-    def placeholders(self) -> set[str]:
+    @functools.cached_property
+    def placeholders(self) -> frozenset[str]:
         """Names used in the system and user texts."""
-        return set(_PLACEHOLDER.findall(self.system)) | set(_PLACEHOLDER.findall(self.user))
+        return frozenset(_PLACEHOLDER.findall(self.system)) | frozenset(
+            _PLACEHOLDER.findall(self.user)
+        )
 
     def render(
         self, values: dict[str, str], optional: frozenset[str] = frozenset()
@@ -136,19 +139,27 @@ def input_hash(
     response_prefix: str = "",
     schema: dict | None = None,
     avoid_copying: tuple[str, ...] = (),
+    schema_json: str | None = None,
 ) -> str:
     """sha256 of (role, prompt version, rendered messages, response prefix, answer schema,
     texts the answer must not copy): any change to the prompt, or to what the answer may
-    contain, changes the hash."""
+    contain, changes the hash. `schema_json`, when given, is `canonical_json(schema)`: a pass
+    that hashes a million prompts under one schema serializes it once."""
     parts: list[object] = [
         role,
         version,
         [[m["role"], m["content"]] for m in messages],
         response_prefix,
     ]
+    pieces = [canonical_json(parts)[1:-1]]  # a list's JSON is its items' JSON joined by ","
     if schema is not None:  # unconstrained requests keep the hashes they always had
-        parts.append(schema)
+        pieces.append(schema_json if schema_json is not None else canonical_json(schema))
     if avoid_copying:  # requests without it keep the hashes they always had
-        parts.append(["avoid_copying", list(avoid_copying)])
-    canonical = json.dumps(parts, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        pieces.append(canonical_json(["avoid_copying", list(avoid_copying)]))
+    canonical = "[" + ",".join(pieces) + "]"
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def canonical_json(value: object) -> str:
+    """The JSON `input_hash` hashes: sorted keys, no spaces, non-ASCII kept."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)

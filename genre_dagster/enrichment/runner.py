@@ -21,7 +21,12 @@ from typing import Any
 
 from genre_dagster.enrichment.backends import ChatRequest, LLMBackend, LLMResult, check_aligned
 from genre_dagster.enrichment.cache import CachedResponse, ResponseCache
-from genre_dagster.enrichment.prompts import PromptTemplate, input_hash, load_template
+from genre_dagster.enrichment.prompts import (
+    PromptTemplate,
+    canonical_json,
+    input_hash,
+    load_template,
+)
 from genre_dagster.enrichment.roles import (
     CONTEXT_VALUES,
     ROLES,
@@ -287,12 +292,21 @@ class Stage:
     # role -> its JSON schema under `vocab`: built once, not per input (building the pydantic
     # model and its schema took 80% of a profiler pass that only looks most users up)
     _schemas: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
+    _answer_tokens: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _schema_json: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def schema(self, role: str) -> dict[str, Any]:
         """`role`'s answer schema under `vocab` (shared by its requests: read, never changed)."""
         if role not in self._schemas:
             self._schemas[role] = json_schema(role, self.vocab)
+            self._schema_json[role] = canonical_json(self._schemas[role])
         return self._schemas[role]
+
+    def answer_tokens(self, role: str) -> int:
+        """`role`'s answer token budget under `vocab` (`max_answer_tokens`), computed once."""
+        if role not in self._answer_tokens:
+            self._answer_tokens[role] = max_answer_tokens(role, self.vocab)
+        return self._answer_tokens[role]
 
     def render(self, template: PromptTemplate, fields: Any) -> tuple[dict[str, str], ...]:
         """The messages of one input (ValueError for an invalid input)."""
@@ -313,9 +327,17 @@ class Stage:
             else ()
         )
         return ChatRequest(
-            key=input_hash(role, version, messages, prefix, schema, avoid),
+            key=input_hash(
+                role,
+                version,
+                messages,
+                prefix,
+                schema,
+                avoid,
+                schema_json=self._schema_json.get(role) if schema is not None else None,
+            ),  # fmt: skip
             messages=messages,
-            max_new_tokens=max_new_tokens or max_answer_tokens(role, self.vocab),
+            max_new_tokens=max_new_tokens or self.answer_tokens(role),
             temperature=self.temperature,
             item_id=item.key,
             response_prefix=prefix,
