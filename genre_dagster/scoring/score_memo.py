@@ -52,13 +52,15 @@ def scores_fingerprint(
     # The items the impressions reference, in the order of their ids: an item's rank in that
     # order replaces its index, which depends on the rest of the item table.
     history = np.asarray(data.history)
-    used = np.unique(np.concatenate([history[history != PAD], np.asarray(data.cand_items)]))
-    used = used.astype(np.int64)
+    seen = np.zeros(items.n_items + 1, dtype=bool)  # the last slot: PAD (-1)
+    seen[history] = True  # a mask, not np.unique: no sort of every history entry
+    seen[np.asarray(data.cand_items)] = True
+    used = np.flatnonzero(seen[:-1])
     ids = np.asarray([str(i) for i in np.asarray(items.item_ids)[used]], dtype=np.str_)
     order = np.argsort(ids, kind="stable")
     used, ids = used[order], ids[order]
-    rank = np.full(items.n_items + 1, -1, dtype=np.int64)  # the last slot: PAD (-1)
-    rank[used] = np.arange(len(used))
+    rank = np.full(items.n_items + 1, -1, dtype=np.int32)  # PAD's slot stays -1
+    rank[used] = np.arange(len(used), dtype=np.int32)
 
     add("impression_ids", data.impression_ids)
     add("user_ids", data.user_ids)
