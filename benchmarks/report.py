@@ -126,6 +126,7 @@ def _goal_rows() -> list[tuple[str, ...]]:
                     "nightly not measured"
                     if nightly is None
                     else f"nightly +1 day {_fmt(nightly)} s"
+                    + _nights_before(e2e)
                     + (
                         " (nightly with GENRE_RETRAIN_EVERY_DAYS="
                         f"{e2e['nightly_retrain_every_days']})"
@@ -164,6 +165,7 @@ def _goal_rows() -> list[tuple[str, ...]]:
             )
         )
     rows += _nightly_serving_rows()
+    rows += _nightly_memo_rows()
     llm = _load("llm_throughput")
     for dtype, part in (llm or {}).get("dtypes", {}).items():
         runs = part.get("runs", [])
@@ -186,6 +188,15 @@ def _goal_rows() -> list[tuple[str, ...]]:
     rows += _decision_rows()
     rows += _structured_rows()
     return rows
+
+
+def _nights_before(e2e: dict) -> str:
+    """How the reported night follows others (`end_to_end.py --nights N`): '' for one night."""
+    nights = e2e.get("nightly_increments") or []
+    if len(nights) < 2:
+        return ""
+    before = ", ".join(f"{_fmt(n['wall_seconds'])} s" for n in nights[:-1])
+    return f" (night {len(nights)} of {len(nights)} in a row; the nights before: {before})"
 
 
 def _nightly_serving_rows() -> list[tuple[str, ...]]:
@@ -215,6 +226,44 @@ def _nightly_serving_rows() -> list[tuple[str, ...]]:
                 "-",
                 "benchmarks/nightly_serving.py",
                 label(data.get("machine")),
+            )
+        )
+    return rows
+
+
+def _nightly_memo_rows() -> list[tuple[str, ...]]:
+    """The profiler's prompt rendering per code tree, and what keeping a night's scores costs."""
+    rows = []
+    prompts = _load("profiler_prompts")
+    if prompts and len(prompts.get("runs", [])) >= 2:
+        old, new = prompts["runs"][0], prompts["runs"][-1]
+        a, b = old["render_and_hash_seconds"], new["render_and_hash_seconds"]
+        rows.append(
+            (
+                f"Profiler prompts rendered and hashed for {new['users']:,} MIND-large users, "
+                f"code {old['code']} vs {new['code']}",
+                "ratio",
+                f"{_fmt(a)} s vs {_fmt(b)} s ({_fmt(a / b)}x); "
+                + ("the same cache keys" if prompts["same_keys"] else "DIFFERENT cache keys"),
+                "-",
+                "benchmarks/profiler_prompts.py",
+                label(prompts.get("machine")),
+            )
+        )
+    memo = _load("score_memo_cost")
+    if memo:
+        scored = [m for m in memo["models"] if "score_seconds" in m]
+        rows.append(
+            (
+                f"Keeping a MIND-large test day's scores for the next night "
+                f"({memo['impressions']:,} impressions, {len(memo['models'])} models)",
+                "-",
+                f"fingerprints {_fmt(memo['fingerprint_seconds_total'])} s in all; "
+                + "scoring instead: "
+                + ", ".join(f"{m['scorer']} {_fmt(m['score_seconds'])} s" for m in scored),
+                "-",
+                "benchmarks/score_memo_cost.py",
+                label(memo.get("machine")),
             )
         )
     return rows
