@@ -172,6 +172,16 @@ def main() -> None:
             "before kept, such as the leaderboard's scores of a reused model"
         ),
     )
+    parser.add_argument(
+        "--resume-at-night",
+        type=int,
+        default=0,
+        help=(
+            "with --nightly-only: measure on WORK as it is (no restore from WORK.cold), its "
+            "nights starting at this extra day (0-based): the nights of an earlier --nights "
+            "run go on"
+        ),
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if (args.save_cold or args.nightly_only) and not args.work:
@@ -179,7 +189,12 @@ def main() -> None:
     if args.nightly_only and not args.out:
         parser.error("--nightly-only needs --out (it measures no full refresh to report)")
 
-    if args.work:
+    if args.resume_at_night and not (args.nightly_only and args.work):
+        parser.error("--resume-at-night needs --nightly-only and --work")
+    if args.resume_at_night:
+        work = Path(args.work).resolve()
+        args.keep = True
+    elif args.work:
         work = Path(args.work).resolve()
         cold = work.with_name(work.name + ".cold")
         if work.exists():
@@ -237,7 +252,7 @@ def main() -> None:
             nightly_env["GENRE_RETRAIN_EVERY_DAYS"] = str(args.nightly_retrain_every_days)
             result["nightly_retrain_every_days"] = args.nightly_retrain_every_days
         nights = []
-        for night in range(args.nights):
+        for night in range(args.resume_at_night, args.resume_at_night + args.nights):
             landing = work / "data" / "landing"
             generate_extra_days(config, work / "data" / "demo", landing, 1, first=night)
             since = time.time()
@@ -246,6 +261,7 @@ def main() -> None:
             nightly["step_peak_rss_mb"] = _step_peaks(home, since)
             nightly["model_stages"] = _stage_metadata(home, since)
             nights.append(nightly)
+            nightly["extra_day"] = night
             print(f"night {night + 1}: {nightly['wall_seconds']} s", flush=True)
         result["nightly_increment"] = nights[-1]
         if len(nights) > 1:
