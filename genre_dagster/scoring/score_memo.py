@@ -19,9 +19,9 @@ from datetime import date
 
 import numpy as np
 
-from genre_dagster.arrays import PAD, ImpressionData, ItemFeatures
+from genre_dagster.arrays import ImpressionData, ItemFeatures
 
-VERSION = "scores-v1"
+VERSION = "scores-v2"  # v2 (475273d): int32 ranks; scores kept under v1 no longer match
 _USER_CHUNK = 65_536  # profile rows hashed at a time (a dense copy of every user's is large)
 
 
