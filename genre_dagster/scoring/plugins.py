@@ -52,18 +52,22 @@ def without(config: dict[str, Any], keys) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in keys}
 
 
+def hash_array(digest, name: str, array) -> None:
+    """Feed `array` to `digest` under `name`, with its dtype and shape (object arrays as
+    strings). Shared by `training_fingerprint` and `score_memo.scores_fingerprint`."""
+    array = np.ascontiguousarray(np.asarray(array))
+    if array.dtype == object:
+        array = np.asarray([str(v) for v in array.ravel()], dtype=np.str_)
+    digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+    digest.update(array)  # the buffer itself: tobytes() copied a whole split
+
+
 def training_fingerprint(inputs, splits: tuple[str, ...], profiles: bool) -> str:
     """Hash of everything a scorer learns from: the item table's arrays (ids, categories,
     synthetic flags, publish days, every loaded embedding field), the impressions of `splits`
     (validation picks the kept epoch) and, with `profiles`, the profile vectors."""
     digest = hashlib.blake2b(digest_size=16)
-
-    def add(name: str, array) -> None:
-        array = np.ascontiguousarray(np.asarray(array))
-        if array.dtype == object:
-            array = np.asarray([str(v) for v in array.ravel()], dtype=np.str_)
-        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
-        digest.update(array)  # the buffer itself: tobytes() copied a whole split
+    add = lambda name, array: hash_array(digest, name, array)  # noqa: E731
 
     items = inputs.items
     add("item_ids", items.item_ids)

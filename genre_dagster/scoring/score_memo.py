@@ -36,17 +36,17 @@ def scores_fingerprint(
     module doc). `day_zero` is the day the impressions' and items' day indices count from;
     `profiles` (scoring.neural.UserProfiles) is read when the config has `profile`."""
     from genre_dagster.scoring.inputs import embedding_fields, layer_state_request
+    from genre_dagster.scoring.plugins import hash_array
 
     digest = hashlib.blake2b(digest_size=16)
 
     def add(name: str, array) -> None:
-        array = np.ascontiguousarray(np.asarray(array))
+        array = np.asarray(array)
         if array.dtype == object:
             array = np.asarray([str(v) for v in array.ravel()], dtype=np.str_)
         if array.dtype.kind == "U" and array.size:  # the width of the longest, not of a vocabulary
             array = array.astype(f"<U{max(int(np.char.str_len(array).max()), 1)}")
-        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
-        digest.update(array)
+        hash_array(digest, name, array)
 
     digest.update(f"{VERSION}|{day_zero}|".encode())
     # The items the impressions reference, in the order of their ids: an item's rank in that
