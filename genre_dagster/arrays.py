@@ -131,22 +131,15 @@ class ImpressionData:
     def history_lengths(self) -> np.ndarray:
         return (self.history != PAD).sum(axis=1)
 
-    def candidate_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(offsets, flat) of the impressions at `rows`, in that order: `flat` lists the
-        positions of their candidates in `cand_items`, impression after impression, and
-        `offsets` [len(rows) + 1] where each impression's candidates start in `flat`."""
+    def take(self, rows: np.ndarray) -> ImpressionData:
+        """The impressions at `rows` (in that order) with their candidates, as a new set."""
         rows = np.asarray(rows, dtype=np.int64)
         starts, ends = self.cand_offsets[rows], self.cand_offsets[rows + 1]
         counts = ends - starts
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         # candidate positions: each impression's start, then +1 for each next candidate
-        return offsets, np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1])
-
-    def take(self, rows: np.ndarray) -> ImpressionData:
-        """The impressions at `rows` (in that order) with their candidates, as a new set."""
-        rows = np.asarray(rows, dtype=np.int64)
-        offsets, flat = self.candidate_rows(rows)
+        flat = np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1])
         return ImpressionData(
             impression_ids=self.impression_ids[rows],
             user_ids=self.user_ids[rows],

@@ -465,49 +465,6 @@ def test_scores_in_chunks_equal_scores_at_once(world, request, name):
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
 
 
-def test_chunks_hold_each_users_impressions_together_and_scores_go_back_in_place(world):
-    """`score_in_chunks` scores the impressions user by user: a user with fewer impressions than
-    a chunk is in one chunk only (a neural scorer encodes the user once), and every candidate's
-    score lands on that candidate."""
-    from genre_dagster.scoring.base import score_in_chunks
-
-    test = world["test"]
-    chunks: list[np.ndarray] = []
-
-    class Echo:  # scores each candidate by its impression id and item: where it must land
-        def score(self, data, items):
-            chunks.append(data.user_ids)
-            per_candidate = np.repeat(
-                data.impression_ids.astype(np.int64), np.diff(data.cand_offsets)
-            )
-            return (per_candidate * 1000 + data.cand_items).astype(np.float32)
-
-    # the day's order interleaves the users: each user's first impression, then each one's
-    # second, ... (chunks of that order would split every user with several impressions)
-    _, user, per = np.unique(test.user_ids, return_inverse=True, return_counts=True)
-    nth = np.empty(test.n_impressions, dtype=np.int64)
-    for u in range(len(per)):
-        nth[user == u] = np.arange(per[u])
-    day = test.take(np.lexsort((user, nth)))
-    impressions = np.arange(day.n_impressions, dtype=np.int64) + 1
-    data = ImpressionData(
-        impression_ids=impressions, user_ids=day.user_ids, history=day.history,
-        cand_offsets=day.cand_offsets, cand_items=day.cand_items, labels=day.labels,
-    )  # fmt: skip
-    users, per_user = np.unique(data.user_ids, return_counts=True)
-    assert per_user.max() > 1  # some user has several impressions to keep together
-    chunk = 13
-    scores = score_in_chunks(Echo(), data, world["items"], chunk)
-    expected = np.repeat(impressions, np.diff(data.cand_offsets)) * 1000 + data.cand_items
-    np.testing.assert_array_equal(scores, expected.astype(np.float32))
-    assert len(chunks) == -(-data.n_impressions // chunk)
-    assert sum(len(c) for c in chunks) == data.n_impressions
-    in_chunks = {u: sum(u in set(c) for c in chunks) for u in users}
-    # a user's impressions are consecutive after the sort: at most 1 + (n - 1) // chunk + 1 chunks
-    assert all(in_chunks[u] <= 2 + (n - 1) // chunk for u, n in zip(users, per_user, strict=True))
-    assert sum(v == 1 for v in in_chunks.values()) >= len(users) - (len(chunks) - 1)
-
-
 def _with_index_dtype(data: ImpressionData, dtype) -> ImpressionData:
     return ImpressionData(
         impression_ids=data.impression_ids,

@@ -89,19 +89,15 @@ def score_in_chunks(
 ) -> np.ndarray:
     """`scorer.score(data, items, **kwargs)` over `chunk` impressions at a time (0 = all at
     once), so what a scorer builds per impression (user vectors, features) stays bounded on a
-    large split. Every scorer scores each impression on its own, so the result is the same.
-
-    The chunks hold the impressions user by user (a stable sort on the user id): a neural
-    scorer encodes each distinct user input once per chunk, so a user whose impressions of
-    the day fell into several chunks of the split's own order was encoded once per chunk."""
+    large split. Every scorer scores each impression on its own, so the result is the same."""
     if not chunk or data.n_impressions <= chunk:
         return np.asarray(scorer.score(data, items, **kwargs), dtype=np.float32)
     out = np.empty(len(data.cand_items), dtype=np.float32)
-    order = np.argsort(data.user_ids, kind="stable")
+    offsets = data.cand_offsets
     for start in range(0, data.n_impressions, chunk):
-        rows = order[start : start + chunk]
-        _, flat = data.candidate_rows(rows)
-        out[flat] = scorer.score(data.take(rows), items, **kwargs)
+        stop = min(start + chunk, data.n_impressions)
+        part = data.take(np.arange(start, stop))
+        out[offsets[start] : offsets[stop]] = scorer.score(part, items, **kwargs)
     return out
 
 
