@@ -266,6 +266,41 @@ def _nightly_memo_rows() -> list[tuple[str, ...]]:
                 label(memo.get("machine")),
             )
         )
+    order = _load("chunk_order")
+    if order and len(order.get("runs", [])) >= 2:
+        old, new = order["runs"][0], order["runs"][-1]
+        times = {m["scorer"]: m["seconds"] for m in old["models"]}
+        rows.append(
+            (
+                f"score_in_chunks by user instead of the day's order, MIND-large test day "
+                f"({new['impressions']:,} impressions), code {old['code']} vs {new['code']}",
+                "-",
+                f"user encodings {old['user_encodings']:,} vs {new['user_encodings']:,}, item "
+                f"encodings {old['item_encodings']:,} vs {new['item_encodings']:,}; "
+                + ", ".join(
+                    f"{m['scorer']} {_fmt(times[m['scorer']])} s vs {_fmt(m['seconds'])} s"
+                    for m in new["models"]
+                )
+                + " (not landed)",
+                "-",
+                "benchmarks/chunk_order.py",
+                label(order.get("machine")),
+            )
+        )
+    profile = _load("leaderboard_profile")
+    if profile:
+        parts = ", ".join(f"{k} {_fmt(v['seconds'])} s" for k, v in profile["parts"].items())
+        rows.append(
+            (
+                f"Leaderboard step's computation, MIND-large test day "
+                f"({profile['impressions']:,} impressions, code {profile.get('code', '?')})",
+                "-",
+                f"{_fmt(profile['table_seconds'])} s: {parts}",
+                "-",
+                "benchmarks/leaderboard_profile.py",
+                label(profile.get("machine")),
+            )
+        )
     return rows
 
 
