@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 # CPU-only machine elsewhere: make setup TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
+# `make test` runs the tests on this many worker processes (pytest-xdist; see
+# tests/conftest.py for how they are shared out). 0 = in this process.
+TEST_WORKERS ?= 2
 
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
@@ -35,7 +38,7 @@ run: setup
 	$(BIN)/genre-dagster run
 
 test: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope
 
 ui: setup
 	# Evidently reports are static pages: serve them on loopback so links in the UI open.

@@ -9,6 +9,11 @@ from pathlib import Path
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest worker per core (pytest-xdist): one math thread each, so two
+    # workers do not fight over the same cores. Set before torch or NumPy load their pools.
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_name, "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -100,16 +105,60 @@ def pytest_configure(config):
     )
 
 
+# The test modules that read the session's `news_world` (directly or through a fixture). `make
+# test` runs the suite on two workers (pytest-xdist, `--dist loadscope`): each other module is a
+# unit of work, these are one unit together, so the world is built once, on one worker, and its
+# `later_nights` tests still run after its other readers. Checked against the collection below.
+NEWS_WORLD_MODULES = frozenset(
+    f"tests/test_{name}.py"
+    for name in (
+        "first_night_embeddings", "first_night_enrichment", "first_night_evaluation",
+        "first_night_monitoring", "first_night_run_summary", "first_night_serving",
+        "first_night_steering", "first_night_warehouse", "generic_source", "inactive_plugins",
+        "later_nights",
+    )
+)  # fmt: skip
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
     """Tests marked `later_nights` change the session's `news_world`: they run after every other
     test (in their own order), so whatever order the files are collected or listed in, each
     first-night reader sees the first night. (test_generic_source.py and test_inactive_plugins.py
-    use the world's models and a copy of its database; they pass on either state.)"""
+    use the world's models and a copy of its database; they pass on either state.)
+
+    Fails the collection when a module that reads the world is missing from
+    NEWS_WORLD_MODULES: it would build a second world on the other worker, and a later-nights
+    module there would run before the first-night readers."""
     later = [item for item in items if item.get_closest_marker("later_nights")]
     if later:
         moved = set(later)
         items[:] = [item for item in items if item not in moved] + later
+    readers = {_module_of(i.nodeid) for i in items if "news_world" in i.fixturenames}
+    if readers - NEWS_WORLD_MODULES:
+        raise pytest.UsageError(
+            f"add {sorted(readers - NEWS_WORLD_MODULES)} to NEWS_WORLD_MODULES in tests/conftest.py"
+        )
+
+
+def _module_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadscope` with the NEWS_WORLD_MODULES as one scope (see above). (Not
+    `xdist_group` marks: pytest-xdist 3.8 reads them through a node-id rewrite that pytest 9.2
+    no longer applies, pytest-xdist issue 1386.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class NewsWorldScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = _module_of(nodeid)
+            return "news_world" if module in NEWS_WORLD_MODULES else module
+
+    return NewsWorldScheduling(config, log)
 
 
 @pytest.fixture(scope="module")
