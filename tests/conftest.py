@@ -10,8 +10,8 @@ os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # `make test` runs one pytest worker per core (pytest-xdist): one math thread each, so two
-    # workers do not fight over the same cores. Set before torch or NumPy load their pools.
+    # `make test` runs two pytest workers (pytest-xdist) on these 2-core machines: one math
+    # thread each, so they do not fight over the cores. Set before torch or NumPy load.
     for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(_name, "1")
 
