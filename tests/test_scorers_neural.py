@@ -516,3 +516,38 @@ def test_a_pool_scorer_encodes_each_item_once_and_scores_as_score_pool(world, re
     np.testing.assert_allclose(np.concatenate(parts), whole, rtol=1e-5, atol=1e-6)
     needed = np.union1d(pool, history[history != PAD])
     assert sum(encoded) == len(needed)  # the pool and every history item, once in all calls
+
+
+@pytest.mark.parametrize("name", NEURAL_DEFAULTS)
+def test_users_are_encoded_in_chunks_of_similar_history_length(world, request, name):
+    # Most real histories are much shorter than max_history; a chunk that mixes lengths runs
+    # the user encoder over the longest one's positions for every row. Users are encoded in
+    # chunks sorted by history length, each user's vector as if encoded alone.
+    scorer, items = request.getfixturevalue(name), world["items"]
+    history, pool = world["user_history"], np.arange(0, N_ITEMS, 3)
+    lengths = (history != PAD).sum(axis=1)
+    assert len(np.unique(lengths)) > 10  # a mix of lengths, in no particular order
+    step = 8
+    widths: list[tuple[int, int]] = []
+    model = scorer._require_model()
+    encode = model.encode_users
+
+    def recorded(x, mask, *args, **kwargs):
+        widths.append((x.shape[0], x.shape[1]))
+        return encode(x, mask, *args, **kwargs)
+
+    alone = np.concatenate([scorer.score_pool(history[[u]], pool, items) for u in range(20)])
+    saved = scorer._resolved["score_batch"]
+    scorer._resolved["score_batch"] = step
+    model.encode_users = recorded
+    try:
+        together = scorer.score_pool(history, pool, items)
+    finally:
+        del model.encode_users
+        scorer._resolved["score_batch"] = saved
+    np.testing.assert_allclose(together[:20], alone, rtol=1e-5, atol=1e-6)
+    distinct = np.unique(history, axis=0)
+    by_length = np.sort((distinct != PAD).sum(axis=1))
+    bound = sum(len(c) * c.max() for c in np.split(by_length, range(step, len(by_length), step)))
+    assert sum(rows for rows, _ in widths) == len(distinct)
+    assert sum(rows * width for rows, width in widths) == bound

@@ -373,7 +373,13 @@ class NeuralScorer(Scorer):
     ) -> torch.Tensor:
         """User vectors [n_rows, H]: history items encoded once (taken from `memo` when given),
         each distinct user input (a user's impressions share one history) encoded once, users
-        in chunks."""
+        in chunks of similar history length.
+
+        Each user is encoded on its own, so the chunks change no vector (up to float rounding).
+        Sorting users by history length lets each chunk drop the padding columns all of its
+        rows share (`trim_history`): in MIND-like data most histories are far shorter than
+        `max_history`, and chunks of users in arrival order nearly always hold one full
+        history, so every chunk would run the encoder over all `max_history` positions."""
         import torch
 
         from genre_dagster.scoring.training import (
@@ -386,6 +392,11 @@ class NeuralScorer(Scorer):
 
         history = trim_history(np.asarray(history, dtype=np.int64), self._resolved["max_history"])
         first, inverse = distinct_rows(user_input_key(history, rows))
+        # shortest histories first; `slot[d]` = where distinct input d is encoded
+        order = np.argsort((history[first] != PAD).sum(axis=1), kind="stable")
+        slot = np.empty_like(order)
+        slot[order] = np.arange(len(order))
+        first = first[order]
         history = history[first]
         if rows is not None:
             rows = rows.take(first)
@@ -412,7 +423,7 @@ class NeuralScorer(Scorer):
             chunks.append(users)
         if not chunks:
             return torch.zeros(0, self._resolved["hidden_dim"])
-        return torch.cat(chunks).index_select(0, torch.from_numpy(inverse))
+        return torch.cat(chunks).index_select(0, torch.from_numpy(slot[inverse]))
 
     # ------------------------------------------------------------ inputs
 
