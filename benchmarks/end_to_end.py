@@ -116,6 +116,27 @@ MODEL_STAGES = [
 ]
 
 
+def _validation_sources(dagster_home: Path, since: float = 0.0) -> dict[str, str]:
+    """Per scorer asset materialized after `since`: where its validation metrics came from
+    (`validation_source`: saved scores, partly saved, or scored tonight; absent when it
+    trained)."""
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    import dagster as dg
+
+    out: dict[str, str] = {}
+    with dg.DagsterInstance.get() as instance:
+        for run_id in _runs_since(instance, since):
+            records = instance.get_records_for_run(
+                run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
+            ).records
+            for record in records:
+                event = record.event_log_entry.dagster_event
+                metadata = event.event_specific_data.materialization.metadata
+                if event.step_key.startswith("scoring__") and "validation_source" in metadata:
+                    out[event.step_key] = str(metadata["validation_source"].value)
+    return dict(sorted(out.items()))
+
+
 def _stage_metadata(dagster_home: Path, since: float = 0.0) -> dict[str, dict]:
     """Numeric metadata of the newest materialization of each model stage after `since`."""
     os.environ["DAGSTER_HOME"] = str(dagster_home)
@@ -260,6 +281,7 @@ def main() -> None:
             nightly["step_seconds"] = _step_seconds(home, since)
             nightly["step_peak_rss_mb"] = _step_peaks(home, since)
             nightly["model_stages"] = _stage_metadata(home, since)
+            nightly["validation_sources"] = _validation_sources(home, since)
             nights.append(nightly)
             nightly["extra_day"] = night
             print(f"night {night + 1}: {nightly['wall_seconds']} s", flush=True)

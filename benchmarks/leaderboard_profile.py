@@ -3,9 +3,9 @@
 Runs the step's computation as the step does (`assets.evaluation._read_inputs`, then
 `evaluation.leaderboard.leaderboard_table` with prediction files and kept scores) under cProfile,
 and reports the seconds of its parts: reading the split, scoring each published model (the rows'
-`score_seconds`), per-impression metrics, prediction files, keeping the scores (fingerprints and
-writes), and the bootstrap intervals. The work folder is only read: prediction files and kept
-scores go to a scratch folder inside it, removed at the end.
+`score_seconds`), per-impression metrics, prediction files, keeping the scores (fingerprints,
+impression digests and writes), and the bootstrap intervals. The work folder is only read:
+prediction files and kept scores go to a scratch folder inside it, removed at the end.
 
 Usage: .venv/bin/python benchmarks/leaderboard_profile.py WORK [--out F] [--pstats F]
 """
@@ -32,6 +32,7 @@ PARTS = (
     ("prediction_files", "evaluation/prediction_file.py", "write_split_prediction_files"),
     ("keep_scores", "scoring/nightly.py", "keep"),
     ("fingerprints", "scoring/score_memo.py", "scores_fingerprint"),
+    ("impression_digests", "scoring/score_memo.py", "impression_digests"),
     ("intervals", "evaluation/leaderboard.py", "_with_intervals"),
 )
 
@@ -112,7 +113,7 @@ def main() -> None:
         "parts": parts,
         "score_seconds_per_scorer": per_scorer,
         "note": "cProfile's overhead is included; the parts overlap where one calls another "
-        "(fingerprints are part of keep_scores).",
+        "(fingerprints and impression digests are part of keep_scores).",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

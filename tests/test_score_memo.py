@@ -214,10 +214,143 @@ def test_a_reused_model_reads_yesterdays_test_scores_as_its_validation(store):
     (given,) = member_validation_scores([scorer], tonight, store)  # and the ensemble's fit
     np.testing.assert_array_equal(given, scores.astype(np.float32))
 
-    # another validation day: scored tonight, and kept in place of yesterday's
+    # other labels of the same impressions: the scores are kept ones, the metrics tonight's
     labels = _changed(read, labels=read.labels)
     labels.labels[:5] = 1 - labels.labels[:5]
-    other = replace(tonight, splits={"validation": labels})
+    relabeled = replace(tonight, splits={"validation": labels})
+    metrics, source = _validate_once(scorer, relabeled, store)
+    assert source.startswith("saved scores of 40 of 40 impressions whose inputs did not change")
+    expected = evaluate_impressions(labels, scorer.score(labels, tomorrow))
+    assert metrics["auc"] == pytest.approx(expected["auc"], abs=1e-9)
+
+    # another validation day: scored tonight, and kept in place of yesterday's
+    _, other_day = _world(seed=5)
+    other = replace(tonight, splits={"validation": other_day})
     _, source = _validate_once(scorer, other, store)
     assert source == "scored tonight"
     assert member_validation_scores([scorer], tonight, store) == [None]
+
+
+def _touching(data: ImpressionData, item: int) -> np.ndarray:
+    """Whether each impression reads `item` (in its history or among its candidates)."""
+    in_history = (data.history == item).any(axis=1)
+    in_candidates = np.zeros(data.n_impressions, dtype=bool)
+    in_candidates[data.candidate_impression[data.cand_items == item]] = True
+    return in_history | in_candidates
+
+
+def test_impression_digests_change_exactly_where_an_impressions_inputs_do():
+    from genre_dagster.scoring.neural import UserProfiles
+    from genre_dagster.scoring.score_memo import impression_digests
+
+    items, data = _world()
+    base = impression_digests(CONTENT, data, items, DAY_ZERO)
+    assert base.shape == (40, 2) and len(np.unique(base[:, 0])) == 40
+    tomorrow, read = _next_nights_table(items, data)
+    np.testing.assert_array_equal(impression_digests(CONTENT, read, tomorrow, DAY_ZERO), base)
+    wider = np.full((40, 9), PAD, dtype=np.int32)
+    wider[:, 3:] = data.history  # more left padding: the same histories
+    np.testing.assert_array_equal(
+        impression_digests(CONTENT, _changed(data, history=wider), items, DAY_ZERO), base
+    )
+
+    memo: dict = {}  # ids hashed once per id array, not once per array content
+    np.testing.assert_array_equal(
+        impression_digests(CONTENT, data, items, DAY_ZERO, memo=memo), base
+    )
+    renamed = _changed(data, impression_ids=data.impression_ids)
+    renamed.impression_ids[4] = "another"
+    digests = impression_digests(CONTENT, renamed, items, DAY_ZERO, memo=memo)
+    assert list(np.flatnonzero((digests != base).any(axis=1))) == [4]
+
+    def changed_rows(other_items=items, other=data, config=CONTENT, profiles=None):
+        digests = impression_digests(config, other, other_items, DAY_ZERO, profiles)
+        return (digests != base).any(axis=1) if profiles is None else digests
+
+    item = int(data.history[np.flatnonzero((data.history != PAD).any(axis=1))[0], -1])
+    title = items.embeddings["title"].copy()
+    title[item, 2] += 1e-3
+    retitled = replace(items, embeddings={**items.embeddings, "title": title}, _derived={})
+    moved = changed_rows(retitled)
+    np.testing.assert_array_equal(moved, _touching(data, item))
+    assert 0 < moved.sum() < 40
+    abstract = replace(
+        items, embeddings={**items.embeddings, "abstract": items.embeddings["abstract"] + 1},
+        _derived={},
+    )  # fmt: skip
+    assert not changed_rows(abstract).any()  # a field the config does not read
+
+    labels = _changed(data, labels=data.labels)
+    labels.labels[:] = 1 - labels.labels
+    assert not changed_rows(other=labels).any()  # labels change metrics, not scores
+    swapped = _changed(data, cand_items=data.cand_items)
+    first, second = swapped.cand_items[5], swapped.cand_items[6]
+    swapped.cand_items[5], swapped.cand_items[6] = second, first
+    assert list(np.flatnonzero(changed_rows(other=swapped))) == ([1] if first != second else [])
+    older = _changed(data, day_index=data.day_index)
+    older.day_index[7] = 2.0
+    assert list(np.flatnonzero(changed_rows(other=older))) == [7]
+
+    users = np.array([f"U{i}" for i in range(17)], dtype=object)
+    vectors = np.random.default_rng(2).normal(size=(17, 4)).astype(np.float32)
+    config = {**CONTENT, "profile": True}
+    with_profiles = changed_rows(config=config, profiles=UserProfiles(users, vectors))
+    edited = vectors.copy()
+    edited[3] += 1.0
+    after = changed_rows(config=config, profiles=UserProfiles(users, edited))
+    np.testing.assert_array_equal((after != with_profiles).any(axis=1), data.user_ids == "U3")
+
+
+@pytest.mark.parametrize(
+    "kind, config",
+    [
+        ("content_similarity", CONTENT),
+        ("popularity", {}),
+        ("matrix_factorization", {"iterations": 2}),
+        ("sklearn_ranker", {}),
+    ],
+)
+def test_a_reused_model_scores_only_the_impressions_whose_inputs_changed(store, kind, config):
+    """One item got a new title vector since the leaderboard kept the scores: the step takes
+    the kept scores of the impressions that do not read that item and scores the others, and
+    the result is what scoring the whole day would give."""
+    from genre_dagster.evaluation.metrics import evaluate_impressions
+    from genre_dagster.scoring.inputs import ScorerInputs
+    from genre_dagster.scoring.nightly import _validate_once, keep_test_scores
+    from genre_dagster.scoring.registry import create_scorer
+
+    items, data = _world()
+    scorer = create_scorer(kind, config)
+    scorer.fit(data, items)
+    store.save(scorer)
+    yesterday = ScorerInputs(items, None, {"test": data}, {}, DAY_ZERO, None, None)
+    record = {"scorer_id": scorer.scorer_id, "config_json": json.dumps(scorer.config)}
+    scores = scorer.score(data, items)
+    keep_test_scores(store, yesterday, "test")(
+        record, data, scores, evaluate_impressions(data, scores)
+    )
+
+    tomorrow, read = _next_nights_table(items, data)
+    item = int(data.cand_items[0])
+    row = int(np.flatnonzero(tomorrow.item_ids == items.item_ids[item])[0])
+    title = tomorrow.embeddings["title"].copy()
+    title[row] += 0.5
+    tomorrow = replace(tomorrow, embeddings={**tomorrow.embeddings, "title": title}, _derived={})
+    tonight = ScorerInputs(tomorrow, None, {"validation": read}, {}, DAY_ZERO, None, None)
+    asked: list[int] = []
+    score = scorer.score
+    scorer.score = lambda part, its, **kw: asked.append(part.n_impressions) or score(part, its)
+    try:
+        metrics, source = _validate_once(scorer, tonight, store)
+    finally:
+        del scorer.score
+    expected = evaluate_impressions(read, scorer.score(read, tomorrow))
+    assert metrics["auc"] == pytest.approx(expected["auc"], abs=1e-9)
+    reads_title = kind in ("content_similarity", "sklearn_ranker")
+    touched = int(_touching(data, item).sum()) if reads_title else 0
+    assert sum(asked) == touched
+    if touched:
+        assert source == (
+            f"saved scores of {40 - touched} of 40 impressions whose inputs did not change "
+            f"(the leaderboard's test split); {touched} scored tonight"
+        )

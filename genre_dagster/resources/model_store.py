@@ -76,28 +76,40 @@ class ModelStore(dg.ConfigurableResource):
         metrics: dict,
         scores: Any = None,
         source: str = "",
+        impressions: Any = None,
     ) -> None:
         """Keep the metrics of the artifact on the impressions `fingerprint` names
         (scoring.score_memo), and its scores of the candidates when given, replacing what was
         kept before. Kept by a scorer step that validated the model (another scorer asset
         publishing the same model on the same night reads the metrics back, the ensemble the
         scores) and by the leaderboard for its test day (tomorrow's validation day). `source`
-        says which, for the step's log."""
+        says which, for the step's log.
+
+        `impressions` (with `scores`): uint64 [n_impressions, 3], each impression's digest
+        (`score_memo.impression_digests`, two words) and its number of candidates, so that
+        the scores of the impressions whose inputs did not change can be reused when the
+        split's fingerprint differs (`recall_kept_scores`)."""
         import numpy as np
 
         folder = self.path_of(scorer_id)
         if not folder.is_dir():
             raise FileNotFoundError(f"no saved scorer {scorer_id!r} under {self.root}")
         record: dict[str, Any] = {"fingerprint": fingerprint, "metrics": metrics, "source": source}
+        files = []
         if scores is not None:
-            name = f"{VALIDATION_SCORES}.{fingerprint}.npy"
+            files.append(("scores_file", "npy", scores, np.float32))
+            if impressions is not None:
+                files.append(("impressions_file", "impressions.npy", impressions, np.uint64))
+        for key, suffix, array, dtype in files:
+            name = f"{VALIDATION_SCORES}.{fingerprint}.{suffix}"
             staging = folder / f".{name}.{os.getpid()}"
             with staging.open("wb") as fh:
-                np.save(fh, np.asarray(scores, dtype=np.float32))
+                np.save(fh, np.asarray(array, dtype=dtype))
             staging.replace(folder / name)
-            record["scores_file"] = name
+            record[key] = name
+        keep = {record.get("scores_file"), record.get("impressions_file")}
         for stale in folder.glob(f"{VALIDATION_SCORES}.*.npy"):
-            if stale.name != record.get("scores_file"):
+            if stale.name not in keep:
                 stale.unlink(missing_ok=True)
         payload = json.dumps(record, sort_keys=True)
         staging = folder / f".{VALIDATION_JSON}.{os.getpid()}"
@@ -113,6 +125,22 @@ class ModelStore(dg.ConfigurableResource):
         if not path.is_file():
             return None
         return np.load(path, allow_pickle=False)
+
+    def recall_kept_scores(self, scorer_id: str) -> tuple[Any, Any, str] | None:
+        """(impressions, scores, source) of the scores kept last with impression digests
+        (`remember_validation`), whatever data they were of, or None."""
+        import numpy as np
+
+        folder = self.path_of(scorer_id)
+        path = folder / VALIDATION_JSON
+        if not path.is_file():
+            return None
+        record = json.loads(path.read_text(encoding="utf-8"))
+        names = record.get("impressions_file"), record.get("scores_file")
+        if not all(names) or not all((folder / n).is_file() for n in names):
+            return None
+        impressions, scores = (np.load(folder / n, allow_pickle=False) for n in names)
+        return impressions, scores, record.get("source") or "unknown"
 
     def recall_validation(self, scorer_id: str, fingerprint: str) -> dict | None:
         """Metrics saved by `remember_validation` for these exact impressions, or None."""

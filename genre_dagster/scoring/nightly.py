@@ -336,19 +336,90 @@ def _validate_once(scorer, inputs, model_store) -> tuple[dict, str]:
     """(metrics, where they come from): `_validate`, unless this very model's scores of the
     same validation data are saved. They are when last night's leaderboard scored tonight's
     validation day as its test day (`keep_test_scores`), or when another scorer asset published
-    the same model tonight (a variant whose plug-in was off publishes its base's model). The
-    scores computed here are saved too: the ensemble fits its weights on them."""
-    fingerprint = _split_fingerprint(scorer.config, inputs, inputs.splits["validation"])
+    the same model tonight (a variant whose plug-in was off publishes its base's model). When
+    the split differs from the kept one, the kept scores of the impressions whose inputs did
+    not change are read and only the others scored (`scores_reusing_kept`). The scores are
+    saved, with their impressions' digests: the ensemble fits its weights on them."""
+    from genre_dagster.evaluation.metrics import evaluate_impressions
+
+    valid = inputs.splits["validation"]
+    fingerprint = _split_fingerprint(scorer.config, inputs, valid)
     known = model_store.recall_validation(scorer.scorer_id, fingerprint)
     if known is not None:
         by = model_store.recall_validation_source(scorer.scorer_id, fingerprint)
         return known, f"saved scores of the same impressions ({by})"
-    metrics, scores = _validation_scores(scorer, inputs)
-    val = plain_metrics(metrics)
+    impressions = _impression_words(scorer.config, inputs, valid)
+    kept = model_store.recall_kept_scores(scorer.scorer_id)
+    scores, reused = scores_reusing_kept(scorer, inputs, valid, impressions, kept)
+    val = plain_metrics(evaluate_impressions(valid, scores))
     model_store.remember_validation(
-        scorer.scorer_id, fingerprint, val, scores=scores, source="validation by a scorer step"
+        scorer.scorer_id, fingerprint, val, scores=scores, source="validation by a scorer step",
+        impressions=impressions,
+    )  # fmt: skip
+    if not reused:
+        return val, "scored tonight"
+    n = valid.n_impressions
+    return val, (
+        f"saved scores of {reused:,} of {n:,} impressions whose inputs did not change "
+        f"({kept[2]}); {n - reused:,} scored tonight"
     )
-    return val, "scored tonight"
+
+
+def scores_reusing_kept(scorer, inputs, data, impressions, kept) -> tuple[Any, int]:
+    """(scores of `data`, impressions whose scores came from `kept`): an impression whose
+    digest and candidate count (`impressions`, see `_impression_words`) equal those of a kept
+    one gets that one's kept scores, the others are scored now. `kept` is
+    `ModelStore.recall_kept_scores` of this scorer's model, or None."""
+    import numpy as np
+
+    from genre_dagster.scoring.base import score_in_chunks
+
+    scores = np.empty(len(data.cand_items), dtype=np.float32)
+    found = np.full(data.n_impressions, -1, dtype=np.int64)
+    if kept is not None and len(kept[0]):
+        old, old_scores, _ = kept
+        old_offsets = np.concatenate([[0], np.cumsum(old[:, 2].astype(np.int64))])
+        if old_offsets[-1] == len(old_scores):  # else the kept files disagree: reuse nothing
+            order = np.argsort(old[:, 0], kind="stable")
+            at = np.searchsorted(old[order, 0], impressions[:, 0])
+            match = order[np.minimum(at, len(order) - 1)]
+            same = (old[match] == impressions).all(axis=1)
+            found[same] = match[same]
+    reused = np.flatnonzero(found >= 0)
+    fresh = np.flatnonzero(found < 0)
+    offsets = np.asarray(data.cand_offsets, dtype=np.int64)
+    if len(reused):
+        into = _candidates_of(offsets, reused)
+        scores[into] = old_scores[_candidates_of(old_offsets, found[reused])]
+    if len(fresh):
+        part = data if len(fresh) == data.n_impressions else data.take(fresh)
+        score_kw = {"profiles": inputs.profiles} if scorer.config.get("profile") else {}
+        fresh_scores = score_in_chunks(scorer, part, inputs.items, VALIDATE_CHUNK, **score_kw)
+        scores[_candidates_of(offsets, fresh)] = fresh_scores
+    return scores, len(reused)
+
+
+def _candidates_of(offsets, rows):
+    """Positions of the candidates of impressions `rows` (given `cand_offsets`), impression
+    after impression."""
+    import numpy as np
+
+    counts = offsets[rows + 1] - offsets[rows]
+    before = np.cumsum(counts) - counts  # candidates of the earlier rows
+    return np.repeat(offsets[rows] - before, counts) + np.arange(counts.sum())
+
+
+def _impression_words(config: dict, inputs, data, memo: dict | None = None):
+    """uint64 [n_impressions, 3]: `score_memo.impression_digests` of `data` (a split of
+    `inputs`) for a scorer configured by `config`, and each impression's candidate count."""
+    import numpy as np
+
+    from genre_dagster.scoring.score_memo import impression_digests
+
+    profiles = inputs.profiles if config.get("profile") else None
+    digests = impression_digests(config, data, inputs.items, inputs.day_zero, profiles, memo)
+    counts = np.diff(np.asarray(data.cand_offsets, dtype=np.int64)).astype(np.uint64)
+    return np.concatenate([digests, counts[:, None]], axis=1)
 
 
 def _split_fingerprint(config: dict, inputs, data) -> str:
@@ -366,11 +437,15 @@ def keep_test_scores(model_store, inputs, split: str):
     `inputs` (`data`: the split as that model read it), so that tomorrow's step of a model
     reused within its cadence reads them when this day is its validation day."""
 
+    memo: dict = {}  # the split's id arrays, hashed once for all the models
+
     def keep(record: dict, data, scores, metrics: dict) -> None:
-        fingerprint = _split_fingerprint(json.loads(record["config_json"]), inputs, data)
+        config = json.loads(record["config_json"])
+        fingerprint = _split_fingerprint(config, inputs, data)
         model_store.remember_validation(
             record["scorer_id"], fingerprint, plain_metrics(metrics), scores=scores,
             source=f"the leaderboard's {split} split",
+            impressions=_impression_words(config, inputs, data, memo),
         )  # fmt: skip
 
     return keep
