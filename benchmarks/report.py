@@ -287,6 +287,28 @@ def _nightly_memo_rows() -> list[tuple[str, ...]]:
                 label(order.get("machine")),
             )
         )
+    lengths = _load("user_length_chunks")
+    if lengths and len(lengths.get("runs", [])) >= 2:
+        old, new = lengths["runs"][0], lengths["runs"][-1]
+        before = {m["scorer"]: m for m in old["models"]}
+        same_auc = all(abs(before[m["scorer"]]["auc"] - m["auc"]) < 5e-7 for m in new["models"])
+        rows.append(
+            (
+                f"Neural scoring with users encoded in chunks sorted by history length, "
+                f"MIND-large test day ({new['impressions']:,} impressions), code {old['code']} "
+                f"vs {new['code']}",
+                "ratio",
+                ", ".join(
+                    f"{m['scorer']} {_fmt(before[m['scorer']]['seconds'])} s vs "
+                    f"{_fmt(m['seconds'])} s"
+                    for m in new["models"]
+                )
+                + ("; the same AUCs" if same_auc else "; the AUCs differ"),
+                "-",
+                "benchmarks/chunk_order.py",
+                label(lengths.get("machine")),
+            )
+        )
     profile = _load("leaderboard_profile")
     if profile:
         parts = ", ".join(f"{k} {_fmt(v['seconds'])} s" for k, v in profile["parts"].items())
