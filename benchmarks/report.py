@@ -120,7 +120,17 @@ def _goal_rows() -> list[tuple[str, ...]]:
                 (
                     f"{_fmt(wall)} s, peak {_fmt(peak)} MB; "
                     if wall is not None
-                    else "nightly only, replayed from the latest run's saved cold state; "
+                    else "nightly only, "
+                    + (
+                        f"on the folder of the night before (extra day {first} on); "
+                        if (
+                            first := (
+                                e2e.get("nightly_increments")
+                                or [e2e.get("nightly_increment") or {}]
+                            )[0].get("extra_day")
+                        )
+                        else "replayed from the latest run's saved cold state; "
+                    )
                 )
                 + (
                     "nightly not measured"
