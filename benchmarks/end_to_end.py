@@ -80,30 +80,33 @@ def _step_peaks(dagster_home: Path, since: float = 0.0) -> dict[str, dict[str, f
     process and its children while the step ran, so memory earlier steps still hold counts),
     and `growth`, that peak minus the step's `step_rss_at_start_mb`: what the step itself added.
     A step that ran in several runs keeps its largest figures."""
+    peaks: dict[str, dict[str, float]] = {}
+    for step_key, metadata in _materializations(dagster_home, since):
+        if "step_peak_rss_mb" not in metadata:
+            continue
+        peak = metadata["step_peak_rss_mb"].value
+        growth = peak - metadata["step_rss_at_start_mb"].value
+        old = peaks.get(step_key, {"peak": 0.0, "growth": 0.0})
+        peaks[step_key] = {
+            "peak": max(old["peak"], peak),
+            "growth": round(max(old["growth"], growth), 1),
+        }
+    return dict(sorted(peaks.items(), key=lambda kv: -kv[1]["peak"]))
+
+
+def _materializations(dagster_home: Path, since: float):
+    """(step key, metadata) of every asset materialization in the runs created after `since`."""
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     import dagster as dg
 
-    peaks: dict[str, dict[str, float]] = {}
     with dg.DagsterInstance.get() as instance:
         for run_id in _runs_since(instance, since):
             records = instance.get_records_for_run(
-                run_id,
-                of_type=dg.DagsterEventType.ASSET_MATERIALIZATION,
-                limit=100_000,
+                run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
             ).records
             for record in records:
                 event = record.event_log_entry.dagster_event
-                metadata = event.event_specific_data.materialization.metadata
-                if "step_peak_rss_mb" not in metadata:
-                    continue
-                peak = metadata["step_peak_rss_mb"].value
-                growth = peak - metadata["step_rss_at_start_mb"].value
-                old = peaks.get(event.step_key, {"peak": 0.0, "growth": 0.0})
-                peaks[event.step_key] = {
-                    "peak": max(old["peak"], peak),
-                    "growth": round(max(old["growth"], growth), 1),
-                }
-    return dict(sorted(peaks.items(), key=lambda kv: -kv[1]["peak"]))
+                yield event.step_key, event.event_specific_data.materialization.metadata
 
 
 # Assets whose own metadata says how fast the model stages ran (LLM tokens/s, texts/s).
@@ -120,20 +123,10 @@ def _validation_sources(dagster_home: Path, since: float = 0.0) -> dict[str, str
     """Per scorer asset materialized after `since`: where its validation metrics came from
     (`validation_source`: saved scores, partly saved, or scored tonight; absent when it
     trained)."""
-    os.environ["DAGSTER_HOME"] = str(dagster_home)
-    import dagster as dg
-
     out: dict[str, str] = {}
-    with dg.DagsterInstance.get() as instance:
-        for run_id in _runs_since(instance, since):
-            records = instance.get_records_for_run(
-                run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
-            ).records
-            for record in records:
-                event = record.event_log_entry.dagster_event
-                metadata = event.event_specific_data.materialization.metadata
-                if event.step_key.startswith("scoring__") and "validation_source" in metadata:
-                    out[event.step_key] = str(metadata["validation_source"].value)
+    for step_key, metadata in _materializations(dagster_home, since):
+        if step_key.startswith("scoring__") and "validation_source" in metadata:
+            out[step_key] = str(metadata["validation_source"].value)
     return dict(sorted(out.items()))
 
 

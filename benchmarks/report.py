@@ -95,6 +95,10 @@ def _goal_rows() -> list[tuple[str, ...]]:
         wall = _get(e2e, "full_refresh.wall_seconds")
         peak = _get(e2e, "full_refresh.peak_rss_mb")
         nightly = _get(e2e, "nightly_increment.wall_seconds")
+        # a nightly-only run resumed on a folder starts past extra day 0 (--resume-at-night)
+        first_day = (e2e.get("nightly_increments") or [e2e.get("nightly_increment") or {}])[0].get(
+            "extra_day"
+        )
         goal = "report" if goals is None else goals[3]
         ok = "-"
         if goals is not None and wall is None and nightly is not None:
@@ -122,13 +126,8 @@ def _goal_rows() -> list[tuple[str, ...]]:
                     if wall is not None
                     else "nightly only, "
                     + (
-                        f"on the folder of the night before (extra day {first} on); "
-                        if (
-                            first := (
-                                e2e.get("nightly_increments")
-                                or [e2e.get("nightly_increment") or {}]
-                            )[0].get("extra_day")
-                        )
+                        f"on the folder of the night before (extra day {first_day} on); "
+                        if first_day
                         else "replayed from the latest run's saved cold state; "
                     )
                 )
@@ -241,6 +240,15 @@ def _nightly_serving_rows() -> list[tuple[str, ...]]:
     return rows
 
 
+def _seconds_per_model(old: dict, new: dict) -> str:
+    """ "model X s vs Y s, ..." for two runs of a benchmark that scored models per code tree."""
+    before = {m["scorer"]: m["seconds"] for m in old["models"]}
+    return ", ".join(
+        f"{m['scorer']} {_fmt(before[m['scorer']])} s vs {_fmt(m['seconds'])} s"
+        for m in new["models"]
+    )
+
+
 def _nightly_memo_rows() -> list[tuple[str, ...]]:
     """The profiler's prompt rendering per code tree, and what keeping a night's scores costs."""
     rows = []
@@ -279,7 +287,6 @@ def _nightly_memo_rows() -> list[tuple[str, ...]]:
     order = _load("chunk_order")
     if order and len(order.get("runs", [])) >= 2:
         old, new = order["runs"][0], order["runs"][-1]
-        times = {m["scorer"]: m["seconds"] for m in old["models"]}
         rows.append(
             (
                 f"score_in_chunks by user instead of the day's order, MIND-large test day "
@@ -287,10 +294,7 @@ def _nightly_memo_rows() -> list[tuple[str, ...]]:
                 "-",
                 f"user encodings {old['user_encodings']:,} vs {new['user_encodings']:,}, item "
                 f"encodings {old['item_encodings']:,} vs {new['item_encodings']:,}; "
-                + ", ".join(
-                    f"{m['scorer']} {_fmt(times[m['scorer']])} s vs {_fmt(m['seconds'])} s"
-                    for m in new["models"]
-                )
+                + _seconds_per_model(old, new)
                 + " (not landed)",
                 "-",
                 "benchmarks/chunk_order.py",
@@ -308,11 +312,7 @@ def _nightly_memo_rows() -> list[tuple[str, ...]]:
                 f"MIND-large test day ({new['impressions']:,} impressions), code {old['code']} "
                 f"vs {new['code']}",
                 "ratio",
-                ", ".join(
-                    f"{m['scorer']} {_fmt(before[m['scorer']]['seconds'])} s vs "
-                    f"{_fmt(m['seconds'])} s"
-                    for m in new["models"]
-                )
+                _seconds_per_model(old, new)
                 + ("; the same AUCs" if same_auc else "; the AUCs differ"),
                 "-",
                 "benchmarks/chunk_order.py",

@@ -134,12 +134,10 @@ class ImpressionData:
     def take(self, rows: np.ndarray) -> ImpressionData:
         """The impressions at `rows` (in that order) with their candidates, as a new set."""
         rows = np.asarray(rows, dtype=np.int64)
-        starts, ends = self.cand_offsets[rows], self.cand_offsets[rows + 1]
-        counts = ends - starts
+        counts = self.cand_offsets[rows + 1] - self.cand_offsets[rows]
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        # candidate positions: each impression's start, then +1 for each next candidate
-        flat = np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1])
+        flat = candidate_positions(self.cand_offsets, rows)
         return ImpressionData(
             impression_ids=self.impression_ids[rows],
             user_ids=self.user_ids[rows],
@@ -149,6 +147,18 @@ class ImpressionData:
             labels=self.labels[flat],
             day_index=None if self.day_index is None else self.day_index[rows],
         )
+
+
+def candidate_positions(cand_offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Positions (into cand_items) of the candidates of impressions `rows`, impression after
+    impression, each impression's in its order."""
+    cand_offsets = np.asarray(cand_offsets, dtype=np.int64)
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = cand_offsets[rows]
+    counts = cand_offsets[rows + 1] - starts
+    before = np.cumsum(counts) - counts  # candidates of the earlier rows
+    # each impression's start, then +1 for each next candidate
+    return np.repeat(starts - before, counts) + np.arange(counts.sum())
 
 
 @dataclass

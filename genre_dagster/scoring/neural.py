@@ -393,7 +393,7 @@ class NeuralScorer(Scorer):
         history = trim_history(np.asarray(history, dtype=np.int64), self._resolved["max_history"])
         first, inverse = distinct_rows(user_input_key(history, rows))
         # shortest histories first; `slot[d]` = where distinct input d is encoded
-        order = np.argsort((history[first] != PAD).sum(axis=1), kind="stable")
+        order = np.argsort((history != PAD).sum(axis=1)[first], kind="stable")
         slot = np.empty_like(order)
         slot[order] = np.arange(len(order))
         first = first[order]

@@ -372,6 +372,7 @@ def scores_reusing_kept(scorer, inputs, data, impressions, kept) -> tuple[Any, i
     `ModelStore.recall_kept_scores` of this scorer's model, or None."""
     import numpy as np
 
+    from genre_dagster.arrays import candidate_positions
     from genre_dagster.scoring.base import score_in_chunks
 
     scores = np.empty(len(data.cand_items), dtype=np.float32)
@@ -389,24 +390,14 @@ def scores_reusing_kept(scorer, inputs, data, impressions, kept) -> tuple[Any, i
     fresh = np.flatnonzero(found < 0)
     offsets = np.asarray(data.cand_offsets, dtype=np.int64)
     if len(reused):
-        into = _candidates_of(offsets, reused)
-        scores[into] = old_scores[_candidates_of(old_offsets, found[reused])]
+        into = candidate_positions(offsets, reused)
+        scores[into] = old_scores[candidate_positions(old_offsets, found[reused])]
     if len(fresh):
         part = data if len(fresh) == data.n_impressions else data.take(fresh)
         score_kw = {"profiles": inputs.profiles} if scorer.config.get("profile") else {}
         fresh_scores = score_in_chunks(scorer, part, inputs.items, VALIDATE_CHUNK, **score_kw)
-        scores[_candidates_of(offsets, fresh)] = fresh_scores
+        scores[candidate_positions(offsets, fresh)] = fresh_scores
     return scores, len(reused)
-
-
-def _candidates_of(offsets, rows):
-    """Positions of the candidates of impressions `rows` (given `cand_offsets`), impression
-    after impression."""
-    import numpy as np
-
-    counts = offsets[rows + 1] - offsets[rows]
-    before = np.cumsum(counts) - counts  # candidates of the earlier rows
-    return np.repeat(offsets[rows] - before, counts) + np.arange(counts.sum())
 
 
 def _impression_words(config: dict, inputs, data, memo: dict | None = None):
