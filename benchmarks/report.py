@@ -319,6 +319,27 @@ def _nightly_memo_rows() -> list[tuple[str, ...]]:
                 label(lengths.get("machine")),
             )
         )
+    dbt = _load("dbt_nightly")
+    if dbt and len(dbt.get("runs", [])) >= 2:
+        old, new = dbt["runs"][0], dbt["runs"][-1]
+        nodes = ("impressions", "user_histories")
+        rows.append(
+            (
+                f"Nightly `dbt build` with one new day ({new['new_day_impressions']:,} "
+                f"impressions after {new['days_before']} days), incremental models: code "
+                f"{old['code']} vs {new['code']}",
+                "-",
+                f"{_fmt(old['nightly_build_seconds'])} s vs {_fmt(new['nightly_build_seconds'])} "
+                "s; "
+                + ", ".join(
+                    f"{n} {_fmt(old['nightly_nodes'][n])} vs {_fmt(new['nightly_nodes'][n])} s"
+                    for n in nodes
+                ),
+                "-",
+                "benchmarks/dbt_nightly.py",
+                label(dbt.get("machine")),
+            )
+        )
     profile = _load("leaderboard_profile")
     if profile:
         parts = ", ".join(f"{k} {_fmt(v['seconds'])} s" for k, v in profile["parts"].items())
