@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine  # noqa: E402
+from trees import revision  # noqa: E402
 
 
 def _build(tree: Path, database: Path, scratch: Path) -> dict:
@@ -58,13 +59,8 @@ def _build(tree: Path, database: Path, scratch: Path) -> dict:
 def one(tree: Path, work: Path, scratch: Path) -> dict:
     import duckdb
 
-    revision = subprocess.run(
-        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    folder = scratch / revision
+    code = revision(tree)
+    folder = scratch / code
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     database = folder / "genre.duckdb"
@@ -86,7 +82,7 @@ def one(tree: Path, work: Path, scratch: Path) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
     return {
         "tree": str(tree),
-        "code": revision,
+        "code": code,
         "days_before": days,
         "new_day": str(day),
         "new_day_impressions": held,
