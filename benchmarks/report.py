@@ -319,6 +319,46 @@ def _nightly_memo_rows() -> list[tuple[str, ...]]:
                 label(lengths.get("machine")),
             )
         )
+    dbt = _load("dbt_nightly")
+    if dbt and len(dbt.get("runs", [])) >= 2:
+        old, new = dbt["runs"][0], dbt["runs"][-1]
+        nodes = ("impressions", "user_histories")
+        rows.append(
+            (
+                f"Nightly `dbt build` with one new day ({new['new_day_impressions']:,} "
+                f"impressions after {new['days_before']} days), incremental models: code "
+                f"{old['code']} vs {new['code']}",
+                "-",
+                f"{_fmt(old['nightly_build_seconds'])} s vs {_fmt(new['nightly_build_seconds'])} "
+                "s; "
+                + ", ".join(
+                    f"{n} {_fmt(old['nightly_nodes'][n])} vs {_fmt(new['nightly_nodes'][n])} s"
+                    for n in nodes
+                ),
+                "-",
+                "benchmarks/dbt_nightly.py",
+                label(dbt.get("machine")),
+            )
+        )
+    lookup = _load("profiler_lookup")
+    if lookup and len(lookup.get("runs", [])) >= 2:
+        old, new = lookup["runs"][0], lookup["runs"][-1]
+        rows.append(
+            (
+                f"Profiler pass with budget 0 (the look-up of {new['users']:,} users), a night "
+                f"where {new['users_with_a_new_click']:,} of them clicked: code {old['code']} vs "
+                f"{new['code']}",
+                "-",
+                f"{_fmt(old['night_2_seconds'])} s vs {_fmt(new['night_2_seconds'])} s, "
+                f"{old['night_2_rendered']:,} vs {new['night_2_rendered']:,} prompts rendered; "
+                f"the first night of the new code {_fmt(new['night_1_seconds'])} s (it keeps "
+                "every input hash)"
+                + ("; the same rows" if lookup.get("same_rows") else "; the rows differ"),
+                "-",
+                "benchmarks/profiler_lookup.py",
+                label(lookup.get("machine")),
+            )
+        )
     profile = _load("leaderboard_profile")
     if profile:
         parts = ", ".join(f"{k} {_fmt(v['seconds'])} s" for k, v in profile["parts"].items())

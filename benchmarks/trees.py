@@ -22,13 +22,17 @@ def run_in_trees(script: str, arguments: list[str], trees: list[Path]) -> list[d
         child = subprocess.run(command, capture_output=True, text=True, env=env)
         if child.returncode:
             raise SystemExit(f"{tree}: the measurement failed:\n{child.stderr[-3000:]}")
-        revision = subprocess.run(
-            ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
         figures = json.loads(child.stdout.strip().splitlines()[-1])
-        runs.append({"tree": str(tree), "code": revision, **figures})
+        runs.append({"tree": str(tree), "code": revision(tree), **figures})
         print(json.dumps(runs[-1]), flush=True)
     return runs
+
+
+def revision(tree: Path) -> str:
+    """The short revision of the checkout at `tree`."""
+    return subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()

@@ -464,6 +464,119 @@ def test_invalid_input_fails_without_a_call_and_duplicates_are_asked_once(
         run_role("summarizer", [_news("B"), _news("B")], backend, None)
 
 
+def _profile(inputs, backend, cache, **kwargs):
+    """The profiler role under the tests' vocabulary (a keyword argument may replace it)."""
+    return run_role("profiler", inputs, backend, cache, **{"vocabulary": VOCAB, **kwargs})
+
+
+def _reader(key: str, *titles: str) -> RoleInput:
+    return RoleInput(key, {"history": [*titles, f"{key}: council votes on the budget"]})
+
+
+def _profile_answer(request: ChatRequest) -> str:
+    return json.dumps({"topics": ["sports" if "match" in _user_message(request) else "news"]})
+
+
+def _counting_renders(monkeypatch) -> list[str]:
+    """The roles' prompt_values calls (one per rendered input), as the runner makes them."""
+    import genre_dagster.enrichment.runner as runner
+
+    calls: list[str] = []
+    real = runner.prompt_values
+
+    def counted(role, fields, *args, **kwargs):
+        calls.append(role)
+        return real(role, fields, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "prompt_values", counted)
+    return calls
+
+
+def _row_facts(result) -> list[tuple]:
+    return [(r.key, r.status, r.output, r.cached, r.input_hash, r.error) for r in result.rows]
+
+
+@LOOKUP_CHUNKS
+def test_a_second_pass_renders_only_the_inputs_whose_fields_changed(
+    tmp_path, monkeypatch, lookup_chunk
+) -> None:
+    """Each item's input hash is kept with a digest of its fields: a pass renders only new and
+    changed inputs (and those it sends), and gives the rows of a pass that renders them all."""
+    import shutil
+
+    if lookup_chunk:
+        monkeypatch.setattr("genre_dagster.enrichment.runner.LOOKUP_CHUNK", lookup_chunk)
+    renders = _counting_renders(monkeypatch)
+    users = [
+        _reader(f"U{i}", "derby match tonight" if i % 2 else "storm warning") for i in range(8)
+    ]
+    backend = ScriptedBackend(_profile_answer)
+    first = _profile(users, backend, ResponseCache(tmp_path / "a.duckdb"), budget=3)
+    assert first.stats["rendered"] == 8 and len(renders) == 8
+    assert [r.status for r in first.rows] == ["ok"] * 3 + ["skipped"] * 5
+    shutil.copyfile(tmp_path / "a.duckdb", tmp_path / "b.duckdb")
+    # the next night: U1 clicked more, U8 is new, the others are as they were
+    tonight = [_reader("U8", "late match report"), *users]
+    tonight[2] = _reader("U1", "derby match tonight", "transfer window news")
+    renders.clear()
+    kept = _profile(tonight, backend, ResponseCache(tmp_path / "a.duckdb"), budget=3)
+    assert kept.stats["rendered"] == 2  # U8 and U1
+    assert len(renders) == 2 + 1  # and U3, unchanged, rendered to be sent (U8, U1, U3)
+    assert kept.stats["sent"] == 3 and kept.stats["cached"] == 2
+    # the same rows as a pass that renders every input (no kept input hashes)
+    with duckdb.connect(str(tmp_path / "b.duckdb")) as con:
+        con.execute("DELETE FROM enrichment.llm_responses_input_keys")
+    renders.clear()
+    every = _profile(tonight, backend, ResponseCache(tmp_path / "b.duckdb"), budget=3)
+    assert every.stats["rendered"] == 9 and len(renders) == 9
+    assert _row_facts(kept) == _row_facts(every)
+    # a third pass with nothing new renders nothing but what it sends
+    renders.clear()
+    again = _profile(tonight, backend, ResponseCache(tmp_path / "a.duckdb"), budget=1)
+    assert again.stats["rendered"] == 0 and len(renders) == again.stats["sent"] == 1
+
+
+def test_a_changed_vocabulary_limit_template_or_rendering_code_renders_every_input(
+    tmp_path, monkeypatch
+) -> None:
+    import genre_dagster.enrichment.runner as runner
+
+    renders = _counting_renders(monkeypatch)
+    users = [_reader(f"U{i}", "derby match tonight") for i in range(5)]
+    cache = ResponseCache(tmp_path / "g.duckdb")
+    backend = ScriptedBackend(_profile_answer)
+    _profile(users, backend, cache, budget=0)
+    assert _profile(users, backend, cache, budget=0).stats["rendered"] == 0
+    other_topics = vocabulary_config(CATEGORIES, topics=["sports", "news", "weather"])
+    changes = {
+        "vocabulary": {"vocabulary": other_topics},
+        "limits": {"limits": PromptLimits(max_history_items=2)},
+        "domain": {"domain": "books"},
+        "template": {"prompt_version": "v1"},
+        "unconstrained": {"constrained": False},
+    }
+    for name, change in changes.items():
+        result = _profile(users, backend, cache, budget=0, **change)
+        assert result.stats["rendered"] == 5, name
+    monkeypatch.setattr(runner, "_rendering_code_digest", lambda: "other code")
+    assert _profile(users, backend, cache, budget=0).stats["rendered"] == 5
+    assert len(renders) == 5 * 7  # the first pass, five changes, the changed code
+
+
+def test_a_kept_input_hash_that_does_not_render_again_stops_the_pass(tmp_path) -> None:
+    users = [_reader(f"U{i}", "derby match tonight") for i in range(3)]
+    db = tmp_path / "g.duckdb"
+    backend = ScriptedBackend(_profile_answer)
+    _profile(users, backend, ResponseCache(db), budget=0)
+    with duckdb.connect(str(db)) as con:
+        con.execute(
+            "UPDATE enrichment.llm_responses_input_keys SET input_hash = 'not-its-hash' "
+            "WHERE item_key = 'U1'"
+        )
+    with pytest.raises(RuntimeError, match="U1.*not to the kept not-its-hash"):
+        _profile(users, backend, ResponseCache(db), budget=2)
+
+
 def test_chain_generation_profiles_first(tmp_path) -> None:
     cache = ResponseCache(tmp_path / "genre.duckdb")
 

@@ -83,6 +83,8 @@ class ResponseCache:
                 raise ValueError(f"ResponseCache: {name!r} is not a valid identifier")
         self.db_path = Path(db_path)
         self.table = f"{schema}.{table}"
+        # each item's last input: its fields' digest and the input hash they rendered to
+        self.input_keys_table = f"{schema}.{table}_input_keys"
         self._schema = schema
         self.lock_timeout = lock_timeout
         self._ready = False
@@ -124,6 +126,17 @@ class ResponseCache:
                     attempts INTEGER,
                     created_at TIMESTAMPTZ NOT NULL,
                     PRIMARY KEY (role, prompt_version, model, input_hash)
+                )"""
+            )
+            con.execute(
+                f"""CREATE TABLE IF NOT EXISTS {self.input_keys_table} (
+                    role VARCHAR NOT NULL,
+                    prompt_version VARCHAR NOT NULL,
+                    item_key VARCHAR NOT NULL,
+                    context VARCHAR NOT NULL,
+                    fields_digest VARCHAR NOT NULL,
+                    input_hash VARCHAR NOT NULL,
+                    PRIMARY KEY (role, prompt_version, item_key)
                 )"""
             )
             self._ready = True
@@ -199,6 +212,33 @@ class ResponseCache:
                 [list(roles), IMPORTED_PREFIX, sorted(set(item_keys))],
             ).fetchall()
         return {row[4]: _from_row(row) for row in rows}
+
+    def input_keys(
+        self, role: str, prompt_version: str, context: str
+    ) -> dict[str, tuple[str, str]]:
+        """The input hash each item's fields rendered to when last seen under `context` (item
+        key -> (fields digest, input hash)); see `Stage.run`."""
+        with self._connect() as con:
+            rows = con.execute(
+                f"""SELECT item_key, fields_digest, input_hash FROM {self.input_keys_table}
+                    WHERE role = ? AND prompt_version = ? AND context = ?""",
+                [role, prompt_version, context],
+            ).fetchall()
+        return {key: (digest, input_hash) for key, digest, input_hash in rows}
+
+    def keep_input_keys(
+        self, role: str, prompt_version: str, context: str, entries: list[tuple[str, str, str]]
+    ) -> None:
+        """Remember (item key, fields digest, input hash) under `context`, replacing each
+        item's earlier entry."""
+        if not entries:
+            return
+        rows = [[role, prompt_version, key, context, d, h] for key, d, h in entries]
+        columns = ("role", "prompt_version", "item_key", "context", "fields_digest", "input_hash")
+        with self._connect() as con:
+            con.execute("BEGIN")
+            insert_rows(con, self.input_keys_table, columns, rows)
+            con.execute("COMMIT")
 
     def all(self, role: str | None = None) -> list[CachedResponse]:
         """Every stored row (optionally of one role), oldest first."""

@@ -12,6 +12,8 @@ are kept).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -197,8 +199,9 @@ def run_role(
             error = None if profile.status == "skipped" else f"profiler: {profile.error}"
             rows.append(RoleRow(item.key, profile.status, None, error, profile.cached))
     stats = _stats_of(rows, profiles.stats["seconds"] + generated.stats["seconds"])
-    for name in ("sent", "requests", "prompt_tokens", "completion_tokens"):
+    for name in ("sent", "requests", "prompt_tokens", "completion_tokens", "llm_seconds"):
         stats[name] = profiles.stats[name] + generated.stats[name]
+    stats["rendered"] = profiles.stats["rendered"] + generated.stats["rendered"]
     return RoleRunResult(
         role,
         prompt_version,
@@ -351,14 +354,24 @@ class Stage:
     ) -> RoleRunResult:
         start = time.perf_counter()
         role, version, model = template.role, template.version, self.backend.model_name
-        counters = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        counters = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "llm_seconds": 0.0}
         rows: dict[str, RoleRow] = {}
         pending: dict[str, _Pending] = {}
+        # An item whose fields are those it had when last seen, under the same templates,
+        # vocabularies, limits and rendering code (`context`), renders to the input hash kept
+        # then: only new and changed items are rendered and hashed to be looked up (a profiler
+        # pass over a million users otherwise renders a million prompts to answer eight).
+        context = self._input_context(template) if self.cache is not None else None
+        known = self.cache.input_keys(role, version, context) if context is not None else {}
+        learned: list[tuple[str, str, str]] = []
         # In chunks, in input order (so the budget goes to the newest inputs as before): only
         # the requests that will be sent outlive their chunk, not one rendered prompt per user
         for first in range(0, len(inputs), LOOKUP_CHUNK):
             chunk = inputs[first : first + LOOKUP_CHUNK]
-            self._look_up(template, chunk, max_new_tokens, rows, pending)
+            self._look_up(template, chunk, max_new_tokens, rows, pending, known, learned)
+        if context is not None and self.cache is not None:
+            self.cache.keep_input_keys(role, version, context, learned)
+        lookup_seconds = time.perf_counter() - start
         todo = list(pending.values())
         for first in range(0, len(todo), self.batch_size):
             batch = todo[first : first + self.batch_size]
@@ -378,8 +391,28 @@ class Stage:
         ordered = [rows[item.key] for item in inputs]
         stats = _stats_of(ordered, time.perf_counter() - start)
         stats["sent"] = sum(len(p.keys) for p in todo)
+        stats["rendered"] = len(learned) if context is not None else len(inputs)
+        stats["lookup_seconds"] = round(lookup_seconds, 3)
         stats.update(counters)
         return RoleRunResult(role, version, model, ordered, stats)
+
+    def _input_context(self, template: PromptTemplate) -> str:
+        """Everything besides an item's fields that its prompt and input hash depend on: the
+        template, schema, vocabularies, limits, domain and the code that renders and hashes."""
+        schema = self._schema_json.get(template.role) if self.constrained else None
+        if self.constrained and schema is None:
+            self.schema(template.role)
+            schema = self._schema_json[template.role]
+        parts = (
+            repr(template),
+            schema or "",
+            repr(self.vocab),
+            repr(self.limits),
+            self.domain,
+            repr(sorted(CONTEXT_VALUES)),
+            _rendering_code_digest(),
+        )
+        return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
 
     def _look_up(
         self,
@@ -388,38 +421,54 @@ class Stage:
         max_new_tokens: int | None,
         rows: dict[str, RoleRow],
         pending: dict[str, _Pending],
+        known: Mapping[str, tuple[str, str]],
+        learned: list[tuple[str, str, str]],
     ) -> None:
-        """Render and hash `inputs`, then file each one: answered from the cache (into `rows`),
-        joined to an identical pending prompt, sent (into `pending`, within the budget), or
-        skipped by the budget (into `rows`)."""
+        """Hash `inputs` (the kept input hash of an item whose fields did not change, else
+        rendered; new ones into `learned`), then file each one: answered from the cache (into
+        `rows`), joined to an identical pending prompt, sent (into `pending`, within the
+        budget), or skipped by the budget (into `rows`)."""
         role, version, model = template.role, template.version, self.backend.model_name
-        hashed: list[tuple[RoleInput, ChatRequest]] = []
+        hashed: list[tuple[RoleInput, str, ChatRequest | None]] = []
         for item in inputs:
+            digest = _fields_digest(item.fields)
+            kept = known.get(item.key)
+            if kept is not None and kept[0] == digest:
+                hashed.append((item, kept[1], None))
+                continue
             try:
                 request = self.request_for(template, item, max_new_tokens)
             except ValueError as exc:
                 rows[item.key] = RoleRow(item.key, "failed", None, f"invalid input: {exc}", False)
                 continue
-            hashed.append((item, request))
+            learned.append((item.key, digest, request.key))
+            hashed.append((item, request.key, request))
         cached = (
-            self.cache.get(role, version, model, [r.key for _, r in hashed]) if self.cache else {}
+            self.cache.get(role, version, model, [k for _, k, _ in hashed]) if self.cache else {}
         )
-        for item, request in hashed:
-            hit = cached.get(request.key)
+        for item, key, request in hashed:
+            hit = cached.get(key)
             if hit is not None and (hit.status == "ok" or not self.retry_failed):
                 rows[item.key] = _row_from_cache(item.key, hit)
-            elif request.key in pending:
-                pending[request.key].keys.append(item.key)  # same prompt: answered once
+            elif key in pending:
+                pending[key].keys.append(item.key)  # same prompt: answered once
             elif item.key in self.sent or self.budget is None or len(self.sent) < self.budget:
+                if request is None:  # a kept input hash: render the prompt to send it
+                    request = self.request_for(template, item, max_new_tokens)
+                    if request.key != key:
+                        raise RuntimeError(
+                            f"{role} input {item.key!r}: its prompt hashes to {request.key}, "
+                            f"not to the kept {key} of the same fields and context; delete "
+                            f"the table {self.cache.input_keys_table if self.cache else ''} "
+                            "to render every input again, and report this as a bug"
+                        )
                 self.sent.add(item.key)
-                pending[request.key] = _Pending(request, [item.key])
+                pending[key] = _Pending(request, [item.key])
             else:
-                rows[item.key] = RoleRow(
-                    item.key, "skipped", None, None, False, input_hash=request.key
-                )
+                rows[item.key] = RoleRow(item.key, "skipped", None, None, False, input_hash=key)
 
     def _answer(
-        self, batch: list[_Pending], role: str, counters: dict[str, int]
+        self, batch: list[_Pending], role: str, counters: dict[str, float]
     ) -> list[tuple[LLMResult, Validated]]:
         """Generate, validate and retry invalid answers with the stricter reminder."""
         requests = [p.request for p in batch]
@@ -454,8 +503,10 @@ class Stage:
                 merged[i] = (_combine(earlier, result), check)
         return merged
 
-    def _generate(self, requests: list[ChatRequest], counters: dict[str, int]) -> list[LLMResult]:
+    def _generate(self, requests: list[ChatRequest], counters: dict[str, float]) -> list[LLMResult]:
+        started = time.perf_counter()
         results = self.backend.generate(requests)
+        counters["llm_seconds"] += time.perf_counter() - started
         check_aligned(requests, results, type(self.backend).__name__)
         counters["requests"] += len(requests)
         counters["prompt_tokens"] += sum(r.prompt_tokens or 0 for r in results)
@@ -532,6 +583,24 @@ def _row_from_cache(key: str, hit: CachedResponse, cached: bool = True) -> RoleR
         notes=list(hit.notes),
         raw_text=hit.raw_text,
     )
+
+
+def _fields_digest(fields: Mapping[str, Any]) -> str:
+    """A digest of an input's fields (text, lists and mappings of text: `repr` is exact)."""
+    return hashlib.blake2b(repr(fields).encode(), digest_size=16).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _rendering_code_digest() -> str:
+    """A digest of the modules that turn fields into a prompt and its hash: changed code never
+    reuses input hashes kept by the code before it."""
+    from genre_dagster.enrichment import prompts, roles, sanitize, schemas
+
+    digest = hashlib.blake2b(digest_size=16)
+    for module in (prompts, roles, sanitize, schemas):
+        digest.update(Path(module.__file__).read_bytes())
+    digest.update(Path(__file__).read_bytes())
+    return digest.hexdigest()
 
 
 def _stats_of(rows: list[RoleRow], seconds: float) -> dict[str, float]:

@@ -120,18 +120,21 @@ class RolePass:
         result = self.enriched.result
         stats = result.stats
         tokens = int(stats.get("completion_tokens", 0) or 0)
+        llm_seconds = float(stats.get("llm_seconds", 0.0) or 0.0)
         counts = ("answered", "cached", "failed", "skipped_by_budget", "stale", "imported")
         return {
             "model": result.model,
             "prompt_version": result.prompt_version,
             **{name: int(stats.get(name, 0)) for name in counts},
             "imported_from": self.enriched.imported_from(),
+            # inputs rendered and hashed to be looked up; the others kept last run's hash
+            "prompts_rendered": int(stats.get("rendered", 0)),
             "prompt_tokens": int(stats.get("prompt_tokens", 0) or 0),
             "completion_tokens": tokens,
             "seconds": round(self.seconds, 2),
-            "completion_tokens_per_second": round(tokens / self.seconds, 2)
-            if self.seconds
-            else 0.0,
+            "llm_seconds": round(llm_seconds, 2),
+            # of the LLM's own time, not of the pass (which also looks every input up)
+            "completion_tokens_per_second": round(tokens / llm_seconds, 2) if llm_seconds else 0.0,
         }
 
     def failure_reasons(self, n: int = 5) -> list[tuple[str, int]]:

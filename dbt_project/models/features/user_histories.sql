@@ -1,9 +1,24 @@
 -- Each user's click history in time order, as of their newest impression: the history the
 -- source provided (MIND: clicks before the logging period) followed by the clicks observed in
 -- labelled impressions, de-duplicated, capped to the `history_cap` most recent clicks.
-with latest_provided as (
+-- Incremental by user (macros/changed_keys.sql): a build rebuilds the users whose impressions
+-- changed since the last one (and every user when `history_cap` changes) and keeps the others.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ record_changed_keys('user_id', ['impression_id', 'time', 'day', 'history', 'candidate_ids', 'candidate_labels', var('history_cap')]) }}",
+    post_hook="{{ keep_signatures() }}",
+) }}
+
+with behaviors as (
+    select * from {{ ref('stg_behaviors') }}
+    {% if is_incremental() %}where user_id in {{ changed_keys() }}{% endif %}
+),
+
+latest_provided as (
     select user_id, history
-    from {{ ref('stg_behaviors') }}
+    from behaviors
     qualify row_number() over (partition by user_id order by time desc, impression_id desc) = 1
 ),
 
@@ -26,6 +41,7 @@ logged as (
     select user_id, news_id, time as clicked_at, position as ordinal
     from {{ ref('impressions') }}
     where label = 1
+    {% if is_incremental() %}and user_id in {{ changed_keys() }}{% endif %}
 ),
 
 clicks as (
@@ -61,7 +77,7 @@ users as (
         count(*) as n_impressions,
         min(time) as first_seen,
         max(time) as last_seen
-    from {{ ref('stg_behaviors') }}
+    from behaviors
     group by user_id
 )
 
