@@ -266,6 +266,21 @@ def test_a_changed_history_cap_rebuilds_every_user(warehouse):
     _full_refresh_equals(database, work, "--vars", '{"history_cap": 3}')
 
 
+def test_a_build_that_fails_after_deleting_keeps_the_table_and_its_signatures(warehouse):
+    """The pre-hook deletes the keys to rebuild before the model runs: a model that then fails
+    rolls the delete back with it, so no key is lost and the next build sees the same keys."""
+    database, work = warehouse
+    before = _tables(database)
+    with pytest.raises(AssertionError, match="Could not convert string 'x'"):
+        # a history cap the hash takes and the model's comparison does not: every user is
+        # deleted by the pre-hook, then user_histories fails
+        _dbt(database, work, "--vars", """{"history_cap": "'x'"}""")
+    assert _tables(database) == before
+    _dbt(database, work, "--vars", '{"history_cap": 3}')
+    assert _changed(database, "user_histories") == set()
+    assert _tables(database) == before
+
+
 def test_a_table_built_before_signatures_were_kept_is_rebuilt_whole(warehouse):
     """A warehouse from before the models were incremental (no `dbt_state` tables), with rows
     of a day no source holds any more: the first incremental build replaces the whole table."""
